@@ -1,0 +1,21 @@
+"""Typed errors, so callers (CLI, service, worker) can turn them into clear messages."""
+
+
+class CompressionError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class InputError(CompressionError):
+    """An input file (state dict, data set, .bin) is unreadable, unsafe or of the wrong kind."""
+
+
+class SpecError(CompressionError):
+    """A spec is valid JSON but cannot be applied (e.g. a rule selects nothing in this model)."""
+
+
+class FormatError(InputError):
+    """A .bin file is corrupted, truncated, hostile or of an unknown version."""
+
+
+class Cancelled(CompressionError):
+    """The caller asked the running pipeline to stop (checked between stages)."""

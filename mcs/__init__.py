@@ -1,0 +1,1 @@
+"""The `mcs` command line: library commands (compress, decode, inspect, train) and service commands."""

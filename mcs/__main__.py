@@ -1,0 +1,3 @@
+from mcs.app import app
+
+app()
