@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             reaper.stop()
         engine.dispose()
 
-    app = FastAPI(title="Model Compression Service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Model Compression Service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
     app.state.dispatcher = dispatcher
     problems.install(app)

@@ -1,4 +1,4 @@
-"""Errors of the service layer; each knows the RFC 9457 problem it becomes, so routes stay free of HTTP codes."""
+"""Errors of the service layer; each knows the RFC 9457 problem it becomes, so routes hold no HTTP codes."""
 
 from __future__ import annotations
 

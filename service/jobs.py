@@ -67,20 +67,26 @@ def check_state_dict(path: os.PathLike[str], role: str) -> None:
         message = "the file could not be read as a state dict (.safetensors, or .pth saved by torch.save)"
         raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
     if not state:
-        raise NotAStateDict(f"{role}: the state dict holds no tensors", [FieldError(field=role, message="empty")])
+        raise NotAStateDict(
+            f"{role}: the state dict holds no tensors", [FieldError(field=role, message="empty")]
+        )
 
 
 def _spec_text(staged: StagedUpload) -> str:
     inline, file = staged.fields.get("spec"), staged.files.get("spec_file")
     if inline is not None and file is not None:
-        raise InvalidSubmission("give the spec once: either the `spec` field or the `spec_file` file",
-                                [FieldError(field="spec", message="given twice")])
+        raise InvalidSubmission(
+            "give the spec once: either the `spec` field or the `spec_file` file",
+            [FieldError(field="spec", message="given twice")],
+        )
     if inline is not None:
         return inline
     if file is not None:
         return file.read_text("utf-8", errors="replace")
-    raise InvalidSubmission("a spec is required: the `spec` form field (JSON) or a `spec_file` upload",
-                            [FieldError(field="spec", message="field required")])
+    raise InvalidSubmission(
+        "a spec is required: the `spec` form field (JSON) or a `spec_file` upload",
+        [FieldError(field="spec", message="field required")],
+    )
 
 
 def create_job(session: Session, settings: Settings, dispatcher: Dispatcher, staged: StagedUpload) -> Job:
@@ -88,10 +94,14 @@ def create_job(session: Session, settings: Settings, dispatcher: Dispatcher, sta
     try:
         queue = staged.fields.get("queue", "cpu")
         if queue not in ("cpu", "gpu"):
-            raise InvalidSubmission("queue must be 'cpu' or 'gpu'", [FieldError(field="queue", message=queue)])
+            raise InvalidSubmission(
+                "queue must be 'cpu' or 'gpu'", [FieldError(field="queue", message=queue)]
+            )
         spec = parse_spec(_spec_text(staged))
         if "model" not in staged.files:
-            raise InvalidSubmission("the `model` file is required", [FieldError(field="model", message="required")])
+            raise InvalidSubmission(
+                "the `model` file is required", [FieldError(field="model", message="required")]
+            )
         check_state_dict(staged.files["model"], "model")
         if "teacher" in staged.files:
             check_state_dict(staged.files["teacher"], "teacher")
@@ -124,9 +134,7 @@ def get_job(session: Session, job_id: uuid.UUID) -> Job:
     return job
 
 
-def list_jobs(
-    session: Session, *, state: JobState | None, limit: int, offset: int
-) -> tuple[list[Job], int]:
+def list_jobs(session: Session, *, state: JobState | None, limit: int, offset: int) -> tuple[list[Job], int]:
     """A page of jobs, newest first, and how many match in all."""
     query = select(Job)
     count = select(func.count()).select_from(Job)
@@ -194,7 +202,9 @@ def requeue_queued(session: Session, dispatcher: Dispatcher) -> int:
 def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -> int:
     """Running jobs whose worker stopped renewing its lease: requeue them, or fail them after max_attempts."""
     now = utcnow()
-    stale = list(session.scalars(select(Job).where(Job.state == JobState.running, Job.lease_expires_at < now)))
+    stale = list(
+        session.scalars(select(Job).where(Job.state == JobState.running, Job.lease_expires_at < now))
+    )
     count = 0
     for job in stale:
         guard = (Job.id == job.id, Job.state == JobState.running, Job.lease_expires_at < now)
@@ -221,7 +231,9 @@ def present(settings: Settings, job: Job) -> JobPublic:
     """The public view of a job, with relative links."""
     base = f"/jobs/{job.id}"
     artifacts = [
-        ArtifactPublic(name=a["name"], size=a["size"], sha256=a["sha256"], url=f"{base}/artifacts/{a['name']}")
+        ArtifactPublic(
+            name=a["name"], size=a["size"], sha256=a["sha256"], url=f"{base}/artifacts/{a['name']}"
+        )
         for a in job.artifacts or []
     ]
     return JobPublic(

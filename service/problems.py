@@ -31,7 +31,10 @@ _DESCRIPTIONS = {
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each listed status documented with the Problem schema."""
-    return {code: {"model": Problem, "description": _DESCRIPTIONS.get(code, HTTPStatus(code).phrase)} for code in codes}
+    return {
+        code: {"model": Problem, "description": _DESCRIPTIONS.get(code, HTTPStatus(code).phrase)}
+        for code in codes
+    }
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -46,7 +49,11 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     problem = Problem(
-        type=exc.type, title=exc.title, status=exc.status, detail=exc.detail, errors=exc.errors,
+        type=exc.type,
+        title=exc.title,
+        status=exc.status,
+        detail=exc.detail,
+        errors=exc.errors,
         instance=request.url.path,
     )
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -56,12 +63,18 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        FieldError(field=".".join(str(part) for part in error["loc"]), message=error["msg"], type=error["type"])
+        FieldError(
+            field=".".join(str(part) for part in error["loc"]), message=error["msg"], type=error["type"]
+        )
         for error in exc.errors()
     ]
     detail = "invalid request: " + ", ".join(error.field for error in errors)
     problem = Problem(
-        type="urn:mcs:problem:invalid-request", title="Invalid request", status=422, detail=detail, errors=errors,
+        type="urn:mcs:problem:invalid-request",
+        title="Invalid request",
+        status=422,
+        detail=detail,
+        errors=errors,
         instance=request.url.path,
     )
     return problem_response(problem)
@@ -77,7 +90,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    problem = Problem(title="Internal Server Error", status=500, detail="an unexpected error; see the server logs")
+    problem = Problem(
+        title="Internal Server Error", status=500, detail="an unexpected error; see the server logs"
+    )
     return problem_response(problem)
 
 
@@ -91,7 +106,9 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 for status, response in operation.get("responses", {}).items():

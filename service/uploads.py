@@ -24,7 +24,7 @@ from service.errors import InvalidSubmission, PayloadTooLarge
 
 FILE_PARTS = ("model", "spec_file", "data", "teacher")
 FIELD_PARTS = ("spec", "queue")
-STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt")
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,12}$")
 
 
@@ -41,9 +41,12 @@ class StagedUpload:
 
 
 def _suffix_for(role: str, filename: str) -> str:
+    """The stored suffix: state dicts become `.safetensors` or `.pth` (what the safe loader dispatches on)."""
     suffix = Path(filename).suffix.lower()
     if role in ("model", "teacher"):
-        return suffix if suffix in STATE_DICT_SUFFIXES else ".safetensors"
+        if suffix == ".safetensors":
+            return suffix
+        return ".pth" if suffix in TORCH_SUFFIXES else ""  # "": decided from the first bytes
     if role == "spec_file":
         return ".json"
     return suffix if _SAFE_SUFFIX.match(suffix) else ".dat"
@@ -62,6 +65,7 @@ class _Receiver:
         self._name = ""
         self._file: IO[bytes] | None = None
         self._field = bytearray()
+        self._head = b""
         self.pending: list[bytes] = []  # file bytes parsed from the last chunk, written by the caller
 
     def on_part_begin(self) -> None:
@@ -92,13 +96,18 @@ class _Receiver:
             path = self.directory / f"{name}{_suffix_for(name, filename)}"
             self._file = path.open("wb")
             self.staged.files[name] = path
+            self._head = b""
         elif name not in FIELD_PARTS:
-            raise InvalidSubmission(f"unexpected form field {name!r}; expected one of {', '.join(FIELD_PARTS)}")
+            raise InvalidSubmission(
+                f"unexpected form field {name!r}; expected one of {', '.join(FIELD_PARTS)}"
+            )
         self._name = name
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._file is not None:
             self.pending.append(bytes(data[start:end]))
+            if len(self._head) < 2:
+                self._head += data[start : start + 2]
             return
         if len(self._field) + (end - start) > self.max_field_bytes:
             raise PayloadTooLarge(f"form field {self._name!r} is over {self.max_field_bytes} bytes")
@@ -114,6 +123,10 @@ class _Receiver:
         if self._file is not None:
             self._file.close()
             self._file = None
+            path = self.staged.files[self._name]
+            if not path.suffix:  # unknown name: a zip or pickle is a torch file, anything else safetensors
+                suffix = ".pth" if self._head[:2] == b"PK" or self._head[:1] == b"\x80" else ".safetensors"
+                self.staged.files[self._name] = path.rename(path.with_suffix(suffix))
         else:
             self.staged.fields[self._name] = self._field.decode("utf-8", "replace")
 

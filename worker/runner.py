@@ -6,6 +6,7 @@ job row (progress, cancel) and the data dir.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -60,7 +61,9 @@ class Heartbeat(threading.Thread):
         self.stopped.set()
 
 
-def throttled(interval: float, func: Callable[..., Any], *, always: Callable[..., bool]) -> Callable[..., Any]:
+def throttled(
+    interval: float, func: Callable[..., Any], *, always: Callable[..., bool]
+) -> Callable[..., Any]:
     """Call `func` at most once per `interval` seconds, except when `always(*args)` says the call matters."""
     last = [float("-inf")]
 
@@ -106,7 +109,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         should_cancel = throttled(settings.cancel_poll_s, lease.should_stop, always=lambda: False)
         work.mkdir(parents=True, exist_ok=True)
         data_path = root / inputs["data"] if "data" in inputs else None
-        metrics = compress_file(
+        compress_file(
             root / inputs["model"],
             spec,
             work,
@@ -115,6 +118,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             device=pick_device(),
             data_path=data_path,
         )
+        metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
         artifacts = [publish(work / name, artifact_path(settings, job_id, name)) for name in ARTIFACT_NAMES]
         lease.finish(
             JobState.succeeded,
@@ -129,16 +133,19 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         lease.finish(JobState.cancelled, progress_message="cancelled")
         return JobState.cancelled
     except SoftTimeLimitExceeded:
-        lease.finish(JobState.failed, error=f"the job ran past the time limit of {settings.soft_time_limit_s} s")
+        lease.finish(
+            JobState.failed, error=f"the job ran past the time limit of {settings.soft_time_limit_s} s"
+        )
         return JobState.failed
     except CompressionError as exc:
         lease.finish(JobState.failed, error=str(exc) or type(exc).__name__)
         return JobState.failed
     except Exception as exc:
         log.exception("job %s failed unexpectedly", job_id)
-        lease.finish(JobState.failed, error=f"internal error in the worker ({type(exc).__name__}); see its logs")
+        lease.finish(
+            JobState.failed, error=f"internal error in the worker ({type(exc).__name__}); see its logs"
+        )
         return JobState.failed
     finally:
         heartbeat.stop()
         shutil.rmtree(work, ignore_errors=True)
-

@@ -47,7 +47,9 @@ class Lease:
         return row is None or bool(row[0]) or row[1] != self.owner
 
     def finish(self, state: JobState, **values: Any) -> bool:
-        return self._update(state=state, finished_at=utcnow(), lease_owner=None, lease_expires_at=None, **values)
+        return self._update(
+            state=state, finished_at=utcnow(), lease_owner=None, lease_expires_at=None, **values
+        )
 
 
 def take_lease(factory: sessionmaker[Session], job_id: uuid.UUID, owner: str, seconds: float) -> Lease | None:

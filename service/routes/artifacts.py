@@ -14,7 +14,9 @@ from service.problems import problem_responses
 from service.schemas import ArtifactList
 from service.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
 
-router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], dependencies=[Depends(require_token)]
+)
 
 ArtifactName = StrEnum("ArtifactName", {name.replace(".", "_"): name for name in ARTIFACT_NAMES})  # type: ignore[misc]
 
@@ -26,7 +28,9 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-@router.get("", response_model=ArtifactList, summary="A job's artifacts", responses=problem_responses(401, 404, 422))
+@router.get(
+    "", response_model=ArtifactList, summary="A job's artifacts", responses=problem_responses(401, 404, 422)
+)
 def list_artifacts(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> ArtifactList:
     return ArtifactList(items=jobs.present(settings, jobs.get_job(session, job_id)).artifacts)
 

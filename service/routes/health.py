@@ -18,7 +18,12 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, summary="Database and broker reachable", responses=problem_responses(503))
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="Database and broker reachable",
+    responses=problem_responses(503),
+)
 def readyz(request: Request, dispatcher: DispatcherDep) -> Health:
     failures: list[FieldError] = []
     checks: dict[str, str] = {}

@@ -28,10 +28,16 @@ UPLOAD_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["model"],
                     "properties": {
-                        "model": {**_file, "description": "The state dict: .safetensors (preferred) or .pth."},
+                        "model": {
+                            **_file,
+                            "description": "The state dict: .safetensors (preferred) or .pth.",
+                        },
                         "spec": {"type": "string", "description": "The spec as JSON (see GET /spec/schema)."},
                         "spec_file": {**_file, "description": "The spec as a JSON file, instead of `spec`."},
-                        "data": {**_file, "description": "Optional data set, stored for methods that need one."},
+                        "data": {
+                            **_file,
+                            "description": "Optional data set, stored for methods that need one.",
+                        },
                         "teacher": {**_file, "description": "Optional teacher state dict, stored for later."},
                         "queue": {"type": "string", "enum": ["cpu", "gpu"], "default": "cpu"},
                     },
@@ -48,17 +54,26 @@ UPLOAD_BODY: dict[str, Any] = {
     response_model=JobPublic,
     summary="Submit a compression job",
     responses={
-        202: {"description": "Queued; `Location` names the job.", "headers": {"Location": {"schema": {"type": "string"}}}},
+        202: {
+            "description": "Queued; `Location` names the job.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
         **problem_responses(401, 413, 415, 422, 503),
     },
     openapi_extra=UPLOAD_BODY,
 )
 async def submit_job(
-    request: Request, response: Response, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
 ) -> JobPublic:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"the upload ({declared} bytes) is over the limit of {settings.max_upload_bytes} bytes")
+        raise PayloadTooLarge(
+            f"the upload ({declared} bytes) is over the limit of {settings.max_upload_bytes} bytes"
+        )
     staged = await stream_upload(
         request.headers.get("content-type", ""),
         request.stream(),
@@ -71,7 +86,9 @@ async def submit_job(
     return jobs.present(settings, job)
 
 
-@router.get("", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422))
+@router.get(
+    "", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422)
+)
 def list_jobs(
     request: Request,
     session: SessionDep,
@@ -86,11 +103,17 @@ def list_jobs(
         query = f"limit={limit}&offset={offset + limit}" + (f"&state={state.value}" if state else "")
         following = f"/jobs?{query}"
     return JobList(
-        items=[jobs.present(settings, job) for job in items], total=total, limit=limit, offset=offset, next=following
+        items=[jobs.present(settings, job) for job in items],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next=following,
     )
 
 
-@router.get("/{job_id}", response_model=JobPublic, summary="A job's state", responses=problem_responses(401, 404, 422))
+@router.get(
+    "/{job_id}", response_model=JobPublic, summary="A job's state", responses=problem_responses(401, 404, 422)
+)
 def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> JobPublic:
     return jobs.present(settings, jobs.get_job(session, job_id))
 
@@ -102,7 +125,9 @@ def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> Jo
     summary="Cancel a job: a queued job never runs, a running one stops at its next check",
     responses=problem_responses(401, 404, 409, 422),
 )
-def cancel_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> JobPublic:
+def cancel_job(
+    job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+) -> JobPublic:
     return jobs.present(settings, jobs.cancel_job(session, dispatcher, job_id))
 
 
