@@ -13,9 +13,9 @@ Per tensor (`tensor_metrics`):
     params: pruned -> κ; quantized -> n assignments + k codebook entries (n = κ when pruned first);
             low-rank -> r (m + n) factor entries; unselected weights -> all their entries.
     bits:   pruned -> G(b*) + 32 κ, with G(b) = b (κ + F(b)) the cost of b-bit position gaps, where the gap
-            before a kept weight is the number of zeros skipped since the previous one (d_0 = p_0), code
-            2^b - 1 is reserved for a filler that skips 2^b - 1 positions, so F(b) = sum_i floor(d_i / (2^b-1)),
-            and b* minimizes G(b) over b in 2..32;
+            before a kept weight is the number of zeros skipped since the previous one (d_0 = p_0),
+            code 2^b - 1 is reserved for a filler that skips 2^b - 1 positions, so
+            F(b) = sum_i floor(d_i / (2^b - 1)), and b* minimizes G(b) over b in 2..32;
             quantized -> ceil(log2 k) n + 32 k (+ G(b*) when pruned first); low-rank -> 32 r (m + n);
             unselected weights -> their stored bits (32 per float32 entry, 16 when stored as float16).
   Totals: lc_ratio = 32 * (sum of the counted tensors' entries) / (sum of their LC bits).
@@ -221,7 +221,7 @@ TABLE_COLUMNS = ("name", "shape", "method", "k", "rank", "kept", "params", "bits
 
 def table_rows(entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     """A readable per-layer table (strings), for the CLI and `mcs inspect`."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for e in entries:
         bits = e["bits"].get("coded")
         rows.append(

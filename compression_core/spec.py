@@ -10,7 +10,7 @@ need the model (keep larger than a tensor, a rule that selects nothing) happen i
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,30 +26,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     conv = "conv"
     linear = "linear"
     embedding = "embedding"
     any = "any"
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     layer = "layer"
     global_ = "global"
 
 
-class KMeansInit(str, Enum):
+class KMeansInit(StrEnum):
     linear = "linear"
     density = "density"
     kmeans_pp = "kmeans++"
 
 
-class Encoding(str, Enum):
+class Encoding(StrEnum):
     huffman = "huffman"
     raw = "raw"
 
 
-class DefaultDtype(str, Enum):
+class DefaultDtype(StrEnum):
     keep = "keep"
     float16 = "float16"
 
