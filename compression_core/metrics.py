@@ -121,30 +121,36 @@ def relative_error(original: torch.Tensor, reconstructed: torch.Tensor) -> float
     return diff / norm
 
 
-def tensor_metrics(
-    name: str, original: torch.Tensor, record: TensorRecord, rule: str | None
-) -> dict[str, Any]:
-    """Everything metrics.json says about one tensor before encoding."""
-    reconstructed = record.reconstruct()
+def record_summary(record: TensorRecord) -> dict[str, Any]:
+    """What can be said of a record alone (no original tensor): for `mcs inspect` and `tensor_metrics`."""
     kept = int(record.positions.numel()) if record.positions is not None else record.numel
-    entry: dict[str, Any] = {
-        "name": name,
+    return {
+        "name": record.name,
         "shape": list(record.shape),
         "dtype": str(record.dtype).removeprefix("torch."),
-        "rule": rule,
         "method": record.method,
         "encoding": record.encoding,
         "params": record.numel,
         "kept": kept,
-        "nonzeros": int(torch.count_nonzero(reconstructed)),
         "codebook_size": int(record.codebook.numel()) if record.codebook is not None else None,
         "rank": int(record.factors[0].shape[1]) if record.factors is not None else None,
         "bits": stage_bits(record),
-        "rel_error": relative_error(original, reconstructed),
-        "norm": float(torch.linalg.vector_norm(original.detach().double())),
-        "lc": lc_counts(name, original, record),
-        "stats": _jsonable(record.stats),
     }
+
+
+def tensor_metrics(name: str, original: torch.Tensor, record: TensorRecord, rule: str | None) -> dict[str, Any]:
+    """Everything metrics.json says about one tensor before encoding."""
+    reconstructed = record.reconstruct()
+    entry = record_summary(record)
+    entry.update(
+        name=name,
+        rule=rule,
+        nonzeros=int(torch.count_nonzero(reconstructed)),
+        rel_error=relative_error(original, reconstructed),
+        norm=float(torch.linalg.vector_norm(original.detach().double())),
+        lc=lc_counts(name, original, record),
+        stats=_jsonable(record.stats),
+    )
     return entry
 
 

@@ -211,3 +211,19 @@ def load_spec(path: str | Path) -> Spec:
     except json.JSONDecodeError as error:
         raise SpecError(f"spec {path} is not valid JSON: {error}") from None
     return parse_spec(text)
+
+
+def example_names() -> list[str]:
+    """Names of the example specs shipped in `compression_core/examples` (without `.json`)."""
+    from importlib.resources import files
+
+    return sorted(p.name.removesuffix(".json") for p in files("compression_core.examples").iterdir() if p.name.endswith(".json"))
+
+
+def example_spec(name: str) -> Spec:
+    """A shipped example spec by name (`SpecError` listing the names when unknown)."""
+    from importlib.resources import files
+
+    if name not in example_names():
+        raise SpecError(f"no example spec {name!r}; examples: {', '.join(example_names())}")
+    return parse_spec(files("compression_core.examples").joinpath(f"{name}.json").read_text(encoding="utf-8"))
