@@ -13,9 +13,9 @@ Per tensor (`tensor_metrics`):
     params: pruned -> κ; quantized -> n assignments + k codebook entries (n = κ when pruned first);
             low-rank -> r (m + n) factor entries; unselected weights -> all their entries.
     bits:   pruned -> G(b*) + 32 κ, with G(b) = b (κ + F(b)) the cost of b-bit position gaps, where the gap
-            before a kept weight is the number of zeros skipped since the previous one (d_0 = p_0), code
-            2^b - 1 is reserved for a filler that skips 2^b - 1 positions, so F(b) = sum_i floor(d_i / (2^b-1)),
-            and b* minimizes G(b) over b in 2..32;
+            before a kept weight is the number of zeros skipped since the previous one (d_0 = p_0),
+            code 2^b - 1 is reserved for a filler that skips 2^b - 1 positions, so
+            F(b) = sum_i floor(d_i / (2^b - 1)), and b* minimizes G(b) over b in 2..32;
             quantized -> ceil(log2 k) n + 32 k (+ G(b*) when pruned first); low-rank -> 32 r (m + n);
             unselected weights -> their stored bits (32 per float32 entry, 16 when stored as float16).
   Totals: lc_ratio = 32 * (sum of the counted tensors' entries) / (sum of their LC bits).
@@ -121,30 +121,36 @@ def relative_error(original: torch.Tensor, reconstructed: torch.Tensor) -> float
     return diff / norm
 
 
-def tensor_metrics(
-    name: str, original: torch.Tensor, record: TensorRecord, rule: str | None
-) -> dict[str, Any]:
-    """Everything metrics.json says about one tensor before encoding."""
-    reconstructed = record.reconstruct()
+def record_summary(record: TensorRecord) -> dict[str, Any]:
+    """What can be said of a record alone (no original tensor): for `mcs inspect` and `tensor_metrics`."""
     kept = int(record.positions.numel()) if record.positions is not None else record.numel
-    entry: dict[str, Any] = {
-        "name": name,
+    return {
+        "name": record.name,
         "shape": list(record.shape),
         "dtype": str(record.dtype).removeprefix("torch."),
-        "rule": rule,
         "method": record.method,
         "encoding": record.encoding,
         "params": record.numel,
         "kept": kept,
-        "nonzeros": int(torch.count_nonzero(reconstructed)),
         "codebook_size": int(record.codebook.numel()) if record.codebook is not None else None,
         "rank": int(record.factors[0].shape[1]) if record.factors is not None else None,
         "bits": stage_bits(record),
-        "rel_error": relative_error(original, reconstructed),
-        "norm": float(torch.linalg.vector_norm(original.detach().double())),
-        "lc": lc_counts(name, original, record),
-        "stats": _jsonable(record.stats),
     }
+
+
+def tensor_metrics(name: str, original: torch.Tensor, record: TensorRecord, rule: str | None) -> dict[str, Any]:
+    """Everything metrics.json says about one tensor before encoding."""
+    reconstructed = record.reconstruct()
+    entry = record_summary(record)
+    entry.update(
+        name=name,
+        rule=rule,
+        nonzeros=int(torch.count_nonzero(reconstructed)),
+        rel_error=relative_error(original, reconstructed),
+        norm=float(torch.linalg.vector_norm(original.detach().double())),
+        lc=lc_counts(name, original, record),
+        stats=_jsonable(record.stats),
+    )
     return entry
 
 
@@ -221,7 +227,7 @@ TABLE_COLUMNS = ("name", "shape", "method", "k", "rank", "kept", "params", "bits
 
 def table_rows(entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     """A readable per-layer table (strings), for the CLI and `mcs inspect`."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for e in entries:
         bits = e["bits"].get("coded")
         rows.append(

@@ -10,7 +10,7 @@ need the model (keep larger than a tensor, a rule that selects nothing) happen i
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,30 +26,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     conv = "conv"
     linear = "linear"
     embedding = "embedding"
     any = "any"
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     layer = "layer"
     global_ = "global"
 
 
-class KMeansInit(str, Enum):
+class KMeansInit(StrEnum):
     linear = "linear"
     density = "density"
     kmeans_pp = "kmeans++"
 
 
-class Encoding(str, Enum):
+class Encoding(StrEnum):
     huffman = "huffman"
     raw = "raw"
 
 
-class DefaultDtype(str, Enum):
+class DefaultDtype(StrEnum):
     keep = "keep"
     float16 = "float16"
 
@@ -211,3 +211,19 @@ def load_spec(path: str | Path) -> Spec:
     except json.JSONDecodeError as error:
         raise SpecError(f"spec {path} is not valid JSON: {error}") from None
     return parse_spec(text)
+
+
+def example_names() -> list[str]:
+    """Names of the example specs shipped in `compression_core/examples` (without `.json`)."""
+    from importlib.resources import files
+
+    return sorted(p.name.removesuffix(".json") for p in files("compression_core.examples").iterdir() if p.name.endswith(".json"))
+
+
+def example_spec(name: str) -> Spec:
+    """A shipped example spec by name (`SpecError` listing the names when unknown)."""
+    from importlib.resources import files
+
+    if name not in example_names():
+        raise SpecError(f"no example spec {name!r}; examples: {', '.join(example_names())}")
+    return parse_spec(files("compression_core.examples").joinpath(f"{name}.json").read_text(encoding="utf-8"))

@@ -46,7 +46,8 @@ def compress_tensor(
         kappa = keep if keep is not None else keep_count(rule.prune, tensor.numel())
         if kappa > tensor.numel():
             raise SpecError(
-                f"{label}: keep={kappa} is larger than tensor {name!r} ({tensor.numel()} weights, shape {shape})"
+                f"{label}: keep={kappa} is larger than tensor {name!r} "
+                f"({tensor.numel()} weights, shape {shape})"
             )
         positions = keep_positions(work, kappa)
         values = values[positions]
