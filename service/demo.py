@@ -5,7 +5,6 @@ This is a command's console output (not library code), so it prints.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -13,16 +12,14 @@ from typing import Any
 
 import httpx
 
-DEMO_SPEC: dict[str, Any] = {
-    "version": 1,
-    "rules": [
-        {
-            "name": "weights",
-            "select": {"name": "*.weight", "min_numel": 256},
-            "steps": [{"type": "prune", "sparsity": 0.9}, {"type": "quantize", "k": 16}],
-        }
-    ],
-}
+DEMO_SPEC = "deep-compression-lenet300.json"  # shipped with compression_core (examples/)
+
+
+def demo_spec_path() -> Path:
+    """The shipped example: Deep Compression's per-layer pruning and 6-bit codebooks for LeNet-300-100."""
+    import compression_core
+
+    return Path(compression_core.__file__).parent / "examples" / DEMO_SPEC
 
 
 def make_demo_model(folder: Path) -> Path:
@@ -53,19 +50,22 @@ def wait_ready(client: httpx.Client, timeout: float = 60.0) -> None:
     raise TimeoutError("the service did not become ready")
 
 
-def run_demo(base_url: str, timeout: float = 300.0) -> dict[str, Any]:
-    """Submit, poll, download, verify and decode; return the final job document."""
+def run_demo(base_url: str, data_dir: Path, timeout: float = 300.0) -> dict[str, Any]:
+    """Submit, poll, download, verify and decode; return the final job document.
+
+    The demo model is kept under `data_dir/demo/` so the printed curl session works as written."""
     from compression_core.format import decode_state_dict
     from compression_core.io import load_state_dict
 
     with httpx.Client(base_url=base_url, timeout=60.0) as client, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         wait_ready(client)
-        model = make_demo_model(folder)
-        print(f"demo: submitting {model.name} ({model.stat().st_size} bytes) to {base_url}")
-        with model.open("rb") as handle:
+        (data_dir / "demo").mkdir(parents=True, exist_ok=True)
+        model, spec = make_demo_model(data_dir / "demo"), demo_spec_path()
+        print(f"demo: submitting {model} ({model.stat().st_size} bytes) with {spec.name} to {base_url}")
+        with model.open("rb") as handle, spec.open("rb") as spec_handle:
             response = client.post(
-                "/jobs", files={"model": (model.name, handle)}, data={"spec": json.dumps(DEMO_SPEC)}
+                "/jobs", files={"model": (model.name, handle), "spec_file": (spec.name, spec_handle)}
             )
         response.raise_for_status()
         location = response.headers["Location"]
@@ -101,16 +101,18 @@ def run_demo(base_url: str, timeout: float = 300.0) -> dict[str, Any]:
             f"relative error {totals['rel_error_compressed']:.3f}; "
             f"decode(model.bin) == model.pth: {same}"
         )
+        sha = next(a["sha256"] for a in job["artifacts"] if a["name"] == "model.bin")
         if not same:
             raise RuntimeError("decoded model.bin differs from model.pth")
-        print(CURL_SESSION.format(base=base_url, spec=json.dumps(DEMO_SPEC)))
+        print(CURL_SESSION.format(base=base_url, model=model, spec=spec, id=job["id"], sha=sha))
         return job
 
 
 CURL_SESSION = """
-Try it yourself:
-  curl -sS -i -F model=@model.safetensors -F 'spec={spec}' {base}/jobs        # 202, Location: /jobs/<id>
-  curl -sS {base}/jobs/<id>                                                   # state, progress, metrics
-  curl -sS -OJ {base}/jobs/<id>/artifacts/model.bin                           # also model.pth, metrics.json
-  python -c "from compression_core.format import decode_state_dict as d; print(d('model.bin').keys())"
-Serving at {base} (docs: {base}/docs); Ctrl-C to stop."""
+Try it yourself (copy and paste):
+  curl -sS -i -F model=@{model} -F spec_file=@{spec} {base}/jobs   # 202; Location: /jobs/<id>
+  curl -sS {base}/jobs/{id}                                  # state, progress, metrics
+  curl -sS -OJ {base}/jobs/{id}/artifacts/model.bin          # also model.pth, metrics.json
+  curl -sS -i -H 'If-None-Match: "{sha}"' {base}/jobs/{id}/artifacts/model.bin   # 304 if unchanged
+  python -c "from compression_core.format import decode_state_dict as d; print(list(d('model.bin')))"
+Serving at {base} (OpenAPI: {base}/docs); Ctrl-C to stop."""

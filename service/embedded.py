@@ -89,7 +89,7 @@ def serve(settings: Settings, *, with_worker: bool, demo: bool = False, exit_aft
             while not server.started:
                 time.sleep(0.05)
             try:
-                demo_main(f"http://{settings.host}:{settings.port}")
+                demo_main(f"http://{settings.host}:{settings.port}", settings.data_dir)
             except Exception as exc:  # noqa: BLE001 - report and exit non-zero
                 print(f"demo failed: {exc}", file=sys.stderr)
                 outcome["code"] = 1
