@@ -97,6 +97,7 @@ def serve(settings: Settings, *, with_worker: bool, demo: bool = False, exit_aft
                 server.should_exit = True
 
         threading.Thread(target=run_demo, name="mcs-demo", daemon=True).start()
+
     def on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # uvicorn re-raises the signal after its shutdown: stop the child too
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from svc_helpers import ROOT, SPEC, wait_for, write_model
 
 from compression_core.format import decode_state_dict
@@ -57,6 +58,7 @@ def serve(data_dir: Path, port: int, log: Path, *extra: str) -> Iterator[httpx.C
         assert process.wait(30) == 0, log.read_text()[-3000:]
 
 
+@pytest.mark.slow
 def test_embedded_serve_runs_jobs_and_survives_a_restart(tmp_path: Path) -> None:
     data_dir, port, log = tmp_path / "mcs-data", free_port(), tmp_path / "serve.log"
     model = write_model(tmp_path / "in")
@@ -88,6 +90,7 @@ def test_embedded_serve_runs_jobs_and_survives_a_restart(tmp_path: Path) -> None
     assert "worker child pid" in log.read_text()
 
 
+@pytest.mark.slow
 def test_serve_demo_exits_after_a_successful_demo(tmp_path: Path) -> None:
     command = [
         sys.executable,
