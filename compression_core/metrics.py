@@ -138,7 +138,9 @@ def record_summary(record: TensorRecord) -> dict[str, Any]:
     }
 
 
-def tensor_metrics(name: str, original: torch.Tensor, record: TensorRecord, rule: str | None) -> dict[str, Any]:
+def tensor_metrics(
+    name: str, original: torch.Tensor, record: TensorRecord, rule: str | None
+) -> dict[str, Any]:
     """Everything metrics.json says about one tensor before encoding."""
     reconstructed = record.reconstruct()
     entry = record_summary(record)
