@@ -59,10 +59,10 @@ def bench_pipeline(state_dict: dict[str, torch.Tensor]) -> None:
         print(f"  {name:<26} {seconds:7.2f} s")
     print(f"  {'total (wall)':<26} {wall:7.2f} s   on {torch.get_num_threads()} torch threads")
     totals, files = metrics["totals"], metrics["files"]
-    print(
-        f"  model.pth {files['model_pth_bytes'] / 1e6:.1f} MB, model.bin {files['model_bin_bytes'] / 1e6:.2f} MB, "
-        f"ratio {totals['ratio']:.1f}x, {totals['bits_per_weight']:.3f} bits/weight, LC ratio {totals['lc_ratio']:.1f}x"
-    )
+    pth_mb, bin_mb = files["model_pth_bytes"] / 1e6, files["model_bin_bytes"] / 1e6
+    print(f"  model.pth {pth_mb:.1f} MB, model.bin {bin_mb:.2f} MB, ratio {totals['ratio']:.1f}x")
+    bpw, lc = totals["bits_per_weight"], totals["lc_ratio"]
+    print(f"  {bpw:.3f} bits/weight (whole file), LC-style ratio {lc:.1f}x")
 
 
 def _sklearn_sse(x: np.ndarray, centers: np.ndarray) -> float:
