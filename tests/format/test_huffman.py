@@ -177,7 +177,8 @@ def test_fixed_width_roundtrip(width: int) -> None:
 def test_write_codes_matches_string_concatenation() -> None:
     rng = np.random.default_rng(5)
     lengths = rng.integers(0, 33, 3000)
-    codes = rng.integers(0, 1 << 32, 3000, dtype=np.uint64) & ((np.uint64(1) << lengths.astype(np.uint64)) - 1)
+    masks = (np.uint64(1) << lengths.astype(np.uint64)) - np.uint64(1)
+    codes = rng.integers(0, 1 << 32, 3000, dtype=np.uint64) & masks
     data, total = write_codes(codes, lengths)
     bits = "".join(format(int(c), f"0{n}b") if n else "" for c, n in zip(codes, lengths, strict=True))
     assert total == len(bits)
