@@ -67,7 +67,7 @@ def _jsonable(obj: Any) -> Any:
         return obj.item()
     if isinstance(obj, tuple | set):
         return list(obj)
-    return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
 def _dumps(obj: Any) -> str:

@@ -57,6 +57,8 @@ def make_record(
 
 
 def raw_bytes(t: torch.Tensor) -> torch.Tensor:
+    if t.numel() == 0:
+        return torch.zeros(0, dtype=torch.uint8)
     return t.contiguous().reshape(-1).view(torch.uint8)
 
 
