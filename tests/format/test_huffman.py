@@ -258,3 +258,28 @@ def test_sparse_table_of_a_huge_alphabet_decodes_in_little_memory() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20  # nothing sized by the 2**24-symbol alphabet
+
+
+def test_batched_decoding_of_many_streams_matches_one_by_one() -> None:
+    rng = np.random.default_rng(7)
+    streams = []
+    for i in range(40):
+        n = int(rng.integers(0, 20_000)) if i % 5 else int(rng.integers(0, 40))
+        k = int(rng.integers(1, 300))
+        p = np.exp(-np.arange(k) / max(1.0, k / 5))
+        s = rng.choice(k, n, p=p / p.sum())
+        block = [None, 64, 100, 4096][i % 4]
+        streams.append((s, huffman.encode(s, block_size=block)))
+    parsed = [huffman.parse(data, max_count=s.size) for s, data in streams]
+    for (s, _), out in zip(streams, huffman.decode_parsed(parsed), strict=True):
+        np.testing.assert_array_equal(out, s)
+
+
+def test_one_corrupted_stream_fails_the_batch() -> None:
+    rng = np.random.default_rng(8)
+    good = [huffman.encode(rng.integers(0, 9, 5000)) for _ in range(3)]
+    bad = bytearray(good[1])
+    bad[-30:] = bytes(30)
+    parsed = [huffman.parse(d, max_count=5000) for d in (good[0], bytes(bad), good[2])]
+    with pytest.raises(FormatError, match="sync"):
+        huffman.decode_parsed(parsed)
