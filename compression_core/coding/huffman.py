@@ -41,6 +41,8 @@ MAX_CODE_LENGTH = 20  # peek table of 2**20 int64 entries (8 MiB) at worst; the 
 MAX_ALPHABET = 1 << 24
 DEFAULT_BLOCK = 4096
 MAX_BLOCK = 1 << 16
+TABLE_PER_SYMBOL = 64  # 2**(longest code) may not exceed this many table entries per symbol
+TABLE_BUDGET = 1 << 22  # peek-table entries per lockstep pass (tens of MiB); larger groups are split
 MODE_EMPTY, MODE_SINGLE, MODE_DENSE, MODE_SPARSE = 0, 1, 2, 3
 _LEN_BITS = 5
 
@@ -268,6 +270,12 @@ def parse(data: bytes | ByteReader, *, max_count: int) -> ParsedStream:
             raise FormatError(f"bad single-symbol alphabet {alphabet}")
         return ParsedStream(count, np.full(count, alphabet - 1, dtype=np.int64))
     used, lens = _read_table(r, alphabet, mode)
+    if 1 << int(lens.max()) > TABLE_PER_SYMBOL * count:
+        # A Huffman code of length L needs >= Fibonacci(L + 2) symbols, so 2**L <= 60 * count for L <= 20;
+        # refusing longer codes bounds the peek tables by the stream's own size.
+        raise FormatError(
+            f"code length {int(lens.max())} is impossible for a Huffman code of {count} symbols"
+        )
     total = r.varint()
     block = r.varint()
     base = r.varint()
@@ -304,9 +312,23 @@ def decode_parsed(streams: Sequence[ParsedStream]) -> list[np.ndarray]:
             span = 1 << (min(s.block, s.count) - 1).bit_length()  # lanes of similar length share a pass
             groups.setdefault((s.block, span), []).append(s)
     for group in groups.values():
-        for s, symbols in zip(group, decode_lanes(group), strict=True):
-            s.symbols = symbols
+        batch: list[ParsedStream] = []
+        entries = 0
+        for s in group:
+            assert s.lens is not None
+            size = 1 << int(s.lens.max())
+            if batch and entries + size > TABLE_BUDGET:
+                _decode_batch(batch)
+                batch, entries = [], 0
+            batch.append(s)
+            entries += size
+        _decode_batch(batch)
     return [s.symbols for s in streams]  # type: ignore[misc]
+
+
+def _decode_batch(batch: list[ParsedStream]) -> None:
+    for s, symbols in zip(batch, decode_lanes(batch), strict=True):
+        s.symbols = symbols
 
 
 def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:

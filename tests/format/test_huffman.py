@@ -78,6 +78,8 @@ def test_lengths_are_complete_prefix_code_within_limit(counts: list[int], max_le
     assert np.array_equal(np.flatnonzero(lengths), used)
     if used.size >= 2:
         assert int(lengths.max()) <= max_len
+        # the decoder's bound: a Huffman code of length L needs >= Fibonacci(L + 2) symbols
+        assert 2 ** int(lengths.max()) <= huffman.TABLE_PER_SYMBOL * int(c.sum())
         assert sum(2.0 ** -lengths[used]) == pytest.approx(1.0)  # complete (Kraft equality)
         codes = huffman.canonical_codes(lengths)
         assert is_prefix_free(codes[used].tolist(), lengths[used].tolist())
@@ -162,6 +164,7 @@ def test_forged_stream_matches_the_encoder() -> None:
         ({"lengths": [1, 1, 1]}, "prefix code"),  # Kraft sum 3/2: not a prefix code
         ({"lengths": [0, 0, 3]}, "fewer than two"),
         ({"lengths": [21, 21, 1]}, "exceeds"),
+        ({"count": 3, "alphabet": 9, "lengths": [1, 2, 3, 4, 5, 6, 7, 8, 8]}, "impossible"),  # 256 > 64 * 3
         ({"lengths": [1, 1, 0]}, "alphabet size"),
         ({"mode": 7}, "mode"),
         ({"alphabet": 2**30}, "alphabet"),
@@ -283,3 +286,12 @@ def test_one_corrupted_stream_fails_the_batch() -> None:
     parsed = [huffman.parse(d, max_count=5000) for d in (good[0], bytes(bad), good[2])]
     with pytest.raises(FormatError, match="sync"):
         huffman.decode_parsed(parsed)
+
+
+def test_batches_split_at_the_table_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huffman, "TABLE_BUDGET", 64)  # forces one lockstep pass per stream or two
+    rng = np.random.default_rng(9)
+    streams = [rng.integers(0, int(rng.integers(2, 100)), 3000) for _ in range(12)]
+    parsed = [huffman.parse(huffman.encode(s), max_count=3000) for s in streams]
+    for s, out in zip(streams, huffman.decode_parsed(parsed), strict=True):
+        np.testing.assert_array_equal(out, s)
