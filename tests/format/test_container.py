@@ -143,13 +143,33 @@ def test_encoder_refuses_duplicate_names_and_unserializable_metadata() -> None:
         encode_records([rec], {"x": float})
 
 
-def test_stats_with_numpy_and_tensor_scalars_are_stored() -> None:
-    import numpy as np
+def test_lenient_inputs_are_normalized() -> None:
+    """2-D values, int32 positions and indices: stored flattened / as int64, same reconstruction."""
+    recs = [
+        TensorRecord("v2d", (3, 4), torch.float32, values=torch.arange(12.0).reshape(3, 4)),
+        TensorRecord(
+            "p32",
+            (10,),
+            torch.float16,
+            positions=torch.tensor([1, 4, 9], dtype=torch.int32),
+            codebook=torch.tensor([0.5, -1.0]),
+            indices=torch.tensor([1, 0, 1], dtype=torch.int32),
+        ),
+        TensorRecord(
+            "t", (4, 3), torch.float32, values=torch.arange(12.0).reshape(3, 4).t()
+        ),  # non-contiguous
+    ]
+    out, _ = decode_records(encode_records(recs).data)
+    for a, b in zip(recs, out, strict=True):
+        assert_same(a, b)
+    assert out[1].positions.dtype == torch.int64 and out[1].indices.dtype == torch.int64
 
+
+def test_stats_with_numpy_and_tensor_values_are_stored() -> None:
     rec = make_record("a", (2,), torch.float32, "dense")
-    rec.stats = {"ratio": np.float32(2.5), "kept": torch.tensor(3), "dims": (1, 2)}
+    rec.stats = {"ratio": np.float32(2.5), "kept": torch.tensor(3), "dims": (1, 2), "v": np.arange(2)}
     (out,), _ = decode_records(encode_records([rec]).data)
-    assert out.stats == {"ratio": 2.5, "kept": 3, "dims": [1, 2]}
+    assert out.stats == {"ratio": 2.5, "kept": 3, "dims": [1, 2], "v": [0, 1]}
 
 
 # Exact-byte fixture: if this changes, the file format changed: bump VERSION, update docs/format.md.
