@@ -110,7 +110,9 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def measure_latency(model: nn.Module, batch: torch.Tensor, *, runs: int = 5, warmup: int = 2) -> tuple[float, int, str]:
+def measure_latency(
+    model: nn.Module, batch: torch.Tensor, *, runs: int = 5, warmup: int = 2
+) -> tuple[float, int, str]:
     """(median ms per forward pass of `batch`, peak bytes during one pass, how the peak was measured)."""
     device = batch.device
     for _ in range(warmup):
@@ -126,7 +128,11 @@ def measure_latency(model: nn.Module, batch: torch.Tensor, *, runs: int = 5, war
         torch.cuda.reset_peak_memory_stats(device)
         model(batch)
         _sync(device)
-        return statistics.median(times), int(torch.cuda.max_memory_allocated(device)), "cuda.max_memory_allocated"
+        return (
+            statistics.median(times),
+            int(torch.cuda.max_memory_allocated(device)),
+            "cuda.max_memory_allocated",
+        )
     rss_peak = _rss_peak_delta(model, batch)
     if rss_peak is not None:
         return statistics.median(times), rss_peak, "rss_peak_delta"

@@ -21,17 +21,16 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader, TensorDataset
 
 from compression_core.errors import Cancelled, SpecError
 from compression_core.records import TensorRecord
+from compression_core.training_spec import OptimizerName, RetrainConfig
 
 __all__ = [
     "EpochStats",
@@ -47,29 +46,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[["EpochStats"], None]
-
-
-class OptimizerName(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-
-
-class RetrainConfig(BaseModel):
-    """How to (re)train: the defaults are the reference recipe of seeds 000/001 (batch 16, SGD lr 0.005,
-    momentum 0.9, Nesterov, StepLR gamma 0.95 every epoch)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(default=1, ge=0, le=10_000)
-    optimizer: OptimizerName = OptimizerName.sgd
-    lr: float = Field(default=0.005, gt=0.0, le=10.0)
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
-    nesterov: bool = True
-    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
-    batch_size: int = Field(default=16, ge=1, le=1_000_000)
-    step_size: int = Field(default=1, ge=1, description="StepLR: epochs between learning-rate decays")
-    gamma: float = Field(default=0.95, gt=0.0, le=1.0, description="StepLR: decay factor")
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
 @dataclass
@@ -249,12 +225,21 @@ def train_epochs(
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
         scheduler.step()
-        stats = EpochStats(epoch, config.epochs, lr, loss_sum / max(seen, 1), correct / max(seen, 1), stage=stage)
+        stats = EpochStats(
+            epoch, config.epochs, lr, loss_sum / max(seen, 1), correct / max(seen, 1), stage=stage
+        )
         if eval_set is not None:
             ev = evaluate(model, eval_set, device=device, timing=False)
             stats.test_error, stats.test_samples = ev.error, ev.samples
-        log.info("%s epoch %d/%d: loss %.4f, train acc %.4f, test error %s", stage, epoch, config.epochs,
-                 stats.train_loss, stats.train_accuracy, stats.test_error)
+        log.info(
+            "%s epoch %d/%d: loss %.4f, train acc %.4f, test error %s",
+            stage,
+            epoch,
+            config.epochs,
+            stats.train_loss,
+            stats.train_accuracy,
+            stats.test_error,
+        )
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
@@ -283,15 +268,25 @@ def finetune(
             module, attr = _owner(model, record.name)
             param = getattr(module, attr)
             if tuple(param.shape) != tuple(record.shape):
-                raise SpecError(f"record {record.name!r} has shape {record.shape}, the model {tuple(param.shape)}")
+                raise SpecError(
+                    f"record {record.name!r} has shape {record.shape}, the model {tuple(param.shape)}"
+                )
             with torch.no_grad():
                 param.copy_(record.reconstruct().to(param.device, param.dtype))
             parametrization = _parametrization_for(record)
             if parametrization is not None:
                 parametrize.register_parametrization(module, attr, parametrization, unsafe=True)
             attached.append((record, module, attr, parametrization is not None))
-        history = train_epochs(model, train_set, config, eval_set=eval_set, device=device, on_epoch=on_epoch,
-                               should_cancel=should_cancel, stage=stage)
+        history = train_epochs(
+            model,
+            train_set,
+            config,
+            eval_set=eval_set,
+            device=device,
+            on_epoch=on_epoch,
+            should_cancel=should_cancel,
+            stage=stage,
+        )
         updated = []
         for record, module, attr, parametrized in attached:
             tensors = _originals(module, attr) if parametrized else None
@@ -307,7 +302,7 @@ def finetune(
     return FinetuneResult(records=updated, history=history)
 
 
-# --- iterative pruning ---------------------------------------------------------------------------------------
+# --- iterative pruning ------------------------------------------------------------------------------------
 
 PruneFn = Callable[[str, torch.Tensor, int], TensorRecord]
 
@@ -319,8 +314,13 @@ def magnitude_prune(name: str, tensor: torch.Tensor, keep: int) -> TensorRecord:
     order = torch.argsort(flat.abs(), descending=True, stable=True)
     positions = torch.sort(order[:keep]).values
     return TensorRecord(
-        name=name, shape=tuple(tensor.shape), dtype=tensor.dtype, values=flat[positions].float().clone(),
-        positions=positions, method="prune", stats={"kept": keep, "kept_fraction": keep / flat.numel()},
+        name=name,
+        shape=tuple(tensor.shape),
+        dtype=tensor.dtype,
+        values=flat[positions].float().clone(),
+        positions=positions,
+        method="prune",
+        stats={"kept": keep, "kept_fraction": keep / flat.numel()},
     )
 
 
@@ -357,7 +357,16 @@ def iterative_prune(
             weight = params[name].detach()
             sparsity = fraction * (1.0 - keep_fraction)
             records.append(prune_fn(name, weight, max(1, round(weight.numel() * (1.0 - sparsity)))))
-        result = finetune(model, records, train_set, config, eval_set=eval_set, device=device, on_epoch=on_epoch,
-                          should_cancel=should_cancel, stage=f"prune {i}/{len(schedule)}")
+        result = finetune(
+            model,
+            records,
+            train_set,
+            config,
+            eval_set=eval_set,
+            device=device,
+            on_epoch=on_epoch,
+            should_cancel=should_cancel,
+            stage=f"prune {i}/{len(schedule)}",
+        )
         records, history = result.records, history + result.history
     return FinetuneResult(records=records, history=history)

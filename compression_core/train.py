@@ -46,8 +46,16 @@ def train_reference(
     torch.manual_seed(config.seed)
     model = build_model(model_spec)
     check_against_model(data, model)
-    history = train_epochs(model, data.train, config, eval_set=data.test, device=device, on_epoch=on_epoch,
-                           should_cancel=should_cancel, stage="train")
+    history = train_epochs(
+        model,
+        data.train,
+        config,
+        eval_set=data.test,
+        device=device,
+        on_epoch=on_epoch,
+        should_cancel=should_cancel,
+        stage="train",
+    )
     evaluation = evaluate(model, data.eval_set, device=device, num_classes=data.num_classes)
     return TrainResult(model=model, history=history, evaluation=evaluation)
 

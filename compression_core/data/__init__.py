@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from compression_core.errors import InputError, SpecError
+from compression_core.training_spec import DataSpec
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -67,23 +67,6 @@ class DataSplits:
     def eval_set(self) -> TensorDataset:
         """The test set, or the training set where the upload has none (metrics.json says which)."""
         return self.test if self.test is not None else self.train
-
-
-class DataSpec(BaseModel):
-    """Where the data comes from: a built-in by name, or the data file uploaded with the job."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    builtin: str | None = None
-    upload: bool = False
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> DataSpec:
-        if (self.builtin is None) == (not self.upload):
-            raise ValueError('give exactly one of {"builtin": NAME} or {"upload": true}')
-        if self.builtin is not None and self.builtin not in BUILTIN_DATASETS:
-            raise ValueError(f"unknown built-in data set {self.builtin!r}; known: {sorted(BUILTIN_DATASETS)}")
-        return self
 
 
 def _split(x: np.ndarray, y: np.ndarray, n_train: int, name: str) -> DataSplits:
@@ -151,7 +134,9 @@ def load_upload(path: str | Path) -> DataSplits:
     elif suffix == ".safetensors":
         arrays = _read_safetensors(path)
     else:
-        raise InputError(f"{path.name}: data sets must be .npz or .safetensors, not {suffix or 'no extension'}")
+        raise InputError(
+            f"{path.name}: data sets must be .npz or .safetensors, not {suffix or 'no extension'}"
+        )
     return splits_from_arrays(arrays, name=path.name)
 
 
@@ -159,8 +144,10 @@ def splits_from_arrays(arrays: Mapping[str, np.ndarray], name: str = "upload") -
     """Validate keys, dtypes, shapes and labels of a dict of arrays and turn it into DataSplits."""
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     if missing:
-        raise InputError(f"{name}: missing arrays {missing}; expected x_train, y_train (and optionally x_test, y_test), "
-                         f"found {sorted(arrays)}")
+        raise InputError(
+            f"{name}: missing arrays {missing}; expected x_train, y_train (and optionally x_test, y_test), "
+            f"found {sorted(arrays)}"
+        )
     unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         raise InputError(f"{name}: unexpected arrays {unknown}; allowed: x_train, y_train, x_test, y_test")
@@ -190,7 +177,9 @@ def _check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> None:
     if len(x) > MAX_SAMPLES:
         raise InputError(f"{name}: the {split} set has {len(x)} samples, more than the limit {MAX_SAMPLES}")
     if y.min() < 0:
-        raise InputError(f"{name}: y_{split} has negative labels (min {int(y.min())}); labels are 0..classes-1")
+        raise InputError(
+            f"{name}: y_{split} has negative labels (min {int(y.min())}); labels are 0..classes-1"
+        )
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise InputError(f"{name}: x_{split} contains NaN or infinite values")
 
@@ -202,12 +191,16 @@ def _make_splits(
     if x_test is not None and y_test is not None:
         _check_pair(name, "test", x_test, y_test)
         if x_test.shape[1:] != x_train.shape[1:]:
-            raise InputError(f"{name}: x_test samples have shape {x_test.shape[1:]}, x_train {x_train.shape[1:]}")
+            raise InputError(
+                f"{name}: x_test samples have shape {x_test.shape[1:]}, x_train {x_train.shape[1:]}"
+            )
     num_classes = int(max(y_train.max(), y_test.max() if y_test is not None else 0)) + 1
 
     def ds(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-                             torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)))
+        return TensorDataset(
+            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
+        )
 
     test = ds(x_test, y_test) if x_test is not None and y_test is not None else None
     return DataSplits(name=name, train=ds(x_train, y_train), test=test, num_classes=num_classes)
@@ -225,22 +218,30 @@ def check_against_model(splits: DataSplits, model: nn.Module, batch: int = 4) ->
             out = model(x.to(device))
     except (RuntimeError, ValueError, IndexError) as exc:
         raise InputError(
-            f"{splits.name}: samples of shape {tuple(x.shape[1:])} do not fit the model: {str(exc).splitlines()[0]}"
+            f"{splits.name}: samples of shape {tuple(x.shape[1:])} do not fit the model: "
+            f"{str(exc).splitlines()[0]}"
         ) from exc
     finally:
         model.train(was_training)
     if out.dim() != 2 or out.shape[0] != x.shape[0]:
-        raise InputError(f"{splits.name}: the model returns shape {tuple(out.shape)}; expected (batch, classes)")
+        raise InputError(
+            f"{splits.name}: the model returns shape {tuple(out.shape)}; expected (batch, classes)"
+        )
     if splits.num_classes > out.shape[1]:
         raise InputError(
-            f"{splits.name}: labels go up to {splits.num_classes - 1} but the model has only {out.shape[1]} outputs"
+            f"{splits.name}: labels go up to {splits.num_classes - 1} but the model has "
+            f"only {out.shape[1]} outputs"
         )
 
 
 def load_data(data_spec: DataSpec | Mapping[str, Any], data_path: str | Path | None = None) -> DataSplits:
     """Load what a spec's `data` field names: a built-in, or the job's uploaded data file."""
-    spec = data_spec if isinstance(data_spec, DataSpec) else DataSpec.model_validate(
-        dict(data_spec) if isinstance(data_spec, Mapping) else data_spec.model_dump()
+    spec = (
+        data_spec
+        if isinstance(data_spec, DataSpec)
+        else DataSpec.model_validate(
+            dict(data_spec) if isinstance(data_spec, Mapping) else data_spec.model_dump()
+        )
     )
     if spec.builtin is not None:
         return load_builtin(spec.builtin)

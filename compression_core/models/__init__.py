@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from compression_core.errors import InputError, SpecError
 from compression_core.models.builtin import BUILTIN_MODELS, MLP, LeNet5, LeNet300
+from compression_core.training_spec import ModelSpec
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -49,15 +49,6 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mcs.models"
 TRUST_EXPORTED_ENV = "MCS_TRUST_EXPORTED_PROGRAMS"
-
-
-class ModelSpec(BaseModel):
-    """Which architecture to build: a name and the keyword arguments of its constructor."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    arch: str = Field(min_length=1, description="lenet300, lenet5, mlp, a torchvision classifier or an mcs.models entry point")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor keyword arguments")
 
 
 def _registered_entry_points() -> dict[str, Any]:
@@ -104,8 +95,9 @@ def build_model(model_spec: ModelSpec | Mapping[str, Any]) -> nn.Module:
         return _call(lambda **kw: torchvision.models.get_model(name, weights=None, **kw), name, kwargs)
     else:
         raise SpecError(
-            f"unknown architecture {name!r}: use one of the built-ins {sorted(BUILTIN_MODELS)}, a torchvision "
-            f"classifier (e.g. resnet18) or an operator-registered '{ENTRY_POINT_GROUP}' entry point"
+            f"unknown architecture {name!r}: use one of the built-ins {sorted(BUILTIN_MODELS)}, "
+            f"a torchvision classifier (e.g. resnet18) or an operator-registered "
+            f"'{ENTRY_POINT_GROUP}' entry point"
         )
     return _call(factory, name, kwargs)
 
