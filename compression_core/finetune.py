@@ -139,22 +139,30 @@ def _parametrization_for(record: TensorRecord) -> nn.Module | None:
     return None  # dense: the parameter itself is what is stored
 
 
-def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str, bool]:
+    """(module, attribute, is_parameter) of a state-dict name; buffers (batch-norm statistics) are not
+    trained but may have records too."""
     prefix, _, attr = name.rpartition(".")
     try:
         module = model.get_submodule(prefix) if prefix else model
     except AttributeError:
         raise SpecError(f"record {name!r} names no module of the model") from None
-    if not isinstance(getattr(module, attr, None), nn.Parameter):
-        raise SpecError(f"record {name!r} names no parameter of the model")
-    return module, attr
+    if isinstance(getattr(module, attr, None), nn.Parameter):
+        return module, attr, True
+    if attr in module._buffers and module._buffers[attr] is not None:
+        return module, attr, False
+    raise SpecError(f"record {name!r} names no parameter or buffer of the model")
 
 
 def _originals(module: nn.Module, attr: str) -> list[torch.Tensor]:
     plist = module.parametrizations[attr]  # type: ignore[index]
     if hasattr(plist, "original"):
         return [plist.original.detach()]
-    return [getattr(plist, f"original{i}").detach() for i in range(len(plist[0]._init))]  # type: ignore[arg-type]
+    tensors, i = [], 0
+    while hasattr(plist, f"original{i}"):  # right_inverse returned several tensors (low-rank factors)
+        tensors.append(getattr(plist, f"original{i}").detach())
+        i += 1
+    return tensors
 
 
 def _updated(record: TensorRecord, tensors: list[torch.Tensor] | None, dense: torch.Tensor) -> TensorRecord:
@@ -263,16 +271,20 @@ def finetune(
     On return the model holds plain weights equal to `reconstruct()` of the returned records.
     """
     attached: list[tuple[TensorRecord, nn.Module, str, bool]] = []
+    buffers: list[tuple[TensorRecord, nn.Module, str]] = []
     try:
         for record in records:
-            module, attr = _owner(model, record.name)
-            param = getattr(module, attr)
-            if tuple(param.shape) != tuple(record.shape):
+            module, attr, is_param = _owner(model, record.name)
+            tensor = getattr(module, attr)
+            if tuple(tensor.shape) != tuple(record.shape):
                 raise SpecError(
-                    f"record {record.name!r} has shape {record.shape}, the model {tuple(param.shape)}"
+                    f"record {record.name!r} has shape {record.shape}, the model {tuple(tensor.shape)}"
                 )
             with torch.no_grad():
-                param.copy_(record.reconstruct().to(param.device, param.dtype))
+                tensor.copy_(record.reconstruct().to(tensor.device, tensor.dtype))
+            if not is_param:
+                buffers.append((record, module, attr))
+                continue
             parametrization = _parametrization_for(record)
             if parametrization is not None:
                 parametrize.register_parametrization(module, attr, parametrization, unsafe=True)
@@ -287,18 +299,23 @@ def finetune(
             should_cancel=should_cancel,
             stage=stage,
         )
-        updated = []
+        new: dict[str, TensorRecord] = {}
         for record, module, attr, parametrized in attached:
             tensors = _originals(module, attr) if parametrized else None
-            updated.append(_updated(record, tensors, getattr(module, attr)))
+            new[record.name] = _updated(record, tensors, getattr(module, attr))
+        for record, module, attr in buffers:  # running statistics moved while training; keep them if dense
+            dense = record.positions is None and record.codebook is None and record.factors is None
+            new[record.name] = _updated(record, None, getattr(module, attr)) if dense else record
     finally:
         for _record, module, attr, parametrized in attached:
             if parametrized and parametrize.is_parametrized(module, attr):
                 parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
-    for record, (_, module, attr, _) in zip(updated, attached, strict=True):
-        param = getattr(module, attr)
+    updated = [new[record.name] for record in records]
+    for record in updated:
+        module, attr, _ = _owner(model, record.name)
+        tensor = getattr(module, attr)
         with torch.no_grad():  # exactly what the records store (e.g. after a cast back to float16 values)
-            param.copy_(record.reconstruct().to(param.device, param.dtype))
+            tensor.copy_(record.reconstruct().to(tensor.device, tensor.dtype))
     return FinetuneResult(records=updated, history=history)
 
 
