@@ -67,9 +67,11 @@ def evaluate(
     n = correct1 = correct5 = 0
     loss_sum = 0.0
     preds, targets = [], []
+    outputs = 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         out = model(x)
+        outputs = out.shape[1]
         loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
         top = out.topk(min(5, out.shape[1]), dim=1).indices
         correct1 += int((top[:, 0] == y).sum())
@@ -80,7 +82,7 @@ def evaluate(
     if n == 0:
         raise ValueError("cannot evaluate on an empty data set")
     pred, target = torch.cat(preds), torch.cat(targets)
-    k = num_classes or int(max(int(pred.max()), int(target.max()))) + 1
+    k = max(num_classes or outputs, int(target.max()) + 1)  # rows/columns: every class the model can say
     confusion = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k)
     top1 = correct1 / n
     result = Evaluation(

@@ -103,6 +103,8 @@ def load_builtin(name: str) -> DataSplits:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):  # np.load would otherwise try it as a pickle (and refuse)
+        raise InputError(f"{path.name}: not a readable .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {}
