@@ -1,7 +1,8 @@
 """Reproduce Deep Compression (Han et al. 2015) on LeNet-300-100 and LeNet-5 with the mnist-5k built-in.
 
-For each network: train a reference with the seeds' recipe (batch 16, SGD lr 0.005, momentum 0.9, Nesterov,
-StepLR gamma 0.95 per epoch), then run the spec `compression_core/examples/deep-compression-<net>-retrain.json`
+For each network: train a reference with the seeds' recipe (batch 16, SGD lr 0.005, momentum 0.9,
+Nesterov, StepLR gamma 0.95 per epoch), then run the spec
+`compression_core/examples/deep-compression-<net>-retrain.json`
 through the normal pipeline (`compress_file`): iterative magnitude pruning with retraining, k-means weight
 sharing with centroid retraining, Huffman coding in the `.bin`. Prints the results beside the paper's:
 LeNet-300-100 40x and LeNet-5 39x with no accuracy loss. The ratio is stored bits: the original fp32
@@ -58,14 +59,14 @@ def run(net: str, epochs: int, workdir: Path) -> dict:
     print(f"{'compressed error':24}{_err(after):>22}{paper_err:>21.2f}%")
     print(f"{'compression ratio':24}{totals['ratio']:>21.1f}x{paper_ratio:>21.0f}x")
     print(f"{'.bin size':24}{totals['bin_bits'] / 8 / 1024:>19.1f} KiB{'':>22}")
-    print(
-        f"\n{'layer':14}{'params':>9}{'kept':>8}{'kept %':>8}{'k':>6}{'bits':>10}{'bits/weight':>12}{'bits/kept':>10}"
-    )
+    header = f"{'layer':14}{'params':>9}{'kept':>8}{'kept %':>8}{'k':>6}{'bits':>10}{'bits/weight':>12}"
+    print(f"\n{header}{'bits/kept':>10}")
     for e in metrics["tensors"]:
         coded = e["bits"]["coded"]
         print(
             f"{e['name']:14}{e['params']:>9}{e['kept']:>8}{100 * e['kept'] / e['params']:>7.1f}%"
-            f"{e['codebook_size'] or '-':>6}{coded:>10}{coded / e['params']:>12.2f}{coded / max(e['kept'], 1):>10.2f}"
+            f"{e['codebook_size'] or '-':>6}{coded:>10}{coded / e['params']:>12.2f}"
+            f"{coded / max(e['kept'], 1):>10.2f}"
         )
     delta = 100 * (after["error"] - before["error"])
     ok = totals["ratio"] >= paper_ratio and delta <= TARGET_POINTS

@@ -27,7 +27,7 @@ def test_mnist_5k_has_the_documented_split_and_normalisation():
 def test_digits_has_the_documented_split(digits):
     assert digits.sizes == {"train": 1437, "test": 360}
     assert digits.train.tensors[0].shape == (1437, 64)
-    assert 0.0 <= digits.train.tensors[0].min() and digits.train.tensors[0].max() <= 1.0
+    assert digits.train.tensors[0].min() >= 0.0 and digits.train.tensors[0].max() <= 1.0
 
 
 def _arrays(n=20, features=64, classes=10):
