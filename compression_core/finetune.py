@@ -79,6 +79,7 @@ class _Scatter(nn.Module):
         super().__init__()
         self.shape = tuple(shape)
         self.numel = math.prod(self.shape)
+        self.positions: torch.Tensor | None
         self.register_buffer("positions", positions.clone() if positions is not None else None)
 
     def place(self, kept: torch.Tensor) -> torch.Tensor:
@@ -105,6 +106,7 @@ class _Codebook(_Scatter):
     def __init__(self, record: TensorRecord):
         super().__init__(record.shape, record.positions)
         assert record.codebook is not None and record.indices is not None
+        self.indices: torch.Tensor
         self.register_buffer("indices", record.indices.clone().long())
         self._init = record.codebook.detach().float().clone()
 

@@ -43,7 +43,8 @@ def train(
 
     from compression_core.data import BUILTIN_DATASETS, load_builtin, load_upload
     from compression_core.errors import CompressionError
-    from compression_core.finetune import RetrainConfig
+    from compression_core.finetune import EpochStats, RetrainConfig
+    from compression_core.training_spec import OptimizerName
     from compression_core.train import save_state_dict, train_reference
 
     console = Console()
@@ -54,7 +55,7 @@ def train(
         if not isinstance(model_kwargs, dict):
             raise ValueError("kwargs must be a JSON object")
         config = RetrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, gamma=gamma, seed=seed
+            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=OptimizerName(optimizer), gamma=gamma, seed=seed
         )
         splits = load_builtin(data) if data in BUILTIN_DATASETS else load_upload(data)
         with Progress(
@@ -66,7 +67,7 @@ def train(
         ) as bar:
             task = bar.add_task("", total=epochs)
 
-            def on_epoch(stats):  # type: ignore[no-untyped-def]
+            def on_epoch(stats: EpochStats) -> None:
                 err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
                 bar.update(task, advance=1, description=f"loss {stats.train_loss:.4f}{err}")
 
