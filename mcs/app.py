@@ -12,6 +12,9 @@ def _register() -> None:
     from compression_core import cli as core_cli
 
     core_cli.register(app)
+    from compression_core import train_cli
+
+    train_cli.register(app)
     try:
         from service import cli as service_cli
     except ImportError:  # the service layer is optional for library-only use

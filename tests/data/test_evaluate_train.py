@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from compression_core import train_cli
+from compression_core.evaluate import evaluate
+from compression_core.finetune import RetrainConfig
+from compression_core.io import load_state_dict
+from compression_core.models import build_model, load_into
+from compression_core.train import train_reference
+
+
+def test_evaluation_numbers_are_consistent(digits):
+    model = build_model({"arch": "mlp", "kwargs": {"sizes": [64, 16, 10]}})
+    result = evaluate(model, digits.test, timing_runs=2, warmup_runs=1)
+    assert result.samples == 360
+    assert result.top1 == pytest.approx(1 - result.error)
+    assert result.top5 >= result.top1
+    confusion = torch.tensor(result.confusion)
+    assert confusion.sum() == 360 and confusion.trace() == round(result.top1 * 360)
+    assert result.latency_ms_per_batch > 0 and result.latency_ms_per_sample * 64 == pytest.approx(
+        result.latency_ms_per_batch
+    )
+    assert result.memory_source in ("rss_peak_delta", "tracemalloc") and result.peak_memory_bytes >= 0
+    assert result.loss > 0
+
+
+def test_reference_training_learns_digits(digits):
+    result = train_reference(
+        {"arch": "mlp", "kwargs": {"sizes": [64, 32, 10]}},
+        digits,
+        RetrainConfig(epochs=3, lr=0.05, batch_size=32),
+    )
+    assert result.evaluation.error < 0.2
+    assert len(result.history) == 3 and result.history[-1].test_error == pytest.approx(
+        result.evaluation.error
+    )
+
+
+def test_mcs_train_command_writes_a_loadable_state_dict(tmp_path):
+    app = typer.Typer()
+    train_cli.register(app)
+    app.command("noop")(lambda: None)  # a second command keeps `train` a subcommand
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "mlp",
+            "--data",
+            "digits",
+            "-o",
+            str(out),
+            "--epochs",
+            "2",
+            "--kwargs",
+            '{"sizes": [64, 16, 10]}',
+            "--lr",
+            "0.05",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "/360 samples wrong" in result.output
+    load_into(build_model({"arch": "mlp", "kwargs": {"sizes": [64, 16, 10]}}), load_state_dict(out))
+    bad = CliRunner().invoke(app, ["train", "lenet300", "--data", "digits", "-o", str(out), "--epochs", "1"])
+    assert bad.exit_code == 2 and "do not fit the model" in bad.output
