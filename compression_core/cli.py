@@ -1,0 +1,173 @@
+"""`mcs compress`, `mcs decode`, `mcs inspect`: the library from the command line.
+
+Errors the library raises on purpose become one red line and exit code 2 (bad input or spec) or 1
+(anything else the library refuses, e.g. a cancelled job or an unusable device); no traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def _friendly_errors() -> Iterator[None]:
+    from compression_core.errors import CompressionError, InputError, SpecError
+
+    try:
+        yield
+    except (InputError, SpecError) as error:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except CompressionError as error:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _load_spec_arg(spec: str) -> Any:
+    from compression_core.spec import example_names, example_spec, load_spec
+
+    if not Path(spec).exists() and spec.removeprefix("example:") in example_names():
+        return example_spec(spec.removeprefix("example:"))
+    return load_spec(spec)
+
+
+def _layer_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < 3 else "right", no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _headline(metrics: dict[str, Any]) -> Table:
+    totals = metrics["totals"]
+    files = metrics.get("files", {})
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+
+    def fmt(value: Any, pattern: str) -> str:
+        return "-" if value is None else pattern.format(value)
+
+    table.add_row("parameters", f"{totals['params']:,}")
+    table.add_row("kept (stored) entries", f"{totals['kept']:,}")
+    table.add_row("compression ratio (stored bits, whole .bin)", fmt(totals.get("ratio"), "{:.2f}x"))
+    table.add_row("bits per weight", fmt(totals.get("bits_per_weight"), "{:.3f}"))
+    table.add_row("LC-style ratio (weights only)", fmt(totals.get("lc_ratio"), "{:.2f}x"))
+    table.add_row("LC compressed parameters", f"{totals['lc_params']:,}")
+    table.add_row("relative error of compressed tensors", f"{totals['rel_error_compressed']:.4f}")
+    if "entropy_bits" in totals:
+        table.add_row(
+            "Huffman vs entropy bound (coded streams)",
+            f"{totals['huffman_bits_of_entropy_coded_streams']:,} vs {totals['entropy_bits']:,.0f} bits",
+        )
+    for key, label in (("input_bytes", "input file"), ("model_pth_bytes", "model.pth"), ("model_bin_bytes", "model.bin")):
+        if key in files:
+            table.add_row(label, f"{files[key]:,} bytes")
+    return table
+
+
+def compress(
+    model: Annotated[Path, typer.Argument(help="state dict: .safetensors, .pth, .pt or .bin (torch)")],
+    spec: Annotated[str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for model.bin, model.pth, metrics.json")],
+    device: Annotated[str, typer.Option(help="where the methods run: cpu or cuda")] = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+) -> None:
+    """Compress a model's weights as a spec says; writes model.bin, model.pth and metrics.json."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from compression_core.metrics import TABLE_COLUMNS, table_rows
+    from compression_core.pipeline import Progress as JobProgress
+    from compression_core.pipeline import compress_file
+
+    with _friendly_errors():
+        parsed = _load_spec_arg(spec)
+        bar = Progress(
+            TextColumn("{task.fields[stage]:<16}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[what]}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=quiet,
+            transient=True,
+        )
+        with bar:
+            task = bar.add_task("compress", total=1.0, stage="start", what="")
+
+            def on_progress(p: JobProgress) -> None:
+                bar.update(task, completed=p.fraction, stage=p.stage, what=p.message)
+
+            metrics = compress_file(model, parsed, out, progress=on_progress, device=device)
+    if not quiet:
+        console.print(_layer_table(f"{model.name} -> {out}", TABLE_COLUMNS, table_rows(metrics["tensors"])))
+    console.print(_headline(metrics))
+
+
+def decode(
+    source: Annotated[Path, typer.Argument(help="a model.bin written by `mcs compress`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output state dict (.pth or .safetensors)")],
+) -> None:
+    """Decode a .bin into a dense state dict (identical to the model.pth written beside it)."""
+    from compression_core.format import decode_state_dict
+    from compression_core.io import save_state_dict
+
+    with _friendly_errors():
+        state_dict = decode_state_dict(_read_bin(source))
+        save_state_dict(state_dict, out)
+    console.print(f"wrote {out} ({len(state_dict)} tensors)")
+
+
+def inspect(
+    source: Annotated[Path, typer.Argument(help="a model.bin written by `mcs compress`")],
+) -> None:
+    """Show what a .bin holds: per tensor the method, codebook size, rank, kept weights and bits."""
+    from compression_core.format import decode_records, encode_records
+    from compression_core.metrics import TABLE_COLUMNS, add_stream_stats, record_summary, table_rows
+
+    with _friendly_errors():
+        data = _read_bin(source)
+        records, metadata = decode_records(data)
+        streams = encode_records(records, metadata=metadata).streams
+    entries = []
+    for record in records:
+        entry = record_summary(record)
+        add_stream_stats(entry, streams.get(record.name, []))
+        entries.append(entry)
+    columns = TABLE_COLUMNS[:-1]
+    rows = [row[:-1] for row in table_rows(entries)]
+    console.print(_layer_table(f"{source.name}: {len(records)} tensors, {len(data):,} bytes", columns, rows))
+    params = sum(e["params"] for e in entries)
+    console.print(f"{params:,} parameters, {8 * len(data) / max(params, 1):.3f} bits per weight (whole file)")
+    if metadata.get("source"):
+        console.print(f"compressed from {metadata['source']} by {metadata.get('library', '?')}")
+
+
+def _read_bin(path: Path) -> bytes:
+    from compression_core.errors import InputError
+
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+COMMANDS: tuple[Callable[..., None], ...] = (compress, decode, inspect)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the library's commands to the `mcs` app."""
+    for command in COMMANDS:
+        app.command()(command)

@@ -1,0 +1,156 @@
+"""Vectorized bit packing (MSB-first) and bounds-checked byte reading, shared by every coder.
+
+Bit streams are big-endian in bit order: the first code's most significant bit is the most significant bit
+of the first byte. Writing scatters each code into 32-bit words (a code of at most 32 bits touches at most
+two words); codes never overlap, so adding their contributions equals OR-ing them, which lets `np.bincount`
+do the scatter exactly (sums stay below 2**32, far inside float64's 53-bit mantissa).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from compression_core.errors import FormatError
+
+MAX_WRITE_LENGTH = 32  # longest single code `write_codes` accepts, in bits
+_CHUNK = 1 << 22  # symbols per vector pass, bounds the encoder's temporary memory
+
+
+def write_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
+    """Concatenate `codes[i]` (its low `lengths[i]` bits, MSB first); return (bytes, total bits)."""
+    codes = np.asarray(codes, dtype=np.uint64).ravel()
+    lengths = np.asarray(lengths, dtype=np.int64).ravel()
+    if codes.shape != lengths.shape:
+        raise ValueError("codes and lengths differ in size")
+    if lengths.size and (int(lengths.min()) < 0 or int(lengths.max()) > MAX_WRITE_LENGTH):
+        raise ValueError(f"code lengths must lie in [0, {MAX_WRITE_LENGTH}]")
+    total = int(lengths.sum())
+    nwords = (total + 31) // 32 + 1
+    words = np.zeros(nwords, dtype=np.uint64)
+    base = 0
+    for lo in range(0, codes.size, _CHUNK):
+        c = codes[lo : lo + _CHUNK]
+        n = lengths[lo : lo + _CHUNK]
+        starts = np.cumsum(n) - n + base
+        base += int(n.sum())
+        w = starts >> 5
+        end = (starts & 31) + n
+        over = end - 32
+        part1 = (c >> np.maximum(over, 0).astype(np.uint64)) << np.maximum(-over, 0).astype(np.uint64)
+        w0 = int(w[0]) if w.size else 0
+        span = int(w[-1]) - w0 + 2 if w.size else 0
+        acc = np.bincount(w - w0, weights=part1.astype(np.float64), minlength=span)
+        spill = over > 0
+        if spill.any():
+            s = over[spill].astype(np.uint64)
+            part2 = (c[spill] << (np.uint64(32) - s)) & np.uint64(0xFFFFFFFF)
+            acc += np.bincount(w[spill] + 1 - w0, weights=part2.astype(np.float64), minlength=span)
+        words[w0 : w0 + span] += acc.astype(np.uint64)
+    data = words.astype(">u4").tobytes()[: (total + 7) // 8]
+    return data, total
+
+
+def pack_fixed(values: np.ndarray, width: int) -> bytes:
+    """Fixed-width packing: every value in `width` bits (0 <= width <= 32), MSB first, zero-padded."""
+    values = np.asarray(values).ravel()
+    if width == 0 or values.size == 0:
+        if width == 0 and values.size and int(values.max()) != 0:
+            raise ValueError("width 0 can only store zeros")
+        return b""
+    if int(values.min()) < 0 or int(values.max()) >> width:
+        raise ValueError(f"values do not fit in {width} bits")
+    data, _ = write_codes(values.astype(np.uint64), np.full(values.size, width, dtype=np.int64))
+    return data
+
+
+def fixed_nbytes(count: int, width: int) -> int:
+    return (count * width + 7) // 8
+
+
+def windows(data: bytes, pad: int = 0) -> np.ndarray:
+    """A read-only big-endian int64 view starting at every byte: `windows(d)[i]` holds bytes i..i+7.
+
+    The view costs no copy of the stream; `pad` extra zero bytes let readers run past the end safely.
+    """
+    buf = np.frombuffer(bytes(data) + bytes(pad + 8), dtype=np.uint8)
+    return np.ndarray(shape=(buf.size - 7,), dtype=">i8", buffer=buf, offset=0, strides=(1,))
+
+
+def read_bits(win: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """The `width`-bit (<= 57) integers starting at bit `offsets` of the stream behind `win`."""
+    v = win[offsets >> 3]
+    return (v >> (64 - width - (offsets & 7))) & ((1 << width) - 1)
+
+
+def unpack_fixed(data: bytes, count: int, width: int) -> np.ndarray:
+    """Inverse of `pack_fixed`; the caller has checked that `data` holds `count * width` bits."""
+    if width == 0:
+        return np.zeros(count, dtype=np.int64)
+    if len(data) < fixed_nbytes(count, width):
+        raise FormatError("fixed-width stream is shorter than its declared count")
+    if width > 32:
+        raise FormatError(f"fixed width {width} exceeds 32 bits")
+    win = windows(data)
+    return read_bits(win, np.arange(count, dtype=np.int64) * width, width).astype(np.int64)
+
+
+class ByteReader:
+    """Little-endian reads over a byte string; every read checks that the bytes are present first."""
+
+    def __init__(self, data: bytes | memoryview, what: str = "stream") -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.what = what
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or n > self.remaining:
+            raise FormatError(f"{self.what}: needs {n} more bytes, only {self.remaining} present")
+        out = bytes(self.data[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+    def _unpack(self, fmt: str) -> int:
+        size = struct.calcsize(fmt)
+        (value,) = struct.unpack(fmt, self.take(size))
+        return int(value)
+
+    def u8(self) -> int:
+        return self._unpack("<B")
+
+    def u32(self) -> int:
+        return self._unpack("<I")
+
+    def u64(self) -> int:
+        return self._unpack("<Q")
+
+    def expect_end(self) -> None:
+        if self.remaining:
+            raise FormatError(f"{self.what}: {self.remaining} unexpected trailing bytes")
+
+
+class ByteWriter:
+    """Little-endian writes into a growing buffer."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def u8(self, v: int) -> None:
+        self.parts.append(struct.pack("<B", v))
+
+    def u32(self, v: int) -> None:
+        self.parts.append(struct.pack("<I", v))
+
+    def u64(self, v: int) -> None:
+        self.parts.append(struct.pack("<Q", v))
+
+    def raw(self, b: bytes) -> None:
+        self.parts.append(bytes(b))
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)

@@ -1,0 +1,289 @@
+"""Canonical, length-limited Huffman coding of non-negative integer streams, vectorized with numpy.
+
+Stream layout (little-endian integers, see docs/format.md for the normative text):
+
+    u64 count                 number of symbols
+    u32 alphabet              largest symbol + 1 (0 for an empty stream)
+    u8  table mode            0 empty, 1 single symbol (= alphabet - 1, no bits), 2 dense, 3 sparse
+    dense:  alphabet code lengths, 5 bits each (0 = unused)
+    sparse: u32 used, u8 width, `used` symbol gaps (first symbol, then difference - 1) at `width` bits,
+            `used` code lengths at 5 bits each
+    u32 block size B, u8 sync width, ceil(count / B) block bit lengths at `sync width` bits
+    u64 total bits, then the code bits (MSB first), zero padded to a byte
+
+The code is canonical: symbols sorted by (length, symbol) get consecutive codes, so the lengths alone define
+it. The decoder needs a complete prefix code (Kraft sum exactly 1), which a Huffman code always is; that
+makes every peek-table entry valid. Sync points (the bit length of every block of B symbols) let all blocks
+decode in lockstep: B vector steps over ceil(count / B) lanes instead of count scalar steps.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from compression_core.coding.bitio import (
+    ByteReader,
+    ByteWriter,
+    fixed_nbytes,
+    pack_fixed,
+    unpack_fixed,
+    windows,
+    write_codes,
+)
+from compression_core.errors import FormatError
+
+MAX_CODE_LENGTH = 20  # peek table of 2**20 int64 entries (8 MiB) at worst; the loss vs 24 is negligible
+MAX_ALPHABET = 1 << 24
+DEFAULT_BLOCK = 4096
+MAX_BLOCK = 1 << 16
+MODE_EMPTY, MODE_SINGLE, MODE_DENSE, MODE_SPARSE = 0, 1, 2, 3
+_LEN_BITS = 5
+
+
+def entropy_bits(symbols: np.ndarray) -> float:
+    """Order-0 Shannon bound in bits for the whole stream: N*log2(N) - sum(c*log2(c))."""
+    s = np.asarray(symbols).ravel()
+    if s.size == 0:
+        return 0.0
+    counts = _counts(s)
+    counts = counts[counts > 0].astype(np.float64)
+    n = float(s.size)
+    return float(n * np.log2(n) - np.sum(counts * np.log2(counts)))
+
+
+def _counts(s: np.ndarray) -> np.ndarray:
+    top = int(s.max())
+    if top < MAX_ALPHABET:
+        return np.bincount(s.astype(np.int64, copy=False), minlength=top + 1)
+    raise ValueError(f"symbol {top} exceeds the Huffman alphabet limit {MAX_ALPHABET - 1}")
+
+
+def _huffman_lengths(counts: list[int]) -> list[int]:
+    """Plain Huffman code lengths (ties broken by node id, so the result is deterministic)."""
+    n = len(counts)
+    heap = [(c, i) for i, c in enumerate(counts)]
+    heapq.heapify(heap)
+    parent = [0] * (2 * n - 1)
+    node = n
+    while len(heap) > 1:
+        c1, a = heapq.heappop(heap)
+        c2, b = heapq.heappop(heap)
+        parent[a] = parent[b] = node
+        heapq.heappush(heap, (c1 + c2, node))
+        node += 1
+    depth = [0] * (2 * n - 1)
+    for i in range(2 * n - 3, -1, -1):
+        depth[i] = depth[parent[i]] + 1
+    return depth[:n]
+
+
+def code_lengths(counts: np.ndarray, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:
+    """Code lengths (0 for unused symbols) of a Huffman code limited to `max_length` bits.
+
+    Limiting flattens the counts (halving, rounding up, so no used symbol drops out) and rebuilds until the
+    longest code fits; the result is still a complete prefix code, and the loss is tiny because only
+    codes for very rare symbols are long.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    lengths = np.zeros(counts.size, dtype=np.int64)
+    used = np.flatnonzero(counts)
+    if used.size == 0:
+        return lengths
+    if used.size == 1:
+        lengths[used] = 1
+        return lengths
+    if used.size > (1 << max_length):
+        raise ValueError(f"{used.size} symbols cannot be coded within {max_length} bits")
+    c = counts[used]
+    while True:
+        got = np.asarray(_huffman_lengths(c.tolist()), dtype=np.int64)
+        if int(got.max()) <= max_length:
+            lengths[used] = got
+            return lengths
+        c = (c + 1) >> 1
+
+
+def canonical_codes(lengths: np.ndarray) -> np.ndarray:
+    """Canonical codes for `lengths` (0 = unused): symbols in (length, symbol) order count upward."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    codes = np.zeros(lengths.size, dtype=np.uint64)
+    used = np.flatnonzero(lengths)
+    if used.size == 0:
+        return codes
+    order = used[np.lexsort((used, lengths[used]))]
+    ls = lengths[order]
+    top = int(ls.max())
+    bl_count = np.bincount(ls, minlength=top + 1)
+    bl_count[0] = 0
+    first = np.zeros(top + 1, dtype=np.int64)
+    code = 0
+    for bits in range(1, top + 1):
+        code = (code + int(bl_count[bits - 1])) << 1
+        first[bits] = code
+    group_start = np.searchsorted(ls, ls, side="left")
+    rank = np.arange(ls.size) - group_start
+    codes[order] = (first[ls] + rank).astype(np.uint64)
+    return codes
+
+
+def _choose_block(n: int) -> int:
+    return DEFAULT_BLOCK
+
+
+def encode(symbols: np.ndarray, *, block_size: int | None = None, max_length: int = MAX_CODE_LENGTH) -> bytes:
+    """Huffman-code a 1-D stream of non-negative integers < 2**24 into a self-describing byte string."""
+    s = np.asarray(symbols).ravel()
+    if s.size and (not np.issubdtype(s.dtype, np.integer) or int(s.min()) < 0):
+        raise ValueError("Huffman symbols must be non-negative integers")
+    out = ByteWriter()
+    out.u64(s.size)
+    if s.size == 0:
+        out.u32(0)
+        out.u8(MODE_EMPTY)
+        return out.getvalue()
+    counts = _counts(s)
+    alphabet = counts.size
+    out.u32(alphabet)
+    used = np.flatnonzero(counts)
+    if used.size == 1:
+        out.u8(MODE_SINGLE)
+        return out.getvalue()
+    lengths = code_lengths(counts, max_length)
+    _write_table(out, lengths, used)
+    codes = canonical_codes(lengths)
+    s64 = s.astype(np.int64, copy=False)
+    sym_len = lengths[s64]
+    block = block_size or _choose_block(s.size)
+    if not 1 <= block <= MAX_BLOCK:
+        raise ValueError(f"block size must lie in [1, {MAX_BLOCK}]")
+    block_bits = np.add.reduceat(sym_len, np.arange(0, s.size, block))
+    sync_width = max(1, int(block_bits.max()).bit_length())
+    out.u32(block)
+    out.u8(sync_width)
+    out.raw(pack_fixed(block_bits, sync_width))
+    data, total = write_codes(codes[s64], sym_len)
+    out.u64(total)
+    out.raw(data)
+    return out.getvalue()
+
+
+def _write_table(out: ByteWriter, lengths: np.ndarray, used: np.ndarray) -> None:
+    alphabet = lengths.size
+    gaps = np.diff(used, prepend=-1) - 1
+    gaps[0] = used[0]
+    gap_width = max(1, int(gaps.max()).bit_length())
+    dense_size = fixed_nbytes(alphabet, _LEN_BITS)
+    sparse_size = 5 + fixed_nbytes(used.size, gap_width) + fixed_nbytes(used.size, _LEN_BITS)
+    if dense_size <= sparse_size:
+        out.u8(MODE_DENSE)
+        out.raw(pack_fixed(lengths, _LEN_BITS))
+    else:
+        out.u8(MODE_SPARSE)
+        out.u32(used.size)
+        out.u8(gap_width)
+        out.raw(pack_fixed(gaps, gap_width))
+        out.raw(pack_fixed(lengths[used], _LEN_BITS))
+
+
+def _read_table(r: ByteReader, alphabet: int, mode: int) -> np.ndarray:
+    """Code lengths of the used symbols, as an array over the whole alphabet (validated)."""
+    if alphabet > MAX_ALPHABET:
+        raise FormatError(f"Huffman alphabet {alphabet} exceeds {MAX_ALPHABET}")
+    if mode == MODE_DENSE:
+        lengths = unpack_fixed(r.take(fixed_nbytes(alphabet, _LEN_BITS)), alphabet, _LEN_BITS)
+    elif mode == MODE_SPARSE:
+        n_used = r.u32()
+        gap_width = r.u8()
+        if not 2 <= n_used <= alphabet or not 1 <= gap_width <= 32:
+            raise FormatError(f"bad sparse Huffman table (used={n_used}, width={gap_width})")
+        gaps = unpack_fixed(r.take(fixed_nbytes(n_used, gap_width)), n_used, gap_width)
+        used = np.cumsum(gaps + 1) - 1
+        if int(used[-1]) != alphabet - 1:
+            raise FormatError("sparse Huffman table symbols do not end at the alphabet's last symbol")
+        lens = unpack_fixed(r.take(fixed_nbytes(n_used, _LEN_BITS)), n_used, _LEN_BITS)
+        if int(lens.min()) == 0:
+            raise FormatError("sparse Huffman table lists a symbol with code length 0")
+        lengths = np.zeros(alphabet, dtype=np.int64)
+        lengths[used] = lens
+    else:
+        raise FormatError(f"unknown Huffman table mode {mode}")
+    used_lengths = lengths[lengths > 0]
+    if used_lengths.size < 2:
+        raise FormatError("Huffman table has fewer than two coded symbols")
+    top = int(used_lengths.max())
+    if top > MAX_CODE_LENGTH:
+        raise FormatError(f"Huffman code length {top} exceeds {MAX_CODE_LENGTH}")
+    if lengths[-1] == 0:
+        raise FormatError("Huffman alphabet size does not match its largest coded symbol")
+    kraft = int(np.sum(np.left_shift(1, top - used_lengths)))
+    if kraft != 1 << top:
+        raise FormatError("Huffman code lengths do not form a complete prefix code (Kraft sum != 1)")
+    return lengths
+
+
+def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
+    """Decode one stream written by `encode` (int64 symbols); `max_count` caps the declared count.
+
+    Every size is checked against the bytes present before anything proportional to it is allocated.
+    """
+    r = data if isinstance(data, ByteReader) else ByteReader(data, "Huffman stream")
+    count = r.u64()
+    alphabet = r.u32()
+    mode = r.u8()
+    if count > max_count:
+        raise FormatError(f"Huffman stream declares {count} symbols, more than the {max_count} allowed")
+    if mode == MODE_EMPTY:
+        if count or alphabet:
+            raise FormatError("empty Huffman stream declares symbols")
+        return np.zeros(0, dtype=np.int64)
+    if count == 0:
+        raise FormatError("Huffman stream of 0 symbols must use the empty mode")
+    if mode == MODE_SINGLE:
+        if not 1 <= alphabet <= MAX_ALPHABET:
+            raise FormatError(f"bad single-symbol alphabet {alphabet}")
+        return np.full(count, alphabet - 1, dtype=np.int64)
+    lengths = _read_table(r, alphabet, mode)
+    block = r.u32()
+    sync_width = r.u8()
+    if not 1 <= block <= MAX_BLOCK or not 1 <= sync_width <= 32:
+        raise FormatError(f"bad Huffman sync layout (block={block}, width={sync_width})")
+    nblocks = -(-count // block)
+    block_bits = unpack_fixed(r.take(fixed_nbytes(nblocks, sync_width)), nblocks, sync_width)
+    total = r.u64()
+    if int(block_bits.sum()) != total:
+        raise FormatError("Huffman sync points do not add up to the stream's bit count")
+    if total < count:
+        raise FormatError("Huffman stream has fewer bits than symbols")
+    payload = r.take((total + 7) // 8)
+    return _decode_blocks(payload, lengths, count, block, block_bits, total)
+
+
+def _decode_blocks(
+    payload: bytes, lengths: np.ndarray, count: int, block: int, block_bits: np.ndarray, total: int
+) -> np.ndarray:
+    used = np.flatnonzero(lengths)
+    order = used[np.lexsort((used, lengths[used]))]
+    top = int(lengths.max())
+    entries = (order.astype(np.int64) << 5) | lengths[order]
+    table = np.repeat(entries, np.left_shift(1, top - lengths[order]))
+    mask = (1 << top) - 1
+    nblocks = block_bits.size
+    starts = np.cumsum(block_bits) - block_bits
+    offsets = starts.copy()
+    steps = min(block, count)
+    last_count = count - (nblocks - 1) * block
+    win = windows(payload, pad=(block * top + 7) // 8 + 8)
+    out = np.empty((steps, nblocks), dtype=np.int32)
+    base = 64 - top
+    last_end = -1
+    for j in range(steps):
+        e = table[(win[offsets >> 3] >> (base - (offsets & 7))) & mask]
+        out[j] = e >> 5
+        offsets += e & 31
+        if j == last_count - 1:
+            last_end = int(offsets[-1])
+    if not np.array_equal(offsets[:-1], starts[1:]) or last_end != total:
+        raise FormatError("Huffman blocks do not end at their sync points (corrupted stream)")
+    return out.T.reshape(-1)[:count].astype(np.int64)

@@ -1,0 +1,138 @@
+"""Coding the sorted flat positions of a pruned tensor's kept entries.
+
+Two layouts, and the encoder keeps whichever is smaller for each tensor:
+- "gaps" (Deep Compression's relative indices): position i is stored as the gap to the previous one
+  (the first as position + 1). Symbols live in [0, 2**w): s < M = 2**w - 1 means "advance s + 1 and keep
+  that entry"; s = M is a filler, "advance M, keep nothing" (Deep Compression's filler zero without the
+  zero weight). The width w is chosen per tensor by the estimated coded size.
+- "bitmap": one bit per entry, packed eight to a byte (MSB first), and the bytes coded as symbols.
+Either symbol stream is then Huffman coded or, for `encoding="raw"`, packed at a fixed width
+(w bits for gaps, 8 for bitmap bytes). Gaps win for sparse tensors, bitmaps for dense ones (measured in
+benchmarks/bench_coding.py and docs/format.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compression_core.coding import huffman, raw
+from compression_core.coding.bitio import ByteReader
+from compression_core.errors import FormatError
+
+MAX_GAP_WIDTH = 20
+
+
+@dataclass(frozen=True)
+class CodedPositions:
+    layout: str  # "gaps" or "bitmap"
+    width: int  # gap width w (gaps) or 8 (bitmap)
+    coding: str  # "huffman" or "raw"
+    symbols: np.ndarray  # the coded symbol stream (for statistics)
+    data: bytes
+
+
+def _gaps(positions: np.ndarray) -> np.ndarray:
+    return np.diff(positions, prepend=-1)
+
+
+def _gap_symbols(gaps: np.ndarray, width: int) -> np.ndarray:
+    m = (1 << width) - 1
+    g1 = gaps - 1
+    fillers = g1 // m
+    out = np.full(int(gaps.size + fillers.sum()), m, dtype=np.int64)
+    out[np.cumsum(fillers + 1) - 1] = g1 % m
+    return out
+
+
+def _estimate_gap_bits(values: np.ndarray, counts: np.ndarray, width: int, coding: str) -> float:
+    """Estimated coded size of the gap stream at `width`, from the histogram of gap - 1."""
+    m = (1 << width) - 1
+    fillers = float(np.sum(counts * (values // m)))
+    total = float(counts.sum()) + fillers
+    if coding == "raw":
+        return total * width
+    hist = np.bincount(values % m, weights=counts, minlength=m + 1)
+    hist[m] += fillers
+    hist = hist[hist > 0]
+    bits = total * np.log2(total) - float(np.sum(hist * np.log2(hist)))
+    return bits + hist.size * (5 + width)  # table cost, roughly
+
+
+def _best_gap_width(gaps: np.ndarray, coding: str) -> int:
+    values, counts = np.unique(gaps - 1, return_counts=True)
+    top = max(1, min(MAX_GAP_WIDTH, int(values[-1] + 1).bit_length() + 1))
+    costs = [_estimate_gap_bits(values, counts, w, coding) for w in range(1, top + 1)]
+    return int(np.argmin(costs)) + 1
+
+
+def _code(symbols: np.ndarray, coding: str, width: int) -> bytes:
+    return huffman.encode(symbols) if coding == "huffman" else raw.encode(symbols, width)
+
+
+def encode(positions: np.ndarray, numel: int, coding: str) -> CodedPositions:
+    """Code sorted, unique positions in [0, numel) with the smaller of the two layouts."""
+    p = np.asarray(positions, dtype=np.int64).ravel()
+    options = []
+    if p.size:
+        gaps = _gaps(p)
+        w = _best_gap_width(gaps, coding)
+        sym = _gap_symbols(gaps, w)
+        options.append(CodedPositions("gaps", w, coding, sym, _code(sym, coding, w)))
+    else:
+        options.append(CodedPositions("gaps", 1, coding, p, _code(p, coding, 1)))
+    if numel <= 2048 * max(p.size, 1):  # past this, a bitmap (>= 1 bit per 8 entries) cannot win
+        bits = np.zeros(numel, dtype=bool)
+        bits[p] = True
+        sym = np.packbits(bits).astype(np.int64)
+        options.append(CodedPositions("bitmap", 8, coding, sym, _code(sym, coding, 8)))
+    return min(options, key=lambda o: len(o.data))
+
+
+def decode(
+    data: bytes, *, layout: str, width: int, coding: str, symbols: int, count: int, numel: int
+) -> np.ndarray:
+    """Positions (int64, strictly increasing, < numel) from a stream written by `encode`, validated."""
+    if layout == "gaps":
+        if not 1 <= width <= MAX_GAP_WIDTH:
+            raise FormatError(f"gap width {width} outside [1, {MAX_GAP_WIDTH}]")
+        if not count <= symbols <= numel + 1:
+            raise FormatError(f"gap stream of {symbols} symbols cannot hold {count} positions in {numel}")
+    elif layout == "bitmap":
+        if width != 8 or symbols != (numel + 7) // 8:
+            raise FormatError("bitmap positions must have width 8 and one byte per 8 entries")
+    else:
+        raise FormatError(f"unknown positions layout {layout!r}")
+    sym = _decode_symbols(data, coding, symbols, width)
+    if layout == "bitmap":
+        if sym.size and int(sym.max()) > 255:
+            raise FormatError("bitmap byte out of range")
+        bits = np.unpackbits(sym.astype(np.uint8))
+        if bits[numel:].any():
+            raise FormatError("bitmap sets entries past the tensor's end")
+        pos = np.flatnonzero(bits[:numel]).astype(np.int64)
+    else:
+        m = (1 << width) - 1
+        if sym.size and int(sym.max()) > m:
+            raise FormatError("gap symbol out of range")
+        filler = sym == m
+        pos = (np.cumsum(np.where(filler, m, sym + 1)) - 1)[~filler]
+        if pos.size and int(pos[-1]) >= numel:
+            raise FormatError("a position lies past the tensor's end")
+    if pos.size != count:
+        raise FormatError(f"positions stream holds {pos.size} positions, {count} declared")
+    return pos
+
+
+def _decode_symbols(data: bytes, coding: str, symbols: int, width: int) -> np.ndarray:
+    if coding == "raw":
+        return raw.decode(data, symbols, width)
+    if coding != "huffman":
+        raise FormatError(f"unknown positions coding {coding!r}")
+    r = ByteReader(data, "positions stream")
+    out = huffman.decode(r, max_count=symbols)
+    r.expect_end()
+    if out.size != symbols:
+        raise FormatError(f"positions stream holds {out.size} symbols, {symbols} declared")
+    return out

@@ -1,0 +1,148 @@
+"""Reading and writing state dicts without ever running code from an uploaded file.
+
+`.safetensors` is read with safetensors (no code at all); `.pth`/`.pt`/`.bin` only through
+`torch.load(..., weights_only=True)`, whose restricted unpickler refuses any callable that is not a tensor
+building block. Every failure becomes an `InputError` that says what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+from compression_core.errors import InputError
+
+TORCH_SUFFIXES = {".pth", ".pt", ".bin", ".ckpt"}
+SAFETENSORS_SUFFIXES = {".safetensors"}
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A flat `name -> tensor` dict from a safetensors or torch file (CPU tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        loaded: object = _load_safetensors(path)
+    elif suffix in TORCH_SUFFIXES:
+        loaded = _load_torch(path)
+    else:
+        raise InputError(
+            f"{path.name}: unknown extension {suffix or '(none)'}; expected .safetensors, .pth, .pt or .bin"
+        )
+    return as_state_dict(loaded, source=path.name)
+
+
+def as_state_dict(obj: object, *, source: str = "input") -> dict[str, torch.Tensor]:
+    """Check a loaded object is a non-empty mapping of str -> tensor, unwrapping {"state_dict": ...}."""
+    if isinstance(obj, Mapping):
+        for key in _WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping):
+        raise InputError(
+            f"{source}: expected a state dict (a mapping of names to tensors), found {_kind(obj)}"
+        )
+    if not obj:
+        raise InputError(f"{source}: the state dict is empty")
+    result: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise InputError(f"{source}: key {key!r} is a {type(key).__name__}, expected a string")
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"{source}: value of {key!r} is a {_kind(value)}, expected a tensor")
+        if value.layout != torch.strided:
+            raise InputError(
+                f"{source}: {key!r} is a {value.layout} tensor; only dense tensors are supported"
+            )
+        result[key] = value.detach().cpu().contiguous()
+    return result
+
+
+def _kind(obj: object) -> str:
+    return type(obj).__name__ if obj is not None else "None"
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise InputError(f"{path.name}: not a readable safetensors file ({_first_line(error)})") from None
+
+
+def _load_torch(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise InputError(
+            f"{path.name}: refused: the file holds objects other than tensors and plain containers "
+            f"({_first_line(error)})"
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        zipfile.BadZipFile,
+        KeyError,
+        AttributeError,
+        TypeError,
+        IndexError,
+        UnicodeDecodeError,
+    ) as error:
+        raise InputError(f"{path.name}: not a readable PyTorch file ({_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line[:300]
+
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Write `.safetensors` or a torch file atomically (temp file in the same folder, then os.replace)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SAFETENSORS_SUFFIXES | TORCH_SUFFIXES:
+        raise InputError(f"{path.name}: cannot write extension {suffix or '(none)'}")
+    tensors = {name: t.detach().cpu().contiguous() for name, t in state_dict.items()}
+
+    def write(tmp: Path) -> None:
+        if suffix in SAFETENSORS_SUFFIXES:
+            from safetensors.torch import save_file
+
+            save_file(tensors, str(tmp))
+        else:
+            torch.save(tensors, tmp)
+
+    atomic_write(path, write)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp_path)` then move the temp file over `path`, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,58 @@
+"""Magnitude pruning that keeps exactly κ weights: the exact solution of min ||w - θ||² s.t. ||θ||₀ ≤ κ.
+
+Ties at the threshold are broken deterministically by position (lowest flat index first), so the same
+tensor and κ always give the same mask. Finding the threshold uses `kthvalue` (linear time), not a sort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from compression_core.spec import PruneStep
+
+
+def keep_count(step: PruneStep, numel: int) -> int:
+    """κ for a tensor (or group) of `numel` weights: `keep` as given, or round((1 - sparsity) * numel)."""
+    if step.keep is not None:
+        return step.keep
+    assert step.sparsity is not None
+    return max(1, min(numel, round((1.0 - step.sparsity) * numel)))
+
+
+def _keep_mask(magnitudes: torch.Tensor, keep: int) -> torch.Tensor:
+    """Boolean mask with exactly `keep` True entries at the largest magnitudes (ties: lowest index)."""
+    n = magnitudes.numel()
+    if keep >= n:
+        return torch.ones(n, dtype=torch.bool, device=magnitudes.device)
+    if keep <= 0:
+        return torch.zeros(n, dtype=torch.bool, device=magnitudes.device)
+    threshold = torch.kthvalue(magnitudes, n - keep + 1).values
+    mask = magnitudes > threshold
+    missing = keep - int(mask.sum())
+    if missing > 0:
+        ties = torch.nonzero(magnitudes == threshold).squeeze(1)[:missing]
+        mask[ties] = True
+    return mask
+
+
+def magnitudes_of(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.reshape(-1).float().abs()
+
+
+def keep_positions(tensor: torch.Tensor, keep: int) -> torch.Tensor:
+    """Sorted int64 flat indices of the `keep` largest-magnitude entries (on the tensor's device)."""
+    return torch.nonzero(_keep_mask(magnitudes_of(tensor), keep)).squeeze(1)
+
+
+def global_keep_counts(tensors: Sequence[torch.Tensor], keep: int) -> list[int]:
+    """Split a global κ over tensors by ranking all their magnitudes together.
+
+    Pruning each tensor with its share then gives the same mask as one global ranking, since the ties at
+    the global threshold are taken in concatenation order, i.e. by flat index within each tensor.
+    """
+    magnitudes = torch.cat([magnitudes_of(t) for t in tensors])
+    mask = _keep_mask(magnitudes, keep)
+    sizes = [t.numel() for t in tensors]
+    return [int(part.sum()) for part in torch.split(mask, sizes)]

@@ -1,0 +1,229 @@
+"""The JSON compression spec: which tensors get which steps, validated before any work starts.
+
+A spec is an ordered list of rules; the first rule whose selector matches a tensor owns it. Each rule runs
+one of the allowed step combinations (prune, quantize, prune+quantize, lowrank) on the tensors it selects.
+Checks that only need the spec happen here (pydantic `ValidationError`, naming the field); checks that
+need the model (keep larger than a tensor, a rule that selects nothing) happen in the pipeline as
+`SpecError`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from compression_core.errors import SpecError
+
+MAX_KEEP = 2**40
+MAX_CODEBOOK = 65536
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Kind(StrEnum):
+    conv = "conv"
+    linear = "linear"
+    embedding = "embedding"
+    any = "any"
+
+
+class Scope(StrEnum):
+    layer = "layer"
+    global_ = "global"
+
+
+class KMeansInit(StrEnum):
+    linear = "linear"
+    density = "density"
+    kmeans_pp = "kmeans++"
+
+
+class Encoding(StrEnum):
+    huffman = "huffman"
+    raw = "raw"
+
+
+class DefaultDtype(StrEnum):
+    keep = "keep"
+    float16 = "float16"
+
+
+class Selector(_Strict):
+    """Which tensors a rule takes: glob(s) on the parameter name, a layer kind and a minimum size.
+
+    Biases and normalization parameters (1-D tensors, names ending in `bias`, a name part starting with
+    `bn`/`ln` or containing `norm`) are left out unless `include_bias_and_norm` is true or a matching
+    pattern names them explicitly (no wildcard, or the pattern itself mentions bias/bn/ln/norm).
+    """
+
+    name: str | list[str] = Field(default="*", description="glob pattern(s) on the parameter name")
+    kind: Kind = Kind.any
+    min_numel: int = Field(default=0, ge=0, le=MAX_KEEP)
+    include_bias_and_norm: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _non_empty(cls, value: str | list[str]) -> str | list[str]:
+        patterns = [value] if isinstance(value, str) else value
+        if not patterns or any(not p for p in patterns):
+            raise ValueError("name patterns must be non-empty strings")
+        return value
+
+    @property
+    def patterns(self) -> list[str]:
+        return [self.name] if isinstance(self.name, str) else list(self.name)
+
+
+class PruneStep(_Strict):
+    """Magnitude pruning: keep exactly `keep` weights (κ) or the fraction `1 - sparsity`."""
+
+    type: Literal["prune"] = "prune"
+    keep: int | None = Field(default=None, ge=1, le=MAX_KEEP, description="number of weights kept (κ)")
+    sparsity: float | None = Field(default=None, ge=0.0, lt=1.0, description="fraction of weights set to 0")
+    scope: Scope = Field(default=Scope.layer, description="global ranks magnitudes across the rule's tensors")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PruneStep:
+        if (self.keep is None) == (self.sparsity is None):
+            raise ValueError("prune: give exactly one of keep or sparsity")
+        return self
+
+
+class QuantizeStep(_Strict):
+    """Weight sharing: a 1-D k-means codebook of `k` float32 entries plus one index per weight."""
+
+    type: Literal["quantize"] = "quantize"
+    k: int = Field(ge=2, le=MAX_CODEBOOK, description="codebook size")
+    init: KMeansInit = KMeansInit.kmeans_pp
+    iters: int = Field(default=50, ge=1, le=10_000, description="maximum Lloyd iterations")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+class LowRankStep(_Strict):
+    """Truncated SVD of the matrix view, by fixed rank, by kept energy, or by the LC cost trade-off alpha."""
+
+    type: Literal["lowrank"] = "lowrank"
+    rank: int | None = Field(default=None, ge=1, le=MAX_KEEP)
+    energy: float | None = Field(default=None, gt=0.0, le=1.0, description="kept fraction of sum(s_i^2)")
+    alpha: float | None = Field(default=None, gt=0.0, description="LC rank selection weight of storage cost")
+    mu: float = Field(default=1.0, gt=0.0, description="LC penalty weight of the dropped energy (with alpha)")
+    normalize: bool = Field(default=False, description="with alpha: divide the dropped energy by ||W||^2")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LowRankStep:
+        given = [n for n in ("rank", "energy", "alpha") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"lowrank: give exactly one of rank, energy or alpha (got {given or 'none'})")
+        return self
+
+
+Step = Annotated[PruneStep | QuantizeStep | LowRankStep, Field(discriminator="type")]
+
+_ALLOWED_PLANS = {("prune",), ("quantize",), ("prune", "quantize"), ("lowrank",)}
+
+
+class Rule(_Strict):
+    name: str | None = None
+    select: Selector = Field(default_factory=Selector)
+    steps: list[Step] = Field(min_length=1)
+    encoding: Encoding = Encoding.huffman
+
+    @model_validator(mode="after")
+    def _allowed_combination(self) -> Rule:
+        plan = tuple(step.type for step in self.steps)
+        if plan not in _ALLOWED_PLANS:
+            hint = " (prune and lowrank cannot combine)" if {"prune", "lowrank"} <= set(plan) else ""
+            raise ValueError(
+                f"steps: {list(plan)} is not an allowed combination{hint}; allowed: "
+                "[prune], [quantize], [prune, quantize], [lowrank]"
+            )
+        return self
+
+    @property
+    def prune(self) -> PruneStep | None:
+        return next((s for s in self.steps if isinstance(s, PruneStep)), None)
+
+    @property
+    def quantize(self) -> QuantizeStep | None:
+        return next((s for s in self.steps if isinstance(s, QuantizeStep)), None)
+
+    @property
+    def lowrank(self) -> LowRankStep | None:
+        return next((s for s in self.steps if isinstance(s, LowRankStep)), None)
+
+    def label(self, index: int) -> str:
+        return f"rule #{index} ({self.name})" if self.name else f"rule #{index}"
+
+
+class DefaultPolicy(_Strict):
+    """What happens to tensors no rule selects: kept as they are, or stored as float16."""
+
+    dtype: DefaultDtype = DefaultDtype.keep
+
+
+class Spec(_Strict):
+    """A whole compression job. `model` and `data` are reserved for data-aware methods (fine-tuning, LC):
+    loose placeholders here, defined by the data-aware part; data-free compression ignores them."""
+
+    version: Literal[1] = 1
+    rules: list[Rule] = Field(default_factory=list)
+    default: DefaultPolicy = Field(default_factory=DefaultPolicy)
+    model: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of `Spec`, as the service publishes it."""
+    return Spec.model_json_schema()
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the field path (e.g. `rules.0.steps.0.quantize.k`)."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "spec"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_spec(text: str | bytes) -> Spec:
+    """Validate JSON text into a `Spec`, raising `SpecError` with the field names on failure."""
+    try:
+        return Spec.model_validate_json(text)
+    except ValidationError as error:
+        raise SpecError(f"invalid spec: {format_validation_error(error)}") from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file (`SpecError` when unreadable or invalid)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read spec {path}: {error}") from None
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"spec {path} is not valid JSON: {error}") from None
+    return parse_spec(text)
+
+
+def example_names() -> list[str]:
+    """Names of the example specs shipped in `compression_core/examples` (without `.json`)."""
+    from importlib.resources import files
+
+    return sorted(p.name.removesuffix(".json") for p in files("compression_core.examples").iterdir() if p.name.endswith(".json"))
+
+
+def example_spec(name: str) -> Spec:
+    """A shipped example spec by name (`SpecError` listing the names when unknown)."""
+    from importlib.resources import files
+
+    if name not in example_names():
+        raise SpecError(f"no example spec {name!r}; examples: {', '.join(example_names())}")
+    return parse_spec(files("compression_core.examples").joinpath(f"{name}.json").read_text(encoding="utf-8"))
