@@ -43,6 +43,7 @@ class Headline:
     size_after_bytes: float | None
     params_total: float | None
     params_nonzero: float | None
+    lc_ratio: float | None  # the LC toolkit's counting (weights only, 32-bit baseline)
     error_before: float | None  # fraction in [0, 1]
     error_after: float | None
     eval_samples: int | None
@@ -75,29 +76,37 @@ def _error(metrics: Mapping[str, Any], when: str) -> float | None:
     return err
 
 
+def _bits_as_bytes(value: Any) -> float | None:
+    bits = _number(value)
+    return None if bits is None else bits / 8
+
+
 def headline(metrics: Mapping[str, Any] | None) -> Headline:
-    """Headline numbers of a metrics dict; any of them may be None when the job did not report it."""
+    """Headline numbers of a metrics dict; any of them may be None when the job did not report it.
+
+    Layout (compression_core.metrics): `totals.{ratio, original_bits, bin_bits, params, nonzeros, lc_ratio}`,
+    `files.model_bin_bytes`; evaluation, when the job had data, under `evaluation.{before,after}.error`.
+    """
     m: Mapping[str, Any] = metrics or {}
-    before = _number(
-        lookup(
-            m, ("size_before_bytes",), ("summary", "size_before_bytes"), ("original_bytes",), ("dense_bytes",)
-        )
+    before = _bits_as_bytes(lookup(m, ("totals", "original_bits"))) or _number(
+        lookup(m, ("size_before_bytes",), ("files", "input_bytes"))
     )
-    after = _number(
-        lookup(
-            m, ("size_after_bytes",), ("summary", "size_after_bytes"), ("compressed_bytes",), ("bin_bytes",)
-        )
+    after = _number(lookup(m, ("files", "model_bin_bytes"), ("size_after_bytes",))) or _bits_as_bytes(
+        lookup(m, ("totals", "bin_bits"))
     )
-    ratio = _number(lookup(m, ("ratio",), ("compression_ratio",), ("summary", "ratio")))
+    ratio = _number(lookup(m, ("totals", "ratio"), ("ratio",), ("compression_ratio",)))
     if ratio is None and before and after:
         ratio = before / after
-    samples = lookup(m, ("evaluation", "samples"), ("evaluation", "after", "samples"), ("eval", "samples"))
+    samples = lookup(
+        m, ("evaluation", "samples"), ("evaluation", "after", "samples"), ("evaluation", "before", "samples")
+    )
     return Headline(
         ratio=ratio,
         size_before_bytes=before,
         size_after_bytes=after,
-        params_total=_number(lookup(m, ("params_total",), ("summary", "params_total"), ("params",))),
-        params_nonzero=_number(lookup(m, ("params_nonzero",), ("summary", "params_nonzero"), ("nonzero",))),
+        params_total=_number(lookup(m, ("totals", "params"), ("params_total",))),
+        params_nonzero=_number(lookup(m, ("totals", "nonzeros"), ("params_nonzero",))),
+        lc_ratio=_number(lookup(m, ("totals", "lc_ratio"))),
         error_before=_error(m, "before"),
         error_after=_error(m, "after"),
         eval_samples=int(samples) if _number(samples) is not None else None,

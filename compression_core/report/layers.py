@@ -21,6 +21,7 @@ class LayerRow:
     nonzero: int | None = None
     bits_before: float | None = None
     bits_after: float | None = None
+    rel_error: float | None = None
 
     @property
     def sparsity(self) -> float | None:
@@ -69,21 +70,41 @@ def _layer_docs(metrics: Mapping[str, Any] | None) -> list[tuple[str, Mapping[st
     return []
 
 
+def _method(doc: Mapping[str, Any]) -> str:
+    method = str(doc.get("method") or "")
+    extra = []
+    if doc.get("codebook_size") is not None:
+        extra.append(f"k={doc['codebook_size']}")
+    if doc.get("rank") is not None:
+        extra.append(f"r={doc['rank']}")
+    return f"{method} ({', '.join(extra)})" if extra else method
+
+
 def _from_doc(name: str, doc: Mapping[str, Any]) -> LayerRow:
+    """A row from one entry of metrics["tensors"] (compression_core.metrics.tensor_metrics)."""
     shape = doc.get("shape")
-    params = _int(lookup(doc, ("params",), ("numel",), ("params_total",), ("count",)))
+    params = _int(lookup(doc, ("params",), ("numel",)))
     if params is None and isinstance(shape, list | tuple):
         params = 1
         for s in shape:
             params *= int(s)
+    bits = doc.get("bits")
+    if isinstance(bits, Mapping):
+        before = _float(lookup(bits, ("original",), ("dense_fp32",)))
+        # what the .bin spends; before encoding, the last stage's estimate
+        after = _float(lookup(bits, ("coded",), ("lowrank",), ("quantized",), ("pruned",), ("dense_stored",)))
+    else:
+        before = _float(lookup(doc, ("bits_before",), ("original_bits",)))
+        after = _float(lookup(doc, ("bits_after",), ("coded_bits",))) or _float(bits)
     return LayerRow(
         name=name,
-        method=str(doc.get("method") or ""),
+        method=_method(doc),
         shape=tuple(int(s) for s in shape) if isinstance(shape, list | tuple) else None,
         params=params,
-        nonzero=_int(lookup(doc, ("nonzero",), ("params_nonzero",), ("kept",))),
-        bits_before=_float(lookup(doc, ("bits_before",), ("dense_bits",), ("original_bits",))),
-        bits_after=_float(lookup(doc, ("bits_after",), ("stored_bits",), ("bits",), ("compressed_bits",))),
+        nonzero=_int(lookup(doc, ("nonzeros",), ("nonzero",))),
+        bits_before=before,
+        bits_after=after,
+        rel_error=_float(doc.get("rel_error")),
     )
 
 

@@ -63,6 +63,8 @@ def _cards(h: Headline) -> str:
         ("size before", human_bytes(h.size_before_bytes)),
         ("size after", human_bytes(h.size_after_bytes)),
     ]
+    if h.lc_ratio is not None:
+        cards.append(("LC ratio (weights)", f"{h.lc_ratio:.2f}×"))
     if h.params_total is not None:
         nz = f"{h.params_nonzero:,.0f} / " if h.params_nonzero is not None else ""
         cards.append(("non-zero / params", f"{nz}{h.params_total:,.0f}"))
@@ -110,6 +112,7 @@ def _table(rows: list[LayerRow]) -> str:
             f"<td>{_num(r.bits_after)}</td>",
             f"<td>{_num(r.bits_per_weight, '{:.2f}')}</td>",
             f"<td>{_num(r.ratio, '{:.1f}×')}</td>",
+            f"<td>{_num(r.rel_error, '{:.4f}')}</td>",
         ]
         body.append(f"<tr>{''.join(cells)}</tr>")
     more = ""

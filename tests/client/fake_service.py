@@ -83,7 +83,9 @@ class FakeService:
                 raise failure
             if failure is not None:
                 headers = {"Retry-After": self.retry_after} if self.retry_after else {}
-                return httpx.Response(failure, json={"title": "Unavailable", "status": failure}, headers=headers)
+                return httpx.Response(
+                    failure, json={"title": "Unavailable", "status": failure}, headers=headers
+                )
         path = request.url.path
         if request.method == "POST" and path == "/jobs":
             return self._submit(request, body)
@@ -107,7 +109,9 @@ class FakeService:
             data = self.jobs[m[1]].artifacts[m[2]]
             if m[2] in self.corrupt:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
-            return httpx.Response(200, content=data, headers={"ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
+            return httpx.Response(
+                200, content=data, headers={"ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+            )
         if path == "/jobs":
             page = [self._doc(j, 0) for j in self.jobs.values()]
             if state := request.url.params.get("state"):
@@ -117,7 +121,9 @@ class FakeService:
 
     def _submit(self, request: httpx.Request, body: bytes) -> httpx.Response:
         if b'name="spec"' not in body:
-            return _problem(422, "Invalid spec", "spec missing", errors=[{"loc": ["spec"], "msg": "required"}])
+            return _problem(
+                422, "Invalid spec", "spec missing", errors=[{"loc": ["spec"], "msg": "required"}]
+            )
         spec_text = body.split(b'name="spec"\r\n\r\n', 1)[1].split(b"\r\n--", 1)[0]
         spec = json.loads(spec_text)
         if spec.get("invalid"):
