@@ -34,7 +34,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 10
 table { border-collapse: collapse; background: #fff; width: 100%; font-size: 13px; }
 th, td { border-bottom: 1px solid #e4e7eb; padding: 5px 8px; text-align: right; white-space: nowrap; }
 th { background: #eef1f4; position: sticky; top: 0; }
-td:first-child, th:first-child, td.l { text-align: left; }
+td:first-child, th:first-child, td.l, th.l { text-align: left; }
 td.name { font-family: ui-monospace, Menlo, Consolas, monospace; }
 figure { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; margin: 0 0 16px; padding: 8px; }
 figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
@@ -83,21 +83,17 @@ def _cards(h: Headline) -> str:
 
 
 def _table(rows: list[LayerRow]) -> str:
-    head = "".join(
-        f"<th>{c}</th>"
-        for c in (
-            "layer",
-            "method",
-            "shape",
-            "params",
-            "non-zero",
-            "sparsity",
-            "bits before",
-            "bits after",
-            "bits/weight",
-            "ratio",
-        )
+    columns = (
+        "params",
+        "non-zero",
+        "sparsity",
+        "bits before",
+        "bits after",
+        "bits/weight",
+        "ratio",
+        "rel. error",
     )
+    head = '<th>layer</th><th class="l">method</th><th>shape</th>' + "".join(f"<th>{c}</th>" for c in columns)
     body = []
     for r in rows[:MAX_TABLE_ROWS]:
         shape = "×".join(str(s) for s in r.shape) if r.shape else "-"

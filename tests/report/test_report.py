@@ -29,6 +29,10 @@ def test_report_from_a_real_pipeline_run_is_complete(pipeline_run: dict[str, Any
     rows = re.findall(r'<tr><td class="name">([^<]+)</td><td class="l">([^<]+)</td>', page)
     assert [name for name, _ in rows] == [t["name"] for t in metrics["tensors"]]
     assert dict(rows)["fc1.weight"].startswith("prune+quantize")
+    header = re.search(r"<thead>(.*?)</thead>", page)
+    first_row = re.search(r"<tbody><tr>(.*?)</tr>", page)
+    assert header and first_row
+    assert header[1].count("<th") == first_row[1].count("<td") == 11
     # headline: the ratio metrics.json reports, shown with two decimals
     assert f"{metrics['totals']['ratio']:.2f}×" in page
 
