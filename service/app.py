@@ -1,0 +1,48 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import problems
+from service.db import init_db, make_engine, make_session_factory
+from service.dispatch import Dispatcher
+from service.maintenance import Reaper, requeue_on_startup
+from service.routes import artifacts, health, jobs, spec
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """Upload a PyTorch state dict and a JSON spec; poll the job; download `model.pth` (dense,
+loadable), `model.bin` (compact, Huffman-coded) and `metrics.json`. Errors are RFC 9457 problem+json."""
+
+
+def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    engine = make_engine(settings.effective_database_url)
+    init_db(engine)
+    sessions = make_session_factory(engine)
+    dispatcher = dispatcher or Dispatcher(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        requeue_on_startup(sessions, dispatcher)
+        reaper = Reaper(settings, sessions, dispatcher) if settings.reaper_interval_s > 0 else None
+        if reaper:
+            reaper.start()
+        yield
+        if reaper:
+            reaper.stop()
+        engine.dispose()
+
+    app = FastAPI(
+        title="Model Compression Service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
+    app.state.dispatcher = dispatcher
+    problems.install(app)
+    for module in (jobs, artifacts, health, spec):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,52 @@
+"""Errors of the service layer; each knows the RFC 9457 problem it becomes, so routes hold no HTTP codes."""
+
+from __future__ import annotations
+
+from service.schemas import FieldError
+
+
+class ServiceError(Exception):
+    status = 400
+    title = "Bad request"
+    type = "about:blank"
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class JobNotFound(ServiceError):
+    status, title, type = 404, "Job not found", "urn:mcs:problem:job-not-found"
+
+
+class ArtifactNotFound(ServiceError):
+    status, title, type = 404, "Artifact not found", "urn:mcs:problem:artifact-not-found"
+
+
+class JobConflict(ServiceError):
+    status, title, type = 409, "Job is in the wrong state", "urn:mcs:problem:job-state"
+
+
+class InvalidSubmission(ServiceError):
+    status, title, type = 422, "Invalid submission", "urn:mcs:problem:invalid-submission"
+
+
+class InvalidSpec(ServiceError):
+    status, title, type = 422, "Invalid spec", "urn:mcs:problem:invalid-spec"
+
+
+class NotAStateDict(ServiceError):
+    status, title, type = 415, "Not a state dict", "urn:mcs:problem:not-a-state-dict"
+
+
+class PayloadTooLarge(ServiceError):
+    status, title, type = 413, "Upload too large", "urn:mcs:problem:too-large"
+
+
+class Unauthorized(ServiceError):
+    status, title, type = 401, "Unauthorized", "urn:mcs:problem:unauthorized"
+
+
+class Unavailable(ServiceError):
+    status, title, type = 503, "Service unavailable", "urn:mcs:problem:unavailable"

@@ -1,0 +1,256 @@
+"""The service layer: every operation on jobs that the routes and the CLI need. Routes call these and
+translate nothing but HTTP; SQL lives here and in `worker/store.py`, torch only behind `compression_core`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.dispatch import Dispatcher
+from service.errors import (
+    ArtifactNotFound,
+    InvalidSpec,
+    InvalidSubmission,
+    JobConflict,
+    JobNotFound,
+    NotAStateDict,
+    Unavailable,
+)
+from service.models import FINISHED_STATES, Job, JobState, utcnow
+from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
+from service.settings import Settings
+from service.storage import ARTIFACT_NAMES, artifact_path, job_dir
+from service.uploads import StagedUpload
+
+log = logging.getLogger(__name__)
+
+
+def parse_spec(text: str) -> dict[str, Any]:
+    """Validate a spec with the library's own model; errors name the field as `spec.<path>`."""
+    from compression_core.spec import Spec
+
+    try:
+        spec = Spec.model_validate_json(text)
+    except ValidationError as exc:
+        errors = [
+            FieldError(
+                field=".".join(["spec", *(str(part) for part in error["loc"])]),
+                message=error["msg"],
+                type=error["type"],
+            )
+            for error in exc.errors()
+        ]
+        names = ", ".join(error.field for error in errors)
+        raise InvalidSpec(f"the spec is not valid: {names}", errors) from exc
+    return spec.model_dump(mode="json")
+
+
+def check_state_dict(path: os.PathLike[str], role: str) -> None:
+    """Read an uploaded file with the library's safe loader; refuse anything that is not a state dict."""
+    from compression_core.errors import InputError
+    from compression_core.io import load_state_dict
+
+    try:
+        state = load_state_dict(path)
+    except InputError as exc:
+        raise NotAStateDict(f"{role}: {exc}", [FieldError(field=role, message=str(exc))]) from exc
+    except Exception as exc:  # noqa: BLE001 - any failure to read an upload means it is not usable
+        log.info("upload %s refused: %r", role, exc)
+        message = "the file could not be read as a state dict (.safetensors, or .pth saved by torch.save)"
+        raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
+    if not state:
+        raise NotAStateDict(
+            f"{role}: the state dict holds no tensors", [FieldError(field=role, message="empty")]
+        )
+
+
+def _spec_text(staged: StagedUpload) -> str:
+    inline, file = staged.fields.get("spec"), staged.files.get("spec_file")
+    if inline is not None and file is not None:
+        raise InvalidSubmission(
+            "give the spec once: either the `spec` field or the `spec_file` file",
+            [FieldError(field="spec", message="given twice")],
+        )
+    if inline is not None:
+        return inline
+    if file is not None:
+        return file.read_text("utf-8", errors="replace")
+    raise InvalidSubmission(
+        "a spec is required: the `spec` form field (JSON) or a `spec_file` upload",
+        [FieldError(field="spec", message="field required")],
+    )
+
+
+def create_job(session: Session, settings: Settings, dispatcher: Dispatcher, staged: StagedUpload) -> Job:
+    """Validate an upload, make it a queued job and hand its id to the broker. Consumes `staged`."""
+    try:
+        queue = staged.fields.get("queue", "cpu")
+        if queue not in ("cpu", "gpu"):
+            raise InvalidSubmission(
+                "queue must be 'cpu' or 'gpu'", [FieldError(field="queue", message=queue)]
+            )
+        spec = parse_spec(_spec_text(staged))
+        if "model" not in staged.files:
+            raise InvalidSubmission(
+                "the `model` file is required", [FieldError(field="model", message="required")]
+            )
+        check_state_dict(staged.files["model"], "model")
+        if "teacher" in staged.files:
+            check_state_dict(staged.files["teacher"], "teacher")
+    except BaseException:
+        staged.discard()
+        raise
+    job = Job(id=uuid.uuid4(), state=JobState.queued, queue=queue, spec=spec)
+    inputs = job_dir(settings, job.id) / "inputs"
+    inputs.parent.mkdir(parents=True, exist_ok=True)
+    staged.files.pop("spec_file", None)
+    os.replace(staged.directory, inputs)
+    job.inputs = {role: f"inputs/{path.name}" for role, path in staged.files.items()}
+    session.add(job)
+    session.commit()
+    try:
+        dispatcher.send(job.id, queue)
+    except Exception as exc:
+        log.error("broker refused job %s: %r", job.id, exc)
+        session.delete(job)
+        session.commit()
+        shutil.rmtree(job_dir(settings, job.id), ignore_errors=True)
+        raise Unavailable("the job queue is unreachable; nothing was queued, try again") from exc
+    return job
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    return job
+
+
+def list_jobs(session: Session, *, state: JobState | None, limit: int, offset: int) -> tuple[list[Job], int]:
+    """A page of jobs, newest first, and how many match in all."""
+    query = select(Job)
+    count = select(func.count()).select_from(Job)
+    if state is not None:
+        query, count = query.where(Job.state == state), count.where(Job.state == state)
+    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(count) or 0)
+
+
+def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID) -> Job:
+    """A queued job is cancelled at once (it will never run); a running one is asked to stop."""
+    job = get_job(session, job_id)
+    now = utcnow()
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.queued)
+        .values(state=JobState.cancelled, cancel_requested=True, finished_at=now, updated_at=now)
+    )
+    if done.rowcount:  # type: ignore[attr-defined]
+        session.commit()
+        dispatcher.revoke(job_id)
+    else:
+        session.execute(
+            update(Job).where(Job.id == job_id, Job.state == JobState.running).values(cancel_requested=True)
+        )
+        session.commit()
+    session.refresh(job)
+    if job.state in (JobState.succeeded, JobState.failed):
+        raise JobConflict(f"job {job_id} already {job.state}; nothing to cancel")
+    return job
+
+
+def delete_job(session: Session, settings: Settings, job_id: uuid.UUID) -> None:
+    job = get_job(session, job_id)
+    if job.state not in FINISHED_STATES:
+        raise JobConflict(f"job {job_id} is {job.state}; cancel it first, then delete it")
+    session.delete(job)
+    session.commit()
+    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+
+
+def find_artifact(settings: Settings, job: Job, name: str) -> tuple[os.PathLike[str], dict[str, Any]]:
+    """The file and record of an artifact named in the allow-list, or ArtifactNotFound."""
+    if name not in ARTIFACT_NAMES:
+        raise ArtifactNotFound(f"unknown artifact {name!r}; artifacts are {', '.join(ARTIFACT_NAMES)}")
+    for record in job.artifacts or []:
+        if record["name"] == name:
+            path = artifact_path(settings, job.id, name)
+            if path.is_file():
+                return path, record
+    raise ArtifactNotFound(f"job {job.id} has no {name} (state: {job.state})")
+
+
+def requeue_queued(session: Session, dispatcher: Dispatcher) -> int:
+    """Send every queued job again: a message may have been lost (e.g. the embedded broker died with the
+    process). Duplicates are harmless: a worker takes a job only through its lease."""
+    rows = session.execute(
+        select(Job.id, Job.queue).where(Job.state == JobState.queued).order_by(Job.created_at)
+    ).all()
+    for job_id, queue in rows:
+        dispatcher.send(job_id, queue)
+    return len(rows)
+
+
+def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -> int:
+    """Running jobs whose worker stopped renewing its lease: requeue them, or fail them after max_attempts."""
+    now = utcnow()
+    stale = list(
+        session.scalars(select(Job).where(Job.state == JobState.running, Job.lease_expires_at < now))
+    )
+    count = 0
+    for job in stale:
+        guard = (Job.id == job.id, Job.state == JobState.running, Job.lease_expires_at < now)
+        if job.cancel_requested:
+            values: dict[str, Any] = {"state": JobState.cancelled, "finished_at": now}
+        elif job.attempts >= settings.max_attempts:
+            values = {
+                "state": JobState.failed,
+                "finished_at": now,
+                "error": f"the worker running this job stopped responding {job.attempts} times; giving up",
+            }
+        else:
+            values = {"state": JobState.queued}
+        result = session.execute(update(Job).where(*guard).values(lease_owner=None, updated_at=now, **values))
+        session.commit()
+        if result.rowcount and values["state"] == JobState.queued:  # type: ignore[attr-defined]
+            log.warning("job %s lost its worker; requeued (attempt %d)", job.id, job.attempts + 1)
+            dispatcher.send(job.id, job.queue)
+        count += result.rowcount  # type: ignore[attr-defined]
+    return count
+
+
+def present(settings: Settings, job: Job) -> JobPublic:
+    """The public view of a job, with relative links."""
+    base = f"/jobs/{job.id}"
+    artifacts = [
+        ArtifactPublic(
+            name=a["name"], size=a["size"], sha256=a["sha256"], url=f"{base}/artifacts/{a['name']}"
+        )
+        for a in job.artifacts or []
+    ]
+    return JobPublic(
+        id=job.id,
+        state=JobState(job.state),
+        queue=job.queue,  # type: ignore[arg-type]
+        spec=job.spec,
+        progress=Progress(
+            stage=job.progress_stage, fraction=job.progress_fraction or 0.0, message=job.progress_message
+        ),
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        error=job.error,
+        metrics=job.metrics,
+        artifacts=artifacts,
+        links=JobLinks(self=base, cancel=f"{base}/cancel", artifacts=f"{base}/artifacts"),
+    )

@@ -1,0 +1,64 @@
+"""/jobs/{id}/artifacts: list and download, with SHA-256 ETags (If-None-Match gives 304)."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+
+from fastapi import APIRouter, Depends, Header, Response
+from fastapi.responses import FileResponse
+
+from service import jobs
+from service.deps import SessionDep, SettingsDep, require_token
+from service.problems import problem_responses
+from service.schemas import ArtifactList
+from service.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
+
+router = APIRouter(
+    prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], dependencies=[Depends(require_token)]
+)
+
+ArtifactName = StrEnum("ArtifactName", {name.replace(".", "_"): name for name in ARTIFACT_NAMES})  # type: ignore[misc]
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+@router.get(
+    "", response_model=ArtifactList, summary="A job's artifacts", responses=problem_responses(401, 404, 422)
+)
+def list_artifacts(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> ArtifactList:
+    return ArtifactList(items=jobs.present(settings, jobs.get_job(session, job_id)).artifacts)
+
+
+@router.get(
+    "/{name}",
+    summary="Download an artifact",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The file, streamed; ETag is its quoted SHA-256.",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "Not modified (If-None-Match matched the ETag)."},
+        **problem_responses(401, 404, 422),
+    },
+)
+def download_artifact(
+    job_id: uuid.UUID,
+    name: ArtifactName,  # type: ignore[valid-type]
+    session: SessionDep,
+    settings: SettingsDep,
+    if_none_match: str | None = Header(None),
+) -> Response:
+    path, record = jobs.find_artifact(settings, jobs.get_job(session, job_id), name.value)
+    etag = f'"{record["sha256"]}"'
+    if _matches(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return FileResponse(
+        path, media_type=ARTIFACT_MEDIA_TYPES[name.value], filename=name.value, headers={"ETag": etag}
+    )

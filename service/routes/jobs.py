@@ -1,0 +1,142 @@
+"""/jobs: submit, read, list, cancel, delete. Each route parses HTTP and calls `service.jobs`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from service import jobs
+from service.deps import DispatcherDep, SessionDep, SettingsDep, require_token
+from service.errors import PayloadTooLarge
+from service.models import JobState
+from service.problems import problem_responses
+from service.schemas import JobList, JobPublic
+from service.uploads import stream_upload
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+
+_file = {"type": "string", "format": "binary"}
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model"],
+                    "properties": {
+                        "model": {
+                            **_file,
+                            "description": "The state dict: .safetensors (preferred) or .pth.",
+                        },
+                        "spec": {"type": "string", "description": "The spec as JSON (see GET /spec/schema)."},
+                        "spec_file": {**_file, "description": "The spec as a JSON file, instead of `spec`."},
+                        "data": {
+                            **_file,
+                            "description": "Optional data set, stored for methods that need one.",
+                        },
+                        "teacher": {**_file, "description": "Optional teacher state dict, stored for later."},
+                        "queue": {"type": "string", "enum": ["cpu", "gpu"], "default": "cpu"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    summary="Submit a compression job",
+    responses={
+        202: {
+            "description": "Queued; `Location` names the job.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(401, 413, 415, 422, 503),
+    },
+    openapi_extra=UPLOAD_BODY,
+)
+async def submit_job(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> JobPublic:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"the upload ({declared} bytes) is over the limit of {settings.max_upload_bytes} bytes"
+        )
+    staged = await stream_upload(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        settings.staging_dir,
+        max_bytes=settings.max_upload_bytes,
+        max_field_bytes=settings.max_field_bytes,
+    )
+    job = await run_in_threadpool(jobs.create_job, session, settings, dispatcher, staged)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return jobs.present(settings, job)
+
+
+@router.get(
+    "", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422)
+)
+def list_jobs(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    items, total = jobs.list_jobs(session, state=state, limit=limit, offset=offset)
+    following = None
+    if offset + len(items) < total:
+        query = f"limit={limit}&offset={offset + limit}" + (f"&state={state.value}" if state else "")
+        following = f"/jobs?{query}"
+    return JobList(
+        items=[jobs.present(settings, job) for job in items],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next=following,
+    )
+
+
+@router.get(
+    "/{job_id}", response_model=JobPublic, summary="A job's state", responses=problem_responses(401, 404, 422)
+)
+def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> JobPublic:
+    return jobs.present(settings, jobs.get_job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    status_code=202,
+    summary="Cancel a job: a queued job never runs, a running one stops at its next check",
+    responses=problem_responses(401, 404, 409, 422),
+)
+def cancel_job(
+    job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+) -> JobPublic:
+    return jobs.present(settings, jobs.cancel_job(session, dispatcher, job_id))
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Delete a finished job and its files",
+    responses=problem_responses(401, 404, 409, 422),
+)
+def delete_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> Response:
+    jobs.delete_job(session, settings, job_id)
+    return Response(status_code=204)

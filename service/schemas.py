@@ -1,0 +1,81 @@
+"""What the API speaks: one schema family per resource, plus the RFC 9457 problem document."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from service.models import JobState
+
+
+class Progress(BaseModel):
+    stage: str | None = Field(None, description="The pipeline stage running now, e.g. 'prune'.")
+    fraction: float = Field(0.0, ge=0.0, le=1.0, description="Done so far over the whole job, 0..1.")
+    message: str | None = None
+
+
+class ArtifactPublic(BaseModel):
+    name: str = Field(description="One of model.pth, model.bin, metrics.json.")
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="Hex digest; also the download's ETag.")
+    url: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    cancel: str
+    artifacts: str
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    state: JobState
+    queue: Literal["cpu", "gpu"]
+    spec: dict[str, Any]
+    progress: Progress
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int = Field(description="Deliveries to a worker so far (more than 1 after a worker was lost).")
+    cancel_requested: bool
+    error: str | None = Field(None, description="Why the job failed, in words a person can act on.")
+    metrics: dict[str, Any] | None = Field(None, description="The metrics report, once succeeded.")
+    artifacts: list[ArtifactPublic] = Field(default_factory=list)
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+    next: str | None = Field(None, description="URL of the next page, if any.")
+
+
+class ArtifactList(BaseModel):
+    items: list[ArtifactPublic]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. 'spec.rules.0.amount'.")
+    message: str
+    type: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (served as application/problem+json)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,90 @@
+"""Configuration from the environment (prefix `MCS_`), so the same code runs embedded and in a cluster.
+
+With nothing set, the service runs *embedded*: SQLite and a Kombu `filesystem://` broker under the data dir,
+and `mcs serve` starts one worker as its child. Setting `MCS_BROKER_URL` (e.g. `redis://...`) and
+`MCS_DATABASE_URL` (e.g. `postgresql+psycopg://...`) switches to separate API and worker processes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QueueKey = Literal["cpu", "gpu"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MCS_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("mcs-data"), description="Uploads, artifacts, SQLite and the embedded broker."
+    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/mcs.db.")
+    broker_url: str | None = Field(None, description="Celery broker URL; default filesystem:// (embedded).")
+    max_upload_bytes: int = Field(2 * 1024**3, gt=0, description="Cap on one POST /jobs body, in bytes.")
+    max_field_bytes: int = Field(1024**2, gt=0, description="Cap on a non-file form field (the spec).")
+    soft_time_limit_s: int = Field(3600, gt=0, description="A job past this fails with a clear message.")
+    hard_time_limit_s: int = Field(3900, gt=0, description="The worker child is killed past this.")
+    lease_s: float = Field(60.0, gt=0, description="A running job's lease; renewed by a heartbeat thread.")
+    max_attempts: int = Field(3, gt=0, description="Deliveries of one job before the reaper fails it.")
+    reaper_interval_s: float = Field(
+        30.0, ge=0, description="How often the API requeues lost jobs; 0: never."
+    )
+    progress_interval_s: float = Field(0.5, ge=0, description="Least time between two progress writes.")
+    cancel_poll_s: float = Field(0.2, ge=0, description="Least time between two cancel checks in the DB.")
+    queue_cpu: str = Field("cpu", description="Broker queue name for CPU jobs.")
+    queue_gpu: str = Field("gpu", description="Broker queue name for GPU jobs.")
+    api_token: SecretStr | None = Field(
+        None, description="Auth placeholder: if set, a Bearer token required."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the API process also runs a worker child over the filesystem."""
+        return self.broker_url is None or self.broker_url.startswith("filesystem://")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'mcs.db'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    def queue_name(self, key: str) -> str:
+        return self.queue_gpu if key == "gpu" else self.queue_cpu
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.jobs_dir, self.staging_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        if self.embedded:
+            for sub in ("messages", "control"):
+                (self.broker_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

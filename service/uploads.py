@@ -1,0 +1,189 @@
+"""Streams a multipart upload to disk with a byte cap: nothing is held whole in memory, and a body over the
+limit is refused while it arrives (Starlette itself caps nothing).
+
+Only known parts are accepted: the files `model`, `spec_file`, `data`, `teacher` and the fields `spec`,
+`queue`. File names from the client never become paths: each part is stored as `<role><suffix>`, the suffix
+taken from an allow-list.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import anyio
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from service.errors import InvalidSubmission, PayloadTooLarge
+
+FILE_PARTS = ("model", "spec_file", "data", "teacher")
+FIELD_PARTS = ("spec", "queue")
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+_SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,12}$")
+
+
+@dataclass
+class StagedUpload:
+    """A parsed upload waiting in its own staging folder until it becomes a job's inputs."""
+
+    directory: Path
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _suffix_for(role: str, filename: str) -> str:
+    """The stored suffix: state dicts become `.safetensors` or `.pth` (what the safe loader dispatches on)."""
+    suffix = Path(filename).suffix.lower()
+    if role in ("model", "teacher"):
+        if suffix == ".safetensors":
+            return suffix
+        return ".pth" if suffix in TORCH_SUFFIXES else ""  # "": decided from the first bytes
+    if role == "spec_file":
+        return ".json"
+    return suffix if _SAFE_SUFFIX.match(suffix) else ".dat"
+
+
+class _Receiver:
+    """python-multipart callbacks: route each part to a file or a small in-memory field."""
+
+    def __init__(self, directory: Path, max_field_bytes: int) -> None:
+        self.directory = directory
+        self.max_field_bytes = max_field_bytes
+        self.staged = StagedUpload(directory)
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._name = ""
+        self._file: IO[bytes] | None = None
+        self._field = bytearray()
+        self._head = b""
+        self.pending: list[bytes] = []  # file bytes parsed from the last chunk, written by the caller
+
+    def on_part_begin(self) -> None:
+        self._disposition, self._file, self._field = b"", None, bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name, self._header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in options:
+            if name not in FILE_PARTS:
+                raise InvalidSubmission(
+                    f"unexpected file part {name!r}; expected one of {', '.join(FILE_PARTS)}",
+                )
+            if name in self.staged.files:
+                raise InvalidSubmission(f"file part {name!r} given twice")
+            filename = options[b"filename"].decode("utf-8", "replace")
+            path = self.directory / f"{name}{_suffix_for(name, filename)}"
+            self._file = path.open("wb")
+            self.staged.files[name] = path
+            self._head = b""
+        elif name not in FIELD_PARTS:
+            raise InvalidSubmission(
+                f"unexpected form field {name!r}; expected one of {', '.join(FIELD_PARTS)}"
+            )
+        self._name = name
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._file is not None:
+            self.pending.append(bytes(data[start:end]))
+            if len(self._head) < 2:
+                self._head += data[start : start + 2]
+            return
+        if len(self._field) + (end - start) > self.max_field_bytes:
+            raise PayloadTooLarge(f"form field {self._name!r} is over {self.max_field_bytes} bytes")
+        self._field += data[start:end]
+
+    def flush(self) -> None:
+        if self._file is not None and self.pending:
+            self._file.writelines(self.pending)
+        self.pending.clear()
+
+    def on_part_end(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            path = self.staged.files[self._name]
+            if not path.suffix:  # unknown name: a zip or pickle is a torch file, anything else safetensors
+                suffix = ".pth" if self._head[:2] == b"PK" or self._head[:1] == b"\x80" else ".safetensors"
+                self.staged.files[self._name] = path.rename(path.with_suffix(suffix))
+        else:
+            self.staged.fields[self._name] = self._field.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+async def stream_upload(
+    content_type: str,
+    stream: AsyncIterator[bytes],
+    staging_root: Path,
+    *,
+    max_bytes: int,
+    max_field_bytes: int,
+) -> StagedUpload:
+    """Parse a multipart body chunk by chunk into a fresh folder under `staging_root`.
+
+    Raises PayloadTooLarge as soon as more than `max_bytes` have arrived, InvalidSubmission on a malformed
+    body or an unknown part; the staging folder is removed on any error.
+    """
+    mime, params = parse_options_header(content_type)
+    if mime != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidSubmission("the body must be multipart/form-data with a boundary")
+    directory = staging_root / uuid.uuid4().hex
+    directory.mkdir(parents=True)
+    receiver = _Receiver(directory, max_field_bytes)
+    callbacks = {
+        name: getattr(receiver, name)
+        for name in (
+            "on_part_begin",
+            "on_part_data",
+            "on_part_end",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+        )
+    }
+    parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+    received = 0
+    try:
+        async for chunk in stream:
+            received += len(chunk)
+            if received > max_bytes:
+                raise PayloadTooLarge(f"the upload is over the limit of {max_bytes} bytes")
+            parser.write(chunk)
+            if receiver.pending:
+                await anyio.to_thread.run_sync(receiver.flush)
+        parser.finalize()
+    except FormParserError as exc:
+        receiver.close()
+        receiver.staged.discard()
+        raise InvalidSubmission(f"malformed multipart body: {exc}") from exc
+    except BaseException:
+        receiver.close()
+        receiver.staged.discard()
+        raise
+    receiver.close()
+    return receiver.staged

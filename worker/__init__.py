@@ -1,0 +1,1 @@
+"""Celery workers: thin tasks that run jobs through `compression_core`."""

@@ -1,0 +1,55 @@
+"""The Celery application, configured from `service.settings` (JSON only, late acks, one job at a time).
+
+Importing this module imports no torch: the task module is loaded by the worker (`include`), and the API
+only sends task messages by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from service.settings import Settings, get_settings
+
+TASK_RUN_JOB = "mcs.run_job"
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.embedded:
+        folder = str(settings.broker_dir / "messages")
+        return {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": str(settings.broker_dir / "control"),
+            "store_processed": False,
+            "polling_interval": 0.2,
+        }
+    # A message unacked for longer than this is redelivered: it must outlast the longest job.
+    return {"visibility_timeout": settings.hard_time_limit_s + 600}
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("mcs", broker=settings.effective_broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.soft_time_limit_s,
+        task_time_limit=settings.hard_time_limit_s,
+        broker_transport_options=broker_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_queues=(Queue(settings.queue_cpu), Queue(settings.queue_gpu)),
+        task_default_queue=settings.queue_cpu,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+app = make_celery(get_settings())

@@ -1,0 +1,41 @@
+"""Starts a Celery worker for the `cpu` and/or `gpu` queues (`mcs worker`, and the embedded child)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def worker_argv(queues: list[str], concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """Celery worker arguments: prefork (time limits work, the parent never touches CUDA), no gossip."""
+    from service.settings import get_settings
+
+    settings = get_settings()
+    names = ",".join(settings.queue_name(q) for q in queues)
+    return [
+        "worker",
+        f"--queues={names}",
+        f"--concurrency={concurrency}",
+        "--pool=prefork",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+        f"--hostname=mcs-{'-'.join(queues)}-{os.getpid()}@%h",
+    ]
+
+
+def run_worker(queues: list[str], concurrency: int, loglevel: str = "INFO") -> None:
+    from service.settings import get_settings
+    from worker.celery_app import app
+
+    get_settings().ensure_dirs()
+    app.worker_main(worker_argv(queues, concurrency, loglevel))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser.add_argument("--queues", default="cpu", help="comma-separated: cpu, gpu")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--loglevel", default="INFO")
+    args = parser.parse_args(argv)
+    run_worker([q.strip() for q in args.queues.split(",") if q.strip()], args.concurrency, args.loglevel)

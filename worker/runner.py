@@ -1,0 +1,151 @@
+"""Runs one job: lease, heartbeat, `compress_file`, atomic publication of the artifacts, final state.
+
+The compression itself is `compression_core.pipeline.compress_file`; this module only wires it to the
+job row (progress, cancel) and the data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.models import Job, JobState
+from service.settings import Settings
+from service.storage import ARTIFACT_NAMES, artifact_path, job_dir, publish
+from worker.store import Lease, take_lease
+
+log = logging.getLogger(__name__)
+
+
+def pick_device() -> str:
+    """`cuda:<n>` when a GPU is visible, else `cpu`. Called only inside the task (the worker's child
+    process), so the parent never initialises CUDA; prefork child k uses GPU k (one process per GPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    from billiard.process import current_process
+
+    index = getattr(current_process(), "index", 0) or 0
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease while the job runs, so a reaper can tell a live worker from a vanished one."""
+
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(name=f"lease-{lease.job_id}", daemon=True)
+        self.lease = lease
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.lease.seconds / 3):
+            try:
+                if not self.lease.renew():
+                    return
+            except Exception:  # noqa: BLE001 - a failed renewal is retried at the next beat
+                log.warning("lease renewal failed for job %s", self.lease.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def throttled(
+    interval: float, func: Callable[..., Any], *, always: Callable[..., bool]
+) -> Callable[..., Any]:
+    """Call `func` at most once per `interval` seconds, except when `always(*args)` says the call matters."""
+    last = [float("-inf")]
+
+    def call(*args: Any) -> Any:
+        now = time.monotonic()
+        if now - last[0] >= interval or always(*args):
+            last[0] = now
+            return func(*args)
+        return None
+
+    return call
+
+
+def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> str:
+    """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
+    from compression_core.errors import Cancelled, CompressionError
+    from compression_core.pipeline import compress_file
+    from compression_core.spec import Spec
+
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    lease = take_lease(factory, uuid.UUID(job_id), owner, settings.lease_s)
+    if lease is None:
+        log.info("job %s is not claimable (duplicate delivery, cancelled or finished); skipping", job_id)
+        return "skipped"
+    heartbeat = Heartbeat(lease)
+    heartbeat.start()
+    root = job_dir(settings, job_id)
+    work = root / f"work-{owner.rsplit(':', 1)[-1]}"
+    try:
+        with factory() as session:
+            job = session.get(Job, uuid.UUID(job_id))
+            assert job is not None
+            spec, inputs = Spec.model_validate(job.spec), dict(job.inputs)
+        last_stage: list[str | None] = [None]
+
+        def report(progress: Any) -> None:
+            last_stage[0] = progress.stage
+            lease.progress(progress.stage, progress.fraction, progress.message)
+
+        on_progress = throttled(
+            settings.progress_interval_s, report, always=lambda p: p.stage != last_stage[0] or p.fraction >= 1
+        )
+        should_cancel = throttled(settings.cancel_poll_s, lease.should_stop, always=lambda: False)
+        work.mkdir(parents=True, exist_ok=True)
+        data_path = root / inputs["data"] if "data" in inputs else None
+        compress_file(
+            root / inputs["model"],
+            spec,
+            work,
+            progress=on_progress,
+            should_cancel=lambda: bool(should_cancel()),
+            device=pick_device(),
+            data_path=data_path,
+        )
+        metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
+        artifacts = [publish(work / name, artifact_path(settings, job_id, name)) for name in ARTIFACT_NAMES]
+        lease.finish(
+            JobState.succeeded,
+            metrics=metrics,
+            artifacts=artifacts,
+            progress_stage="done",
+            progress_fraction=1.0,
+            progress_message="",
+        )
+        return JobState.succeeded
+    except Cancelled:
+        lease.finish(JobState.cancelled, progress_message="cancelled")
+        return JobState.cancelled
+    except SoftTimeLimitExceeded:
+        lease.finish(
+            JobState.failed, error=f"the job ran past the time limit of {settings.soft_time_limit_s} s"
+        )
+        return JobState.failed
+    except CompressionError as exc:
+        lease.finish(JobState.failed, error=str(exc) or type(exc).__name__)
+        return JobState.failed
+    except Exception as exc:
+        log.exception("job %s failed unexpectedly", job_id)
+        lease.finish(
+            JobState.failed, error=f"internal error in the worker ({type(exc).__name__}); see its logs"
+        )
+        return JobState.failed
+    finally:
+        heartbeat.stop()
+        shutil.rmtree(work, ignore_errors=True)
