@@ -92,9 +92,11 @@ def _headline_table(job: Job) -> Any:
     from compression_core.report.headline import headline, human_bytes
 
     h = headline(job.metrics)
-    table = Table(title=f"job {job.id}: {job.state}", show_header=False)
+    table = Table(show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value")
+    table.add_row("job", job.id)
+    table.add_row("state", job.state)
     table.add_row("ratio", f"{h.ratio:.2f}x" if h.ratio else "-")
     table.add_row("size before", human_bytes(h.size_before_bytes))
     table.add_row("size after", human_bytes(h.size_after_bytes))
@@ -323,7 +325,14 @@ def download(
     _guarded(body)
 
 
+EXIT_CODES_EPILOG = (
+    "Exit codes: 0 ok; 2 usage; 3 request failed (unreachable, 401, rejected spec); 4 job failed; "
+    "5 job cancelled; 6 threshold missed; 7 checksum mismatch; 8 timeout."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `mcs` app."""
-    for fn in (submit, jobs, status, cancel, download):
+    app.command("submit", epilog=EXIT_CODES_EPILOG)(submit)
+    for fn in (jobs, status, cancel, download):
         app.command(fn.__name__)(fn)

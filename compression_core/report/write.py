@@ -50,3 +50,19 @@ def write_report(
     _atomic_write(report, page.encode("utf-8"))
     written.append(report)
     return written
+
+
+def write_job_report(out_dir: str | Path, model_path: str | Path, history: Any = None) -> list[Path]:
+    """The report of a finished `compress_file` run: reads out_dir/metrics.json, the input state dict and
+    out_dir/model.pth, then `write_report`s into out_dir. The worker calls this after `compress_file`."""
+    import json
+
+    from compression_core.io import load_state_dict
+
+    out = Path(out_dir)
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    before = load_state_dict(model_path)
+    after = load_state_dict(out / "model.pth")
+    return write_report(
+        out, metrics, before, after, history if history is not None else metrics.get("history")
+    )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from compression_core.report import headline, layer_rows, render_report, write_report
+from compression_core.report import headline, layer_rows, render_report, write_job_report, write_report
 from compression_core.report.plots import MAX_LAYERS, history_series, plotted_layers
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -125,3 +125,12 @@ def test_write_report_writes_files_atomically(
     assert not [p for p in report_dir.rglob("*") if p.name.startswith(".")]  # no temporary left behind
     page = (report_dir / "report.html").read_text(encoding="utf-8")
     assert sorted(_inline_images(page)) == sorted(p.read_bytes() for p in (report_dir / "plots").iterdir())
+
+
+def test_write_job_report_reads_a_finished_run(pipeline_run: dict[str, Any]) -> None:
+    out = pipeline_run["out"]
+    paths = write_job_report(out, pipeline_run["root"] / "model.safetensors")
+    assert (out / "report.html") in paths and (out / "plots" / "weights_hist.png") in paths
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert '<td class="name">fc3.weight</td>' in page
+    assert "history.png" not in {p.name for p in paths}  # a data-free run has no training history
