@@ -8,6 +8,7 @@ Idempotency-Key, so the server creates the job at most once. Errors the server r
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -221,7 +222,7 @@ class Client:
     def delete(self, job_id: str) -> None:
         self._send("DELETE", f"/jobs/{quote(job_id, safe='')}").close()
 
-    def artifacts(self, job_id: str) -> list[Artifact]:
+    def artifacts(self, job_id: str) -> builtins.list[Artifact]:
         doc = self._json("GET", f"/jobs/{quote(job_id, safe='')}/artifacts")
         items = doc if isinstance(doc, list) else (doc.get("artifacts") or doc.get("items") or [])
         return [Artifact.from_json(a) for a in items]
@@ -271,9 +272,9 @@ class Client:
         self,
         job_id: str,
         out_dir: str | Path,
-        names: list[str] | None = None,
+        names: builtins.list[str] | None = None,
         on_file: Callable[[Artifact, Path], None] | None = None,
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:
         """Fetch the job's artifacts into `out_dir`, verifying each one's size and SHA-256.
 
         A file appears under its final name only once verified (written to a temporary name, then renamed);
