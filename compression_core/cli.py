@@ -17,6 +17,8 @@ from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+if not console.is_terminal:  # pipes, CI logs, tests: do not crop the per-layer table to 80 columns
+    console.width = 160
 
 
 @contextmanager
@@ -72,7 +74,11 @@ def _headline(metrics: dict[str, Any]) -> Table:
             "Huffman vs entropy bound (coded streams)",
             f"{totals['huffman_bits_of_entropy_coded_streams']:,} vs {totals['entropy_bits']:,.0f} bits",
         )
-    for key, label in (("input_bytes", "input file"), ("model_pth_bytes", "model.pth"), ("model_bin_bytes", "model.bin")):
+    for key, label in (
+        ("input_bytes", "input file"),
+        ("model_pth_bytes", "model.pth"),
+        ("model_bin_bytes", "model.bin"),
+    ):
         if key in files:
             table.add_row(label, f"{files[key]:,} bytes")
     return table
@@ -80,8 +86,12 @@ def _headline(metrics: dict[str, Any]) -> Table:
 
 def compress(
     model: Annotated[Path, typer.Argument(help="state dict: .safetensors, .pth, .pt or .bin (torch)")],
-    spec: Annotated[str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for model.bin, model.pth, metrics.json")],
+    spec: Annotated[
+        str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="output folder for model.bin, model.pth, metrics.json")
+    ],
     device: Annotated[str, typer.Option(help="where the methods run: cpu or cuda")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
 ) -> None:

@@ -44,17 +44,24 @@ def dtype_bits(dtype: torch.dtype) -> int:
 
 
 def gap_bits(positions: torch.Tensor | np.ndarray, widths: Iterable[int] = GAP_WIDTHS) -> tuple[int, int]:
-    """(bits, width) of the cheapest fixed-width gap coding of sorted flat positions (see module doc)."""
+    """(bits, width) of the cheapest fixed-width gap coding of sorted flat positions (see module doc).
+
+    `widths` must be ascending: once a width needs no filler, wider ones only cost more, so we stop.
+    """
     pos = np.asarray(positions, dtype=np.int64)
     if pos.size == 0:
         return 0, 0
     skipped = np.diff(pos, prepend=-1) - 1
+    largest = int(skipped.max())
     best: tuple[int, int] | None = None
     for width in widths:
-        fillers = int(np.sum(skipped // ((1 << width) - 1)))
+        escape = (1 << width) - 1
+        fillers = int(np.sum(skipped // escape)) if largest >= escape else 0
         bits = width * (pos.size + fillers)
         if best is None or bits < best[0]:
             best = (bits, width)
+        if fillers == 0:
+            break  # wider codes need no fillers either, so they only cost more
     assert best is not None
     return best
 
@@ -65,15 +72,19 @@ def index_bits(k: int) -> int:
 
 def stage_bits(record: TensorRecord) -> dict[str, int]:
     """Bits after each stage, from the record (format-independent; see the module docstring)."""
+    return _stage_bits_and_gap_width(record)[0]
+
+
+def _stage_bits_and_gap_width(record: TensorRecord) -> tuple[dict[str, int], int | None]:
     n = record.numel
     bits: dict[str, int] = {"original": n * dtype_bits(record.dtype), "dense_fp32": 32 * n}
     if record.factors is not None:
         u, v = record.factors
         bits["lowrank"] = 32 * (u.numel() + v.numel())
-        return bits
-    position_bits = 0
+        return bits, None
+    position_bits, width = 0, None
     if record.positions is not None:
-        position_bits, _ = gap_bits(record.positions)
+        position_bits, width = gap_bits(record.positions)
         kept = int(record.positions.numel())
         bits["pruned"] = position_bits + 32 * kept
     if record.codebook is not None:
@@ -82,14 +93,14 @@ def stage_bits(record: TensorRecord) -> dict[str, int]:
         bits["quantized"] = position_bits + index_bits(k) * int(record.indices.numel()) + 32 * k
     if record.method.startswith("dense") and record.values is not None:
         bits["dense_stored"] = int(record.values.numel()) * dtype_bits(record.values.dtype)
-    return bits
+    return bits, width
 
 
 def lc_counts(name: str, original: torch.Tensor, record: TensorRecord) -> dict[str, Any]:
     """LC-toolkit parameter and bit counts of one tensor (zero and `counted: False` for non-weights)."""
     if not is_weight_tensor(name, original):
         return {"counted": False, "params": 0, "bits": 0, "original_params": 0}
-    bits = stage_bits(record)
+    bits, width = _stage_bits_and_gap_width(record)
     if record.factors is not None:
         u, v = record.factors
         params, lc_bits = u.numel() + v.numel(), bits["lowrank"]
@@ -106,16 +117,22 @@ def lc_counts(name: str, original: torch.Tensor, record: TensorRecord) -> dict[s
         "bits": int(lc_bits),
         "original_params": record.numel,
     }
-    if record.positions is not None:
-        result["gap_width"] = gap_bits(record.positions)[1]
+    if width is not None:
+        result["gap_width"] = width
     return result
 
 
+def _norm(tensor: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(tensor.detach().reshape(-1)))
+
+
 def relative_error(original: torch.Tensor, reconstructed: torch.Tensor) -> float:
-    a = original.detach().double().reshape(-1)
-    b = reconstructed.detach().double().reshape(-1)
-    norm = float(torch.linalg.vector_norm(a))
-    diff = float(torch.linalg.vector_norm(a - b))
+    if original.dtype == torch.float64 or reconstructed.dtype == torch.float64:
+        a, b = original.double(), reconstructed.double()
+    else:
+        a, b = original.float(), reconstructed.float()
+    norm = _norm(a)
+    diff = _norm(a - b)
     if norm == 0.0:
         return 0.0 if diff == 0.0 else math.inf
     return diff / norm
@@ -138,7 +155,9 @@ def record_summary(record: TensorRecord) -> dict[str, Any]:
     }
 
 
-def tensor_metrics(name: str, original: torch.Tensor, record: TensorRecord, rule: str | None) -> dict[str, Any]:
+def tensor_metrics(
+    name: str, original: torch.Tensor, record: TensorRecord, rule: str | None
+) -> dict[str, Any]:
     """Everything metrics.json says about one tensor before encoding."""
     reconstructed = record.reconstruct()
     entry = record_summary(record)
@@ -147,7 +166,7 @@ def tensor_metrics(name: str, original: torch.Tensor, record: TensorRecord, rule
         rule=rule,
         nonzeros=int(torch.count_nonzero(reconstructed)),
         rel_error=relative_error(original, reconstructed),
-        norm=float(torch.linalg.vector_norm(original.detach().double())),
+        norm=_norm(original.double() if original.dtype == torch.float64 else original.float()),
         lc=lc_counts(name, original, record),
         stats=_jsonable(record.stats),
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from compression_core import __version__
@@ -63,7 +64,9 @@ def _check_device(device: str) -> None:
 
 def _check_finite(state_dict: Mapping[str, torch.Tensor], names: list[str]) -> None:
     for name in names:
-        if not torch.isfinite(state_dict[name]).all():
+        tensor = state_dict[name].detach().cpu()
+        values = tensor.numpy() if tensor.dtype in (torch.float32, torch.float64) else tensor.float().numpy()
+        if not np.isfinite(values).all():
             raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
 
 

@@ -217,7 +217,11 @@ def example_names() -> list[str]:
     """Names of the example specs shipped in `compression_core/examples` (without `.json`)."""
     from importlib.resources import files
 
-    return sorted(p.name.removesuffix(".json") for p in files("compression_core.examples").iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name.removesuffix(".json")
+        for p in files("compression_core.examples").iterdir()
+        if p.name.endswith(".json")
+    )
 
 
 def example_spec(name: str) -> Spec:

@@ -1,9 +1,8 @@
 """Vectorized bit packing (MSB-first) and bounds-checked byte reading, shared by every coder.
 
 Bit streams are big-endian in bit order: the first code's most significant bit is the most significant bit
-of the first byte. Writing scatters each code into 32-bit words (a code of at most 32 bits touches at most
-two words); codes never overlap, so adding their contributions equals OR-ing them, which lets `np.bincount`
-do the scatter exactly (sums stay below 2**32, far inside float64's 53-bit mantissa).
+of the first byte. Codes never overlap, so adding their shifted values equals OR-ing them, which lets the
+writer merge them with integer sums instead of a per-code loop.
 """
 
 from __future__ import annotations
@@ -15,39 +14,41 @@ import numpy as np
 from compression_core.errors import FormatError
 
 MAX_WRITE_LENGTH = 32  # longest single code `write_codes` accepts, in bits
-_CHUNK = 1 << 22  # symbols per vector pass, bounds the encoder's temporary memory
+_CHUNK = 1 << 20  # symbols per vector pass, bounds the encoder's temporary memory
 
 
 def write_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
-    """Concatenate `codes[i]` (its low `lengths[i]` bits, MSB first); return (bytes, total bits)."""
-    codes = np.asarray(codes, dtype=np.uint64).ravel()
-    lengths = np.asarray(lengths, dtype=np.int64).ravel()
+    """Concatenate `codes[i]` (its low `lengths[i]` bits, MSB first); return (bytes, total bits).
+
+    Each code is shifted into a 64-bit window aligned to the 32-bit word it starts in; codes starting in
+    the same word occupy disjoint bits, so one `add.reduceat` per word merges them exactly, and the window's
+    two halves are added to that word and the next.
+    """
+    codes = np.asarray(codes).ravel()
+    lengths = np.asarray(lengths).ravel()
     if codes.shape != lengths.shape:
         raise ValueError("codes and lengths differ in size")
     if lengths.size and (int(lengths.min()) < 0 or int(lengths.max()) > MAX_WRITE_LENGTH):
         raise ValueError(f"code lengths must lie in [0, {MAX_WRITE_LENGTH}]")
-    total = int(lengths.sum())
-    nwords = (total + 31) // 32 + 1
-    words = np.zeros(nwords, dtype=np.uint64)
+    total = int(lengths.sum(dtype=np.int64))
+    words = np.zeros((total + 31) // 32 + 2, dtype=np.uint64)
     base = 0
+    u32, u64 = np.uint64(32), np.uint64(64)
     for lo in range(0, codes.size, _CHUNK):
-        c = codes[lo : lo + _CHUNK]
-        n = lengths[lo : lo + _CHUNK]
-        starts = np.cumsum(n) - n + base
-        base += int(n.sum())
-        w = starts >> 5
-        end = (starts & 31) + n
-        over = end - 32
-        part1 = (c >> np.maximum(over, 0).astype(np.uint64)) << np.maximum(-over, 0).astype(np.uint64)
-        w0 = int(w[0]) if w.size else 0
-        span = int(w[-1]) - w0 + 2 if w.size else 0
-        acc = np.bincount(w - w0, weights=part1.astype(np.float64), minlength=span)
-        spill = over > 0
-        if spill.any():
-            s = over[spill].astype(np.uint64)
-            part2 = (c[spill] << (np.uint64(32) - s)) & np.uint64(0xFFFFFFFF)
-            acc += np.bincount(w[spill] + 1 - w0, weights=part2.astype(np.float64), minlength=span)
-        words[w0 : w0 + span] += acc.astype(np.uint64)
+        c = codes[lo : lo + _CHUNK].astype(np.uint64)
+        n = lengths[lo : lo + _CHUNK].astype(np.uint64)
+        ends = np.cumsum(n)
+        ends += np.uint64(base)
+        base = int(ends[-1])
+        starts = ends - n
+        w = starts >> np.uint64(5)
+        window = c << (u64 - ((starts & np.uint64(31)) + n))
+        first = np.flatnonzero(w[1:] != w[:-1]) + 1
+        first = np.concatenate((np.zeros(1, dtype=first.dtype), first))
+        merged = np.add.reduceat(window, first)
+        idx = w[first].astype(np.int64)
+        words[idx] += merged >> u32
+        words[idx + 1] += merged & np.uint64(0xFFFFFFFF)
     data = words.astype(">u4").tobytes()[: (total + 7) // 8]
     return data, total
 

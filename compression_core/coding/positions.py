@@ -6,9 +6,9 @@ Two layouts, and the encoder keeps whichever is smaller for each tensor:
   that entry"; s = M is a filler, "advance M, keep nothing" (Deep Compression's filler zero without the
   zero weight). The width w is chosen per tensor by the estimated coded size.
 - "bitmap": one bit per entry, packed eight to a byte (MSB first), and the bytes coded as symbols.
-Either symbol stream is then Huffman coded or, for `encoding="raw"`, packed at a fixed width
-(w bits for gaps, 8 for bitmap bytes). Gaps win for sparse tensors, bitmaps for dense ones (measured in
-benchmarks/bench_coding.py and docs/format.md).
+Either symbol stream is then packed at a fixed width (w bits for gaps, 8 for bitmap bytes) or, unless the
+record asks for `encoding="raw"`, Huffman coded when that is smaller. Gaps win up to about 50% density,
+bitmaps above (measured in benchmarks/bench_coding.py, summarized in docs/format.md).
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ def _estimate_gap_bits(values: np.ndarray, counts: np.ndarray, width: int, codin
     hist = np.bincount(values % m, weights=counts, minlength=m + 1)
     hist[m] += fillers
     hist = hist[hist > 0]
-    bits = total * np.log2(total) - float(np.sum(hist * np.log2(hist)))
-    return bits + hist.size * (5 + width)  # table cost, roughly
+    if hist.size == 1:
+        return 0.0
+    lengths = huffman.code_lengths(hist.astype(np.int64))
+    return float(np.sum(hist * lengths)) + hist.size * (5 + width)  # code bits + table, roughly
 
 
 def _best_gap_width(gaps: np.ndarray, coding: str) -> int:
@@ -67,26 +69,32 @@ def _best_gap_width(gaps: np.ndarray, coding: str) -> int:
     return int(np.argmin(costs)) + 1
 
 
-def _code(symbols: np.ndarray, coding: str, width: int) -> bytes:
-    return huffman.encode(symbols) if coding == "huffman" else raw.encode(symbols, width)
+def _candidates(symbols: np.ndarray, width: int, layout: str, coding: str, huffman_ok: bool):
+    yield CodedPositions(layout, width, "raw", symbols, raw.encode(symbols, width))
+    if coding == "huffman" and huffman_ok:
+        yield CodedPositions(layout, width, "huffman", symbols, huffman.encode(symbols))
 
 
 def encode(positions: np.ndarray, numel: int, coding: str) -> CodedPositions:
-    """Code sorted, unique positions in [0, numel) with the smaller of the two layouts."""
+    """Code sorted, unique positions in [0, numel) with the smallest layout and coding.
+
+    `coding="raw"` allows fixed-width symbols only; `coding="huffman"` also tries Huffman and keeps it
+    when it is smaller (a Huffman table can outweigh its gain on short or flat streams).
+    """
     p = np.asarray(positions, dtype=np.int64).ravel()
-    options = []
+    options: list[CodedPositions] = []
     if p.size:
         gaps = _gaps(p)
+        w_raw = _best_gap_width(gaps, "raw")
+        options += _candidates(_gap_symbols(gaps, w_raw), w_raw, "gaps", coding, False)
         w = _best_gap_width(gaps, coding)
-        sym = _gap_symbols(gaps, w)
-        options.append(CodedPositions("gaps", w, coding, sym, _code(sym, coding, w)))
+        options += _candidates(_gap_symbols(gaps, w), w, "gaps", coding, True)
     else:
-        options.append(CodedPositions("gaps", 1, coding, p, _code(p, coding, 1)))
+        options += _candidates(p, 1, "gaps", coding, True)
     if numel <= 2048 * max(p.size, 1):  # past this, a bitmap (>= 1 bit per 8 entries) cannot win
         bits = np.zeros(numel, dtype=bool)
         bits[p] = True
-        sym = np.packbits(bits).astype(np.int64)
-        options.append(CodedPositions("bitmap", 8, coding, sym, _code(sym, coding, 8)))
+        options += _candidates(np.packbits(bits).astype(np.int64), 8, "bitmap", coding, True)
     return min(options, key=lambda o: len(o.data))
 
 

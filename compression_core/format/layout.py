@@ -15,7 +15,9 @@ FIXED_HEADER = 24  # magic(4) version(u16) flags(u16) manifest_len(u32) payload_
 MAX_MANIFEST_BYTES = 16 << 20  # decompressed JSON manifest cap
 MAX_NDIM = 32
 MAX_NAME_CHARS = 4096
-DEFAULT_MAX_ELEMENTS = 1 << 31  # total declared tensor entries per file; callers may raise it
+DEFAULT_MAX_ELEMENTS = (
+    1 << 30
+)  # total declared tensor entries per file (4 GiB of float32); callers may raise it
 
 # Stored name <-> torch dtype. Only these may appear in a file.
 DTYPES: dict[str, torch.dtype] = {

@@ -164,7 +164,10 @@ def _indices(streams: _Streams, desc: Any, where: str, k: int, max_count: int) -
         sym = raw.decode(data, count, width)
     elif coding == "huffman":
         r = ByteReader(data, where)
-        sym = huffman.decode(r, max_count=count)
+        try:
+            sym = huffman.decode(r, max_count=count)
+        except FormatError as exc:
+            raise FormatError(f"{where}: {exc}") from None
         r.expect_end()
         if sym.size != count:
             raise FormatError(f"{where}: {sym.size} indices decoded, {count} declared")
@@ -179,15 +182,19 @@ def _positions(streams: _Streams, desc: Any, where: str, n: int) -> torch.Tensor
     desc = _keys(desc, _STREAM_KEYS["positions"], where)
     count = _int(desc, "count", where, hi=n)
     symbols = _int(desc, "symbols", where, hi=n + 1)
-    p = positions.decode(
-        streams.take(desc, where),
-        layout=_str(desc, "layout", where),
-        width=_int(desc, "width", where, hi=64),
-        coding=_str(desc, "coding", where),
-        symbols=symbols,
-        count=count,
-        numel=n,
-    )
+    data = streams.take(desc, where)
+    try:
+        p = positions.decode(
+            data,
+            layout=_str(desc, "layout", where),
+            width=_int(desc, "width", where, hi=64),
+            coding=_str(desc, "coding", where),
+            symbols=symbols,
+            count=count,
+            numel=n,
+        )
+    except FormatError as exc:
+        raise FormatError(f"{where}: {exc}") from None
     return torch.from_numpy(p)
 
 

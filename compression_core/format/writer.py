@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import struct
 import zlib
 from collections.abc import Sequence
@@ -24,8 +23,6 @@ from compression_core.format.layout import (
     dtype_name,
 )
 from compression_core.records import TensorRecord
-
-log = logging.getLogger(__name__)
 
 _INT_VIEW = {
     1: (torch.uint8, "<u1"),
@@ -70,7 +67,7 @@ def _jsonable(obj: Any) -> Any:
         return obj.item()
     if isinstance(obj, tuple | set):
         return list(obj)
-    return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
 def _dumps(obj: Any) -> str:
@@ -100,11 +97,11 @@ def _indices(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> 
     sym = rec.indices.detach().cpu().numpy().astype(np.int64)
     k = int(rec.codebook.numel())
     width = raw.width_for(k)
-    coding = rec.encoding
-    if coding == "huffman" and k > huffman.MAX_ALPHABET:
-        log.warning("tensor %s: codebook of %d entries is too large for Huffman; stored raw", rec.name, k)
-        coding = "raw"
-    data = huffman.encode(sym) if coding == "huffman" else raw.encode(sym, width)
+    coding, data = "raw", raw.encode(sym, width)
+    if rec.encoding == "huffman" and k <= huffman.MAX_ALPHABET:
+        coded = huffman.encode(sym)
+        if len(coded) < len(data):  # a table can outweigh the gain on short or flat streams
+            coding, data = "huffman", coded
     ent = huffman.entropy_bits(sym)
     stats.append(StreamStats("indices", sym.size, 8 * len(data), ent, coding))
     return {"coding": coding, "count": int(sym.size), "width": width, **payload.add(data)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from compression_core.spec import PruneStep
@@ -28,6 +29,8 @@ def _keep_mask(magnitudes: torch.Tensor, keep: int) -> torch.Tensor:
         return torch.ones(n, dtype=torch.bool, device=magnitudes.device)
     if keep <= 0:
         return torch.zeros(n, dtype=torch.bool, device=magnitudes.device)
+    if magnitudes.device.type == "cpu":  # numpy's introselect is several times faster than torch.kthvalue
+        return torch.from_numpy(_keep_mask_numpy(magnitudes.numpy(), keep))
     threshold = torch.kthvalue(magnitudes, n - keep + 1).values
     mask = magnitudes > threshold
     missing = keep - int(mask.sum())
@@ -37,13 +40,26 @@ def _keep_mask(magnitudes: torch.Tensor, keep: int) -> torch.Tensor:
     return mask
 
 
+def _keep_mask_numpy(magnitudes: np.ndarray, keep: int) -> np.ndarray:
+    n = magnitudes.size
+    threshold = np.partition(magnitudes, n - keep)[n - keep]
+    mask = magnitudes > threshold
+    missing = keep - int(np.count_nonzero(mask))
+    if missing > 0:
+        mask[np.flatnonzero(magnitudes == threshold)[:missing]] = True
+    return mask
+
+
 def magnitudes_of(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.reshape(-1).float().abs()
 
 
 def keep_positions(tensor: torch.Tensor, keep: int) -> torch.Tensor:
     """Sorted int64 flat indices of the `keep` largest-magnitude entries (on the tensor's device)."""
-    return torch.nonzero(_keep_mask(magnitudes_of(tensor), keep)).squeeze(1)
+    mask = _keep_mask(magnitudes_of(tensor), keep)
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask).squeeze(1)
 
 
 def global_keep_counts(tensors: Sequence[torch.Tensor], keep: int) -> list[int]:
