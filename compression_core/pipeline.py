@@ -7,6 +7,7 @@ decoding `model.bin` always gives exactly `model.pth`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from compression_core import __version__
+from compression_core.data_aware import DataAwareJob, needs_data
 from compression_core.errors import Cancelled, CompressionError, InputError, SpecError
 from compression_core.io import atomic_write_bytes, load_state_dict, save_state_dict
 from compression_core.methods.apply import compress_tensor, dense_record
@@ -165,7 +167,7 @@ def compress_file(
     from compression_core.format import decode_state_dict, encode_records
 
     model_path, out_dir = Path(model_path), Path(out_dir)
-    if data_path is not None:
+    if data_path is not None and spec.data is None:
         log.info("data-free compression ignores the data set %s", data_path)
     timing: dict[str, float] = {}
     clock = time.perf_counter()
@@ -175,14 +177,24 @@ def compress_file(
     _check_cancel(should_cancel, "after loading")
 
     clock = time.perf_counter()
-    records, metrics = compress_state_dict(
-        state_dict,
-        spec,
-        progress=progress,
-        should_cancel=should_cancel,
-        device=device,
-        span=(_LOAD_END, _COMPRESS_END),
-    )
+    data_job = None
+    if needs_data(spec):  # model / data / retrain: evaluation and retraining around the same steps
+        data_job = DataAwareJob(spec, state_dict, data_path=data_path, device=device)
+        records, metrics = data_job.compress(
+            functools.partial(compress_state_dict, device=device),
+            progress=lambda stage, fraction, message: _report(progress, stage, fraction, message),
+            should_cancel=should_cancel,
+            span=(_LOAD_END, _COMPRESS_END),
+        )
+    else:
+        records, metrics = compress_state_dict(
+            state_dict,
+            spec,
+            progress=progress,
+            should_cancel=should_cancel,
+            device=device,
+            span=(_LOAD_END, _COMPRESS_END),
+        )
     timing["compress"] = time.perf_counter() - clock
     _check_cancel(should_cancel, "before encoding")
 
@@ -201,6 +213,8 @@ def compress_file(
     clock = time.perf_counter()
     decoded = decode_state_dict(encoded.data)
     timing["decode"] = time.perf_counter() - clock
+    if data_job is not None:
+        data_job.finish(decoded, metrics)  # evaluation.after: the decoded artifact, as downloaded
     clock = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "model.bin", encoded.data)

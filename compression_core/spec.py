@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compression_core.errors import SpecError
+from compression_core.training_spec import DataSpec, ModelSpec, RetrainSpec
 
 MAX_KEEP = 2**40
 MAX_CODEBOOK = 65536
@@ -168,14 +169,24 @@ class DefaultPolicy(_Strict):
 
 
 class Spec(_Strict):
-    """A whole compression job. `model` and `data` are reserved for data-aware methods (fine-tuning, LC):
-    loose placeholders here, defined by the data-aware part; data-free compression ignores them."""
+    """A whole compression job. `model`, `data` and `retrain` switch on the data-aware path
+    (evaluation before/after, iterative prune-retrain, centroid fine-tuning; see training_spec.py and
+    data_aware.py); without them compression is data-free."""
 
     version: Literal[1] = 1
     rules: list[Rule] = Field(default_factory=list)
     default: DefaultPolicy = Field(default_factory=DefaultPolicy)
-    model: dict[str, Any] | None = None
-    data: dict[str, Any] | None = None
+    model: ModelSpec | None = None
+    data: DataSpec | None = None
+    retrain: RetrainSpec | None = None
+
+    @model_validator(mode="after")
+    def _data_aware_fields(self) -> Spec:
+        if (self.data is not None or self.retrain is not None) and self.model is None:
+            raise ValueError("model: `data` and `retrain` need `model` (the architecture to build)")
+        if self.retrain is not None and self.data is None:
+            raise ValueError("data: `retrain` needs `data` (a built-in or the uploaded data file)")
+        return self
 
 
 def spec_json_schema() -> dict[str, Any]:

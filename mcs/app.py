@@ -12,6 +12,9 @@ def _register() -> None:
     from compression_core import cli as core_cli
 
     core_cli.register(app)
+    from compression_core import train_cli
+
+    train_cli.register(app)
     try:
         from client import cli as client_cli
     except ImportError:  # the HTTP client is optional for library-only use

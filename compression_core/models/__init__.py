@@ -1,0 +1,153 @@
+"""Architectures by name: the built-ins, operator-registered ones and every torchvision classifier.
+
+A job names its architecture as data (`{"arch": "resnet18", "kwargs": {"num_classes": 10}}`); the worker
+builds it from code installed on the worker. Code is never loaded from an upload:
+
+- built-ins: `lenet300`, `lenet5`, `mlp` (see `builtin.py`);
+- private architectures: the operator installs a package that declares an entry point in the group
+  `mcs.models` (`[project.entry-points."mcs.models"] mynet = "mypkg.nets:MyNet"`); the entry point's
+  object is called with the spec's kwargs and must return an `nn.Module`;
+- torchvision: every classification model `torchvision.models.list_models()` knows, always with
+  `weights=None`, so nothing is downloaded.
+
+Exported programs (`.pt2`, `torch.export`) are refused unless the operator sets
+`MCS_TRUST_EXPORTED_PROGRAMS=1`: `torch.export.load` unpickles parts of the archive, so a hostile upload
+could run code in the worker. Only turn it on where every uploader is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compression_core.errors import InputError, SpecError
+from compression_core.models.builtin import BUILTIN_MODELS, MLP, LeNet5, LeNet300
+from compression_core.training_spec import ModelSpec
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "ENTRY_POINT_GROUP",
+    "LeNet300",
+    "LeNet5",
+    "MLP",
+    "ModelSpec",
+    "TRUST_EXPORTED_ENV",
+    "available_architectures",
+    "build_model",
+    "load_exported_program",
+    "load_into",
+]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "mcs.models"
+TRUST_EXPORTED_ENV = "MCS_TRUST_EXPORTED_PROGRAMS"
+
+
+def _registered_entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _torchvision_classifiers() -> list[str]:
+    import torchvision.models
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def available_architectures() -> dict[str, list[str]]:
+    """Every name `build_model` accepts, grouped by where it comes from."""
+    return {
+        "builtin": sorted(BUILTIN_MODELS),
+        "registered": sorted(_registered_entry_points()),
+        "torchvision": _torchvision_classifiers(),
+    }
+
+
+def _as_spec(model_spec: ModelSpec | Mapping[str, Any]) -> ModelSpec:
+    if isinstance(model_spec, ModelSpec):
+        return model_spec
+    if isinstance(model_spec, Mapping):
+        return ModelSpec.model_validate(dict(model_spec))
+    # another pydantic model with the same fields (e.g. the spec's own copy)
+    return ModelSpec(arch=model_spec.arch, kwargs=dict(getattr(model_spec, "kwargs", {}) or {}))
+
+
+def build_model(model_spec: ModelSpec | Mapping[str, Any]) -> nn.Module:
+    """Build a freshly initialised model from its name and kwargs; raises SpecError for unknown names."""
+    spec = _as_spec(model_spec)
+    name, kwargs = spec.arch, dict(spec.kwargs)
+    if name in BUILTIN_MODELS:
+        factory: Any = BUILTIN_MODELS[name]
+    elif name in (registered := _registered_entry_points()):
+        factory = registered[name].load()
+    elif name in _torchvision_classifiers():
+        import torchvision.models
+
+        if kwargs.pop("weights", None) is not None:
+            log.warning("ignoring weights=%r for %s: pretrained weights are never downloaded", name, name)
+        return _call(lambda **kw: torchvision.models.get_model(name, weights=None, **kw), name, kwargs)
+    else:
+        raise SpecError(
+            f"unknown architecture {name!r}: use one of the built-ins {sorted(BUILTIN_MODELS)}, "
+            f"a torchvision classifier (e.g. resnet18) or an operator-registered "
+            f"'{ENTRY_POINT_GROUP}' entry point"
+        )
+    return _call(factory, name, kwargs)
+
+
+def _call(factory: Any, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        model = factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"cannot build {name!r} with kwargs {kwargs}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"architecture {name!r} did not return a torch.nn.Module")
+    return model
+
+
+def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Load a state dict strictly; a mismatch raises InputError naming every missing, unexpected or
+    mis-shaped key (more useful than torch's first-error message when an upload does not fit the arch)."""
+    expected = model.state_dict()
+    missing = sorted(k for k in expected if k not in state_dict)
+    unexpected = sorted(k for k in state_dict if k not in expected)
+    misshaped = sorted(
+        f"{k} (model {tuple(expected[k].shape)}, file {tuple(state_dict[k].shape)})"
+        for k in expected
+        if k in state_dict and tuple(expected[k].shape) != tuple(state_dict[k].shape)
+    )
+    if missing or unexpected or misshaped:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
+                parts.append(f"{label} keys: {shown}")
+        raise InputError("state dict does not fit the model: " + "; ".join(parts))
+    model.load_state_dict(dict(state_dict), strict=True)
+    return model
+
+
+def exported_programs_trusted() -> bool:
+    return os.environ.get(TRUST_EXPORTED_ENV, "") == "1"
+
+
+def load_exported_program(path: str | Path) -> nn.Module:
+    """Load a `.pt2` torch.export archive, only when the operator trusts uploads (see module docstring)."""
+    if not exported_programs_trusted():
+        raise InputError(
+            f"{Path(path).name}: exported programs (.pt2) are refused because torch.export.load unpickles "
+            f"data and could run code; an operator can allow trusted uploads with {TRUST_EXPORTED_ENV}=1. "
+            "Upload a state dict (.safetensors) and name the architecture in the spec instead"
+        )
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # any failure of a foreign archive is an input problem
+        raise InputError(f"{Path(path).name}: not a loadable torch.export program: {exc}") from exc
+    return program.module()
