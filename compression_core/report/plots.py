@@ -170,9 +170,27 @@ def history_series(history: Any) -> dict[str, list[float]]:
     return {}
 
 
+def history_stages(history: Any) -> list[tuple[int, str]]:
+    """(1-based epoch index, stage name) where each training stage starts, for per-epoch dict lists."""
+    if isinstance(history, Mapping):
+        history = history.get("epochs") or history.get("history")
+    if not isinstance(history, list):
+        return []
+    starts: list[tuple[int, str]] = []
+    previous = None
+    for i, entry in enumerate(history, start=1):
+        stage = entry.get("stage") if isinstance(entry, Mapping) else None
+        if stage and stage != previous:
+            starts.append((i, str(stage)))
+        previous = stage
+    return starts
+
+
 def history_curves(history: Any) -> bytes | None:
-    """Loss curves on the left, accuracy/error curves on the right, one point per recorded epoch."""
+    """Loss curves on the left, accuracy/error curves on the right, one point per recorded epoch; dotted
+    lines mark where a training stage (e.g. each prune-retrain iteration) begins."""
     series = history_series(history)
+    stages = history_stages(history)
     losses = {k: v for k, v in series.items() if "loss" in k}
     quality = {k: v for k, v in series.items() if "acc" in k or "error" in k or "top" in k}
     if not losses and not quality:
@@ -182,7 +200,18 @@ def history_curves(history: Any) -> bytes | None:
     for ax, group, ylabel in ((ax_loss, losses, "loss"), (ax_quality, quality, "fraction")):
         for key, values in group.items():
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=key)
-        ax.set_xlabel("epoch")
+        for start, stage in stages if len(stages) > 1 else []:
+            ax.axvline(start - 0.5, color="#999999", linestyle=":", linewidth=1)
+            ax.text(
+                start - 0.4,
+                1.0,
+                stage,
+                transform=ax.get_xaxis_transform(),
+                fontsize=7,
+                va="top",
+                color="#555",
+            )
+        ax.set_xlabel("epoch (all stages)" if len(stages) > 1 else "epoch")
         ax.set_ylabel(ylabel)
         if group:
             ax.legend(fontsize=8)

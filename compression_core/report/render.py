@@ -57,7 +57,7 @@ def _num(value: float | int | None, fmt: str = "{:,.0f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _cards(h: Headline) -> str:
+def _cards(h: Headline, metrics: Mapping[str, Any] | None) -> str:
     cards = [
         ("compression ratio", f"{h.ratio:.2f}×" if h.ratio else "-"),
         ("size before", human_bytes(h.size_before_bytes)),
@@ -78,7 +78,15 @@ def _cards(h: Headline) -> str:
         f'<div class="card"><div class="k">{_esc(k)}</div><div class="v">{_esc(v)}</div></div>'
         for k, v in cards
     )
-    samples = f'<p class="note">Errors measured on {h.eval_samples:,} samples.</p>' if h.eval_samples else ""
+    samples = ""
+    if h.eval_samples:
+        data = lookup(metrics, ("evaluation", "data"))
+        where = ""
+        if isinstance(data, Mapping) and data.get("name"):
+            split = f", {data['evaluated_on']} split" if data.get("evaluated_on") else ""
+            where = f" of {data['name']}{split}"
+        samples = f'<p class="note">Errors measured on {h.eval_samples:,} samples{_esc(where)}.</p>'
+
     return f'<div class="cards">{body}</div>{samples}'
 
 
@@ -164,7 +172,7 @@ def render_report(
 <body><main>
 <h1>{_esc(title)}</h1>
 <div class="sub">{len(rows)} tensors</div>
-{_cards(headline(metrics))}
+{_cards(headline(metrics), metrics)}
 <h2>Per-layer</h2>
 {_table(rows)}
 <h2>Plots</h2>

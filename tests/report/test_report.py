@@ -134,3 +134,20 @@ def test_write_job_report_reads_a_finished_run(pipeline_run: dict[str, Any]) -> 
     page = (out / "report.html").read_text(encoding="utf-8")
     assert '<td class="name">fc3.weight</td>' in page
     assert "history.png" not in {p.name for p in paths}  # a data-free run has no training history
+
+
+def test_data_aware_metrics_show_errors_and_training_history(
+    pipeline_run: dict[str, Any], history: list
+) -> None:
+    """The layout compression_core.data_aware adds: evaluation.{before,after,data} and training.history."""
+    metrics = dict(pipeline_run["metrics"])
+    metrics["evaluation"] = {
+        "before": {"samples": 360, "error": 0.05, "top1": 0.95},
+        "after": {"samples": 360, "error": 0.0625, "top1": 0.9375},
+        "data": {"name": "digits", "sizes": {"train": 1437, "test": 360}, "evaluated_on": "test"},
+    }
+    metrics["training"] = {"history": history}
+    page, pngs = render_report(metrics, pipeline_run["before"], pipeline_run["after"])
+    assert "history.png" in pngs
+    assert "5.00%" in page and "6.25%" in page and "+1.25 pts" in page
+    assert "Errors measured on 360 samples of digits, test split." in page
