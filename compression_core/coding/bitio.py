@@ -130,6 +130,20 @@ class ByteReader:
     def u64(self) -> int:
         return self._unpack("<Q")
 
+    def varint(self, limit: int = 1 << 63) -> int:
+        """Unsigned LEB128 (7 bits a byte, low first), at most 9 bytes, no redundant trailing zero byte."""
+        value = 0
+        for i in range(9):
+            byte = self.u8()
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise FormatError(f"{self.what}: over-long varint")
+                if value > limit:
+                    raise FormatError(f"{self.what}: value {value} exceeds {limit}")
+                return value
+        raise FormatError(f"{self.what}: varint longer than 9 bytes")
+
     def expect_end(self) -> None:
         if self.remaining:
             raise FormatError(f"{self.what}: {self.remaining} unexpected trailing bytes")
@@ -149,6 +163,17 @@ class ByteWriter:
 
     def u64(self, v: int) -> None:
         self.parts.append(struct.pack("<Q", v))
+
+    def varint(self, v: int) -> None:
+        if v < 0 or v >= 1 << 63:
+            raise ValueError("varints hold 0 <= v < 2**63")
+        out = bytearray()
+        while True:
+            byte, v = v & 0x7F, v >> 7
+            out.append(byte | (0x80 if v else 0))
+            if not v:
+                break
+        self.parts.append(bytes(out))
 
     def raw(self, b: bytes) -> None:
         self.parts.append(bytes(b))

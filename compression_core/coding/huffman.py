@@ -1,15 +1,16 @@
 """Canonical, length-limited Huffman coding of non-negative integer streams, vectorized with numpy.
 
-Stream layout (little-endian integers, see docs/format.md for the normative text):
+Stream layout (v = unsigned LEB128 varint, u8 = one byte; docs/format.md holds the normative text):
 
-    u64 count                 number of symbols
-    u32 alphabet              largest symbol + 1 (0 for an empty stream)
-    u8  table mode            0 empty, 1 single symbol (= alphabet - 1, no bits), 2 dense, 3 sparse
+    v  count                  number of symbols
+    v  alphabet               largest symbol + 1 (0 for an empty stream)
+    u8 table mode             0 empty, 1 single symbol (= alphabet - 1, no bits), 2 dense, 3 sparse
     dense:  alphabet code lengths, 5 bits each (0 = unused)
-    sparse: u32 used, u8 width, `used` symbol gaps (first symbol, then difference - 1) at `width` bits,
+    sparse: v used, u8 width, `used` symbol gaps (first symbol, then difference - 1) at `width` bits,
             `used` code lengths at 5 bits each
-    u32 block size B, u8 sync width, ceil(count / B) block bit lengths at `sync width` bits
-    u64 total bits, then the code bits (MSB first), zero padded to a byte
+    v total bits, v block size B, v sync base, u8 sync width,
+    ceil(count / B) block bit lengths minus `sync base`, at `sync width` bits
+    the code bits (MSB first), zero padded to a byte
 
 The code is canonical: symbols sorted by (length, symbol) get consecutive codes, so the lengths alone define
 it. The decoder needs a complete prefix code (Kraft sum exactly 1), which a Huffman code always is; that
@@ -128,14 +129,15 @@ def canonical_codes(lengths: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _choose_block(mean_bits: float) -> int:
-    """Smallest power-of-two block (64..4096) whose sync entry (~16 bits) costs under 1% of its code bits.
+def _choose_block(count: int, mean_bits: float) -> int:
+    """Power-of-two block (64..4096): long enough that a sync entry (~10 bits) costs about 0.3% of the
+    block's code bits, short enough that a stream has about 32 blocks or more.
 
     Decoding takes one vector step per symbol of a block (~20 us of numpy overhead each), so short blocks
     decode small streams fast; long blocks keep the sync points negligible on low-entropy streams.
     """
     block = 64
-    while block < DEFAULT_BLOCK and block * mean_bits < 1600:
+    while block < DEFAULT_BLOCK and block * mean_bits < 3200 and block * 32 < count:
         block *= 2
     return block
 
@@ -146,14 +148,14 @@ def encode(symbols: np.ndarray, *, block_size: int | None = None, max_length: in
     if s.size and (not np.issubdtype(s.dtype, np.integer) or int(s.min()) < 0):
         raise ValueError("Huffman symbols must be non-negative integers")
     out = ByteWriter()
-    out.u64(s.size)
+    out.varint(s.size)
     if s.size == 0:
-        out.u32(0)
+        out.varint(0)
         out.u8(MODE_EMPTY)
         return out.getvalue()
     counts = _counts(s)
     alphabet = counts.size
-    out.u32(alphabet)
+    out.varint(alphabet)
     used = np.flatnonzero(counts)
     if used.size == 1:
         out.u8(MODE_SINGLE)
@@ -162,16 +164,18 @@ def encode(symbols: np.ndarray, *, block_size: int | None = None, max_length: in
     _write_table(out, lengths, used)
     codes = canonical_codes(lengths)
     sym_len = lengths[s]
-    block = block_size or _choose_block(float(sym_len.mean()))
+    block = block_size or _choose_block(s.size, float(sym_len.mean()))
     if not 1 <= block <= MAX_BLOCK:
         raise ValueError(f"block size must lie in [1, {MAX_BLOCK}]")
     block_bits = np.add.reduceat(sym_len, np.arange(0, s.size, block))
-    sync_width = max(1, int(block_bits.max()).bit_length())
-    out.u32(block)
-    out.u8(sync_width)
-    out.raw(pack_fixed(block_bits, sync_width))
+    base = int(block_bits.min())
+    sync_width = int(block_bits.max() - base).bit_length()
     data, total = write_codes(codes[s], sym_len)
-    out.u64(total)
+    out.varint(total)
+    out.varint(block)
+    out.varint(base)
+    out.u8(sync_width)
+    out.raw(pack_fixed(block_bits - base, sync_width))
     out.raw(data)
     return out.getvalue()
 
@@ -182,52 +186,49 @@ def _write_table(out: ByteWriter, lengths: np.ndarray, used: np.ndarray) -> None
     gaps[0] = used[0]
     gap_width = max(1, int(gaps.max()).bit_length())
     dense_size = fixed_nbytes(alphabet, _LEN_BITS)
-    sparse_size = 5 + fixed_nbytes(used.size, gap_width) + fixed_nbytes(used.size, _LEN_BITS)
+    sparse_size = 4 + fixed_nbytes(used.size, gap_width) + fixed_nbytes(used.size, _LEN_BITS)
     if dense_size <= sparse_size:
         out.u8(MODE_DENSE)
         out.raw(pack_fixed(lengths, _LEN_BITS))
     else:
         out.u8(MODE_SPARSE)
-        out.u32(used.size)
+        out.varint(used.size)
         out.u8(gap_width)
         out.raw(pack_fixed(gaps, gap_width))
         out.raw(pack_fixed(lengths[used], _LEN_BITS))
 
 
-def _read_table(r: ByteReader, alphabet: int, mode: int) -> np.ndarray:
-    """Code lengths of the used symbols, as an array over the whole alphabet (validated)."""
+def _read_table(r: ByteReader, alphabet: int, mode: int) -> tuple[np.ndarray, np.ndarray]:
+    """(used symbols, their code lengths), validated; nothing is sized by the unverified alphabet alone."""
     if alphabet > MAX_ALPHABET:
         raise FormatError(f"Huffman alphabet {alphabet} exceeds {MAX_ALPHABET}")
     if mode == MODE_DENSE:
-        lengths = unpack_fixed(r.take(fixed_nbytes(alphabet, _LEN_BITS)), alphabet, _LEN_BITS)
+        all_lengths = unpack_fixed(r.take(fixed_nbytes(alphabet, _LEN_BITS)), alphabet, _LEN_BITS)
+        used = np.flatnonzero(all_lengths)
+        lens = all_lengths[used]
     elif mode == MODE_SPARSE:
-        n_used = r.u32()
+        n_used = r.varint()
         gap_width = r.u8()
         if not 2 <= n_used <= alphabet or not 1 <= gap_width <= 32:
             raise FormatError(f"bad sparse Huffman table (used={n_used}, width={gap_width})")
         gaps = unpack_fixed(r.take(fixed_nbytes(n_used, gap_width)), n_used, gap_width)
         used = np.cumsum(gaps + 1) - 1
-        if int(used[-1]) != alphabet - 1:
-            raise FormatError("sparse Huffman table symbols do not end at the alphabet's last symbol")
         lens = unpack_fixed(r.take(fixed_nbytes(n_used, _LEN_BITS)), n_used, _LEN_BITS)
         if int(lens.min()) == 0:
             raise FormatError("sparse Huffman table lists a symbol with code length 0")
-        lengths = np.zeros(alphabet, dtype=np.int64)
-        lengths[used] = lens
     else:
         raise FormatError(f"unknown Huffman table mode {mode}")
-    used_lengths = lengths[lengths > 0]
-    if used_lengths.size < 2:
+    if used.size < 2:
         raise FormatError("Huffman table has fewer than two coded symbols")
-    top = int(used_lengths.max())
+    if int(used[-1]) != alphabet - 1:
+        raise FormatError("Huffman alphabet size does not match its largest coded symbol")
+    top = int(lens.max())
     if top > MAX_CODE_LENGTH:
         raise FormatError(f"Huffman code length {top} exceeds {MAX_CODE_LENGTH}")
-    if lengths[-1] == 0:
-        raise FormatError("Huffman alphabet size does not match its largest coded symbol")
-    kraft = int(np.sum(np.left_shift(1, top - used_lengths)))
+    kraft = int(np.sum(np.left_shift(1, top - lens)))
     if kraft != 1 << top:
         raise FormatError("Huffman code lengths do not form a complete prefix code (Kraft sum != 1)")
-    return lengths
+    return used, lens
 
 
 def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
@@ -236,8 +237,8 @@ def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
     Every size is checked against the bytes present before anything proportional to it is allocated.
     """
     r = data if isinstance(data, ByteReader) else ByteReader(data, "Huffman stream")
-    count = r.u64()
-    alphabet = r.u32()
+    count = r.varint()
+    alphabet = r.varint()
     mode = r.u8()
     if count > max_count:
         raise FormatError(f"Huffman stream declares {count} symbols, more than the {max_count} allowed")
@@ -251,33 +252,40 @@ def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
         if not 1 <= alphabet <= MAX_ALPHABET:
             raise FormatError(f"bad single-symbol alphabet {alphabet}")
         return np.full(count, alphabet - 1, dtype=np.int64)
-    lengths = _read_table(r, alphabet, mode)
-    block = r.u32()
+    used, lens = _read_table(r, alphabet, mode)
+    total = r.varint()
+    block = r.varint()
+    base = r.varint()
     sync_width = r.u8()
-    if not 1 <= block <= MAX_BLOCK or not 1 <= sync_width <= 32:
+    if not 1 <= block <= MAX_BLOCK or sync_width > 32:
         raise FormatError(f"bad Huffman sync layout (block={block}, width={sync_width})")
-    nblocks = -(-count // block)
-    block_bits = unpack_fixed(r.take(fixed_nbytes(nblocks, sync_width)), nblocks, sync_width)
-    total = r.u64()
-    if int(block_bits.sum()) != total:
-        raise FormatError("Huffman sync points do not add up to the stream's bit count")
     if total < count:
         raise FormatError("Huffman stream has fewer bits than symbols")
-    payload = r.take((total + 7) // 8)
-    return _decode_blocks(payload, lengths, count, block, block_bits, total)
+    nblocks = -(-count // block)
+    sync = r.take(fixed_nbytes(nblocks, sync_width))
+    payload = r.take((total + 7) // 8)  # present, so nblocks <= count <= total <= 8 * bytes in the file
+    block_bits = unpack_fixed(sync, nblocks, sync_width) + base
+    if int(block_bits.sum()) != total:
+        raise FormatError("Huffman sync points do not add up to the stream's bit count")
+    return _decode_blocks(payload, used, lens, count, block, block_bits, total)
 
 
 def _decode_blocks(
-    payload: bytes, lengths: np.ndarray, count: int, block: int, block_bits: np.ndarray, total: int
+    payload: bytes,
+    used: np.ndarray,
+    lens: np.ndarray,
+    count: int,
+    block: int,
+    block_bits: np.ndarray,
+    total: int,
 ) -> np.ndarray:
     """All blocks advance together: per step, peek `top` bits in every lane, look the symbol and its
     length up in a 2**top table, and move each lane's bit offset on (in-place ops, no per-step allocation)."""
-    used = np.flatnonzero(lengths)
-    order = used[np.lexsort((used, lengths[used]))]
-    top = int(lengths.max())
-    repeat = np.left_shift(1, top - lengths[order])
-    sym_table = np.repeat(order.astype(np.int32), repeat)
-    len_table = np.repeat(lengths[order], repeat)
+    order = np.lexsort((used, lens))  # canonical order: by length, then symbol
+    top = int(lens.max())
+    repeat = np.left_shift(1, top - lens[order])
+    sym_table = np.repeat(used[order].astype(np.int32), repeat)
+    len_table = np.repeat(lens[order], repeat)
     nblocks = block_bits.size
     starts = np.cumsum(block_bits) - block_bits
     offsets = starts.copy()

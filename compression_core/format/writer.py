@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from compression_core.coding import huffman, positions, raw
+from compression_core.coding.bitio import fixed_nbytes
 from compression_core.errors import FormatError
 from compression_core.format.layout import (
     FIXED_HEADER,
@@ -97,11 +98,12 @@ def _indices(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> 
     sym = rec.indices.detach().cpu().numpy().astype(np.int64)
     k = int(rec.codebook.numel())
     width = raw.width_for(k)
-    coding, data = "raw", raw.encode(sym, width)
-    if rec.encoding == "huffman" and k <= huffman.MAX_ALPHABET:
-        coded = huffman.encode(sym)
-        if len(coded) < len(data):  # a table can outweigh the gain on short or flat streams
-            coding, data = "huffman", coded
+    coded = huffman.encode(sym) if rec.encoding == "huffman" and k <= huffman.MAX_ALPHABET else None
+    # a table can outweigh Huffman's gain on short or flat streams: keep it only when smaller
+    if coded is not None and len(coded) < fixed_nbytes(sym.size, width):
+        coding, data = "huffman", coded
+    else:
+        coding, data = "raw", raw.encode(sym, width)
     ent = huffman.entropy_bits(sym)
     stats.append(StreamStats("indices", sym.size, 8 * len(data), ent, coding))
     return {"coding": coding, "count": int(sym.size), "width": width, **payload.add(data)}

@@ -7,6 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -153,17 +154,26 @@ def test_stats_with_numpy_and_tensor_scalars_are_stored() -> None:
 
 # Exact-byte fixture: if this changes, the file format changed: bump VERSION, update docs/format.md.
 FIXTURE_HEX = (
-    "4d435342010000008e0100004200000000000000712e6f2b78dab554d16e832014fd97fb3ab254b4a6f1579aa5b90a56"
-    "5205a7d0ae33fefbd089c5ad6b66b2bd718173ee3927173aa8b846861a21e9a0528c9790402edeb46938f4043497ad6a"
-    "5a48f61d48acb83d65768b0381b6c0dad67b4ac217024c5f870af252a10ea93db7cc85621e80cb4c31218f76ab30795e"
-    "a11c58346a4bdff5c3b2e1580d059cb1347c5ccd90ba443100be377242622b43e539241b02259790d0a8ef7b320baf1b"
-    "23393bd8eb0d671e2e22d1570341ec1b18814faf06a516ef2b9dd4aa155a28b934d3e0c5224abc2aa36d79c4bab5f545"
-    "305d40125a826b95aad26222624146ea71359aa39173d70f678ca74a9d5626455d52349ec876964c4826327e4fe84dc2"
-    "243198f0a11313dc4bfa13ec9a868b39497fca7919ef44f157d1d2bbd186cecd7676437e33829e87d9a44b3674c9c68b"
-    "644a7569509e16cf873e7e3e37c8c3b183f1d228ddcbc8ac9d0c12380711f566e3bc922720f38c6d37338f9f442a9fa5"
-    "a90e29eaace0ed4137989d16cfd24b45481d47ffffa5b836b389d9c2ceb3f0d27f006385abc60000003f000080bf0000"
-    "00400000000000005040000000be1240000080bf0000003f604ec03f00c080400000803f0000004000004040000080bf"
-    "0700000000000000"
+    "4d43534201000000f20100009f01000000000000e450d50178dab595e1929b201485dfe5fe2db32368acf55576763218"
+    "7065a2e02a6e9a667cf72215825b93d69dec3f10cfe59e2fc79b0b345c53463585fc028d62bc861c4af1530f1d871181"
+    "e6b2575d0ff9f305246db83965e61107047d455bb37f26287e41c0f479da41592baa6362ce4de54ab140c0e54131215f"
+    "cda36a28cb86caa98aa6da94bf8cd3b2e3b49936f04eeb81db9597b4351593e0ef8b5c23a969439525e411829a4bc849"
+    "328e23f28db7dd2039db9bd73bce025d82928f06701a1ab0c26f6f03955afcdae8a455bdd042c9a5998e9e8ca2a66735"
+    "68b37da56d6ff627c17405796c0a9c9b42d5469320231aa4b62b6b8e24cedd389d315e2875dc488a3852249d8b65a698"
+    "904c1cf85aa3d716e616f1ac8f5d33788df41fb1bb345ee4a4b8c57989772ef128b464156decdcecbc1bf43f110c3c78"
+    "938e6cecc8a60b32b53a75541e179f0fb9fff95c25776307f625db7ac068d89a0c849d838404d978df5807239fb15de4"
+    "eb84240af92487665f507da878bfd71d3d1c179f654045489d265f3f52dc35de84b790ad5a98afdccf19f30ca328baff"
+    "933e7ea05c5537929f06c92751e6b36fd7d664ea128bf1ee01a3056778cb6cb17d7c982e38fbe1665dba0ade550dd923"
+    "f20ff89fc3fe491cd8ff2911eca64b9adc0072edc10ddc28f250fcfcffeea0e078a2f232fe06e8c97ba40000003f0000"
+    "80bf000000400000000000005040000000be1240000080bf0000003f604ec03f00c080400000803f0000004000004040"
+    "000080bf0700000000000000d00128030b04000000215c9018864210842108b205403508a09f9f008bd9f339213829de"
+    "cf99c909c14ef67cce484e0a77b3e672427053bd9f339213829decf99c909c14ef67cce484e0a77b3e672427053bd9f3"
+    "39213829decf99c909c14ef67cce484e0a77b3e672427053bd9f33921382800000803e000000bf666666666666666666"
+    "6666666666666666666666666666666666000080bfdedd5dbfbcbb3bbf999919bfeeeeeebeaaaaaabecacc4cbe828888"
+    "bd8288883dcacc4c3eaaaaaa3eeeeeee3e9999193fbcbb3b3fdedd5d3f0000803f90030902420e629062088507401009"
+    "93abce06f180c000fefffffdfbf7efbefbefbefbef7bdef7bdef7bdef7bdeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeedb6"
+    "db6db6db6db6db6db6db6db6db6db6db6db6db6db6db6aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    "aaaaaaaaaaaaa0000000000000000000000000000000000000"
 )
 
 
@@ -199,6 +209,25 @@ def fixture_records() -> list[TensorRecord]:
             stats={"rank": 1},
         ),
         TensorRecord("bn.num_batches_tracked", (), torch.int64, values=torch.tensor([7])),
+        TensorRecord(  # Huffman-coded gaps (sparse code table) + raw indices
+            "huffman_gaps",
+            (2000,),
+            torch.float32,
+            positions=torch.tensor(
+                np.cumsum(np.tile([3, 9, 17, 5, 40, 2, 11, 30, 1, 1, 2, 1, 3, 4, 2, 6], 13))
+            ),
+            codebook=torch.tensor([0.25, -0.5]),
+            indices=torch.tensor(np.tile([0, 1, 1, 0], 52)),
+            method="prune+quantize",
+        ),
+        TensorRecord(  # Huffman-coded indices (dense code table)
+            "huffman_indices",
+            (20, 20),
+            torch.float32,
+            codebook=torch.linspace(-1, 1, 16),
+            indices=torch.tensor(np.floor(np.log2(np.arange(1, 401))).astype(np.int64)),
+            method="quantize",
+        ),
     ]
 
 
@@ -216,7 +245,11 @@ def test_exact_byte_fixture() -> None:
     assert (magic, version, flags) == (b"MCSB", 1, 0)
     assert json.loads(manifest)["metadata"] == {"model": "fixture"}
     assert payload[:24] == struct.pack("<6f", 0.5, -1.0, 2.0, 0.0, 3.25, -0.125)
-    assert payload.endswith(struct.pack("<q", 7))
+    assert struct.pack("<q", 7) in payload
+    model = encode_records(fixture_records(), {"model": "fixture"})
+    codings = {(n, s.kind): s.coding for n, lst in model.streams.items() for s in lst}
+    assert codings[("huffman_gaps", "positions")] == "huffman"
+    assert codings[("huffman_indices", "indices")] == "huffman"
     records, meta = decode_records(fixture)
     assert meta == {"model": "fixture"}
     for a, b in zip(fixture_records(), records, strict=True):

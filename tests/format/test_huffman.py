@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compression_core.coding import huffman, raw
-from compression_core.coding.bitio import ByteReader, pack_fixed, unpack_fixed, write_codes
+from compression_core.coding.bitio import ByteReader, ByteWriter, pack_fixed, write_codes
 from compression_core.errors import FormatError
 
 
@@ -109,7 +109,7 @@ def test_huge_sparse_alphabet_table_stays_small() -> None:
 
 def test_single_symbol_stream_costs_no_bits() -> None:
     data = roundtrip(np.full(1_000_000, 7))
-    assert len(data) == 13  # count + alphabet + mode
+    assert len(data) == 5  # count (3-byte varint) + alphabet + mode
 
 
 def test_rejects_negative_and_float_symbols() -> None:
@@ -119,24 +119,79 @@ def test_rejects_negative_and_float_symbols() -> None:
         huffman.encode(np.array([1.5, 2.0]))
 
 
-def test_incomplete_code_table_is_rejected() -> None:
-    data = bytearray(huffman.encode(np.array([0, 1, 2, 2, 2, 2])))
-    # dense table of 3 lengths at 5 bits sits right after count(8) + alphabet(4) + mode(1)
-    lengths = unpack_fixed(bytes(data[13:15]), 3, 5)
-    assert sorted(lengths.tolist()) == [1, 2, 2]
-    data[13:15] = pack_fixed(np.array([2, 2, 2]), 5)  # Kraft sum 3/4: not complete
-    with pytest.raises(FormatError, match="prefix code"):
-        huffman.decode(bytes(data), max_count=10)
-    data[13:15] = pack_fixed(np.array([1, 1, 1]), 5)  # Kraft sum 3/2: not a prefix code
-    with pytest.raises(FormatError, match="prefix code"):
-        huffman.decode(bytes(data), max_count=10)
+def forge(
+    *,
+    count: int = 6,
+    alphabet: int = 3,
+    mode: int = huffman.MODE_DENSE,
+    lengths: list[int] | None = None,
+    total: int | None = None,
+    block: int = 64,
+    base: int | None = None,
+    width: int = 0,
+    sync: bytes = b"",
+    code_bits: bytes | None = None,
+) -> bytes:
+    """A hand-built stream for symbols [0, 1, 2, 2, 2, 2] (lengths 2 2 1), every field overridable."""
+    lengths = [2, 2, 1] if lengths is None else lengths
+    w = ByteWriter()
+    w.varint(count)
+    w.varint(alphabet)
+    w.u8(mode)
+    w.raw(pack_fixed(np.asarray(lengths), 5))
+    w.varint(8 if total is None else total)
+    w.varint(block)
+    w.varint(8 if base is None else base)
+    w.u8(width)
+    w.raw(sync)
+    # canonical codes: 2 -> 0, 0 -> 10, 1 -> 11: bits 10 11 0 0 0 0 = 0xB0
+    w.raw(b"\xb0" if code_bits is None else code_bits)
+    return w.getvalue()
 
 
-def test_declared_count_over_cap_fails_before_allocating() -> None:
-    data = huffman.encode(np.full(10, 3))
-    forged = (2**60).to_bytes(8, "little") + data[8:]
-    with pytest.raises(FormatError, match="allowed"):
-        huffman.decode(forged, max_count=10**9)
+def test_forged_stream_matches_the_encoder() -> None:
+    s = np.array([0, 1, 2, 2, 2, 2])
+    assert huffman.encode(s) == forge()
+    np.testing.assert_array_equal(huffman.decode(forge(), max_count=6), s)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"lengths": [2, 2, 2]}, "prefix code"),  # Kraft sum 3/4: not complete
+        ({"lengths": [1, 1, 1]}, "prefix code"),  # Kraft sum 3/2: not a prefix code
+        ({"lengths": [0, 0, 3]}, "fewer than two"),
+        ({"lengths": [21, 21, 1]}, "exceeds"),
+        ({"lengths": [1, 1, 0]}, "alphabet size"),
+        ({"mode": 7}, "mode"),
+        ({"alphabet": 2**30}, "alphabet"),
+        ({"count": 2**60}, "allowed"),
+        ({"count": 0}, "empty"),
+        ({"total": 5}, "fewer bits"),
+        ({"total": 2**40}, "more bytes"),
+        ({"block": 0}, "sync"),
+        ({"block": 2**20}, "sync"),
+        ({"width": 33}, "sync"),
+        ({"base": 9}, "sync points"),
+        ({"code_bits": b"\xff"}, "sync points"),  # 11 11 11 11 then padding: 10 bits, not 8
+        ({"code_bits": b""}, "more bytes"),
+    ],
+)
+def test_forged_streams_are_rejected(fields: dict, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        huffman.decode(forge(**fields), max_count=10**9 if "count" not in fields else 10**6)
+
+
+def test_varint_reader_rejects_overlong_and_oversized() -> None:
+    for data in (b"\x80\x00", b"\xff" * 9 + b"\x01", b"\x80"):
+        with pytest.raises(FormatError):
+            ByteReader(data).varint()
+    with pytest.raises(FormatError, match="exceeds"):
+        ByteReader(b"\x80\x01").varint(limit=100)
+    for v in (0, 1, 127, 128, 2**35, 2**63 - 1):
+        w = ByteWriter()
+        w.varint(v)
+        assert ByteReader(w.getvalue()).varint() == v
 
 
 def test_truncated_streams_raise_format_error() -> None:
@@ -188,3 +243,18 @@ def test_write_codes_matches_string_concatenation() -> None:
 
 def test_raw_width_for() -> None:
     assert [raw.width_for(k) for k in (0, 1, 2, 3, 4, 5, 16, 17, 256)] == [0, 0, 1, 2, 2, 3, 4, 5, 8]
+
+
+def test_sparse_table_of_a_huge_alphabet_decodes_in_little_memory() -> None:
+    import tracemalloc
+
+    s = np.tile(np.array([0, huffman.MAX_ALPHABET - 1, 5]), 100)
+    data = huffman.encode(s)
+    assert len(data) < 120  # 300 codes of ~1.7 bits plus a three-entry table
+    tracemalloc.start()
+    try:
+        np.testing.assert_array_equal(huffman.decode(data, max_count=300), s)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # nothing sized by the 2**24-symbol alphabet
