@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,6 +30,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # torch loads in the background now, not during the first upload's validation
+        threading.Thread(target=importlib.import_module, args=("compression_core.io",), daemon=True).start()
         requeue_on_startup(sessions, dispatcher)
         reaper = Reaper(settings, sessions, dispatcher) if settings.reaper_interval_s > 0 else None
         if reaper:

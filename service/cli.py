@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from service.settings import Settings
 
-def _settings(data_dir: Path | None, host: str | None = None, port: int | None = None):  # type: ignore[no-untyped-def]
+
+def _settings(data_dir: Path | None, host: str | None = None, port: int | None = None) -> Settings:
     """Settings from the environment, with command-line values taking precedence (and passed to children)."""
     from service.settings import get_settings
 

@@ -15,7 +15,7 @@ from service.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -24,7 +24,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher  # type: ignore[no-any-return]
+    return request.app.state.dispatcher
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

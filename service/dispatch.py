@@ -41,4 +41,4 @@ class Dispatcher:
             return
         with self.celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-            connection.default_channel.client.ping()  # type: ignore[attr-defined]
+            connection.default_channel.client.ping()

@@ -97,8 +97,15 @@ def serve(settings: Settings, *, with_worker: bool, demo: bool = False, exit_aft
                 server.should_exit = True
 
         threading.Thread(target=run_demo, name="mcs-demo", daemon=True).start()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # uvicorn re-raises the signal after its shutdown: stop the child too
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: a normal way to stop
     finally:
         if child:
             child.stop()

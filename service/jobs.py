@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -53,7 +54,7 @@ def parse_spec(text: str) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
-def check_state_dict(path: os.PathLike[str], role: str) -> None:
+def check_state_dict(path: Path, role: str) -> None:
     """Read an uploaded file with the library's safe loader; refuse anything that is not a state dict."""
     from compression_core.errors import InputError
     from compression_core.io import load_state_dict

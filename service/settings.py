@@ -21,25 +21,43 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MCS_", extra="ignore")
 
     data_dir: Path = Field(
-        Path("mcs-data"), description="Uploads, artifacts, SQLite and the embedded broker."
+        default=Path("mcs-data"), description="Uploads, artifacts, SQLite and the embedded broker."
     )
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/mcs.db.")
-    broker_url: str | None = Field(None, description="Celery broker URL; default filesystem:// (embedded).")
-    max_upload_bytes: int = Field(2 * 1024**3, gt=0, description="Cap on one POST /jobs body, in bytes.")
-    max_field_bytes: int = Field(1024**2, gt=0, description="Cap on a non-file form field (the spec).")
-    soft_time_limit_s: int = Field(3600, gt=0, description="A job past this fails with a clear message.")
-    hard_time_limit_s: int = Field(3900, gt=0, description="The worker child is killed past this.")
-    lease_s: float = Field(60.0, gt=0, description="A running job's lease; renewed by a heartbeat thread.")
-    max_attempts: int = Field(3, gt=0, description="Deliveries of one job before the reaper fails it.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/mcs.db."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; default filesystem:// (embedded)."
+    )
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, gt=0, description="Cap on one POST /jobs body, in bytes."
+    )
+    max_field_bytes: int = Field(
+        default=1024**2, gt=0, description="Cap on a non-file form field (the spec)."
+    )
+    soft_time_limit_s: int = Field(
+        default=3600, gt=0, description="A job past this fails with a clear message."
+    )
+    hard_time_limit_s: int = Field(default=3900, gt=0, description="The worker child is killed past this.")
+    lease_s: float = Field(
+        default=60.0, gt=0, description="A running job's lease; renewed by a heartbeat thread."
+    )
+    max_attempts: int = Field(
+        default=3, gt=0, description="Deliveries of one job before the reaper fails it."
+    )
     reaper_interval_s: float = Field(
-        30.0, ge=0, description="How often the API requeues lost jobs; 0: never."
+        default=30.0, ge=0, description="How often the API requeues lost jobs; 0: never."
     )
-    progress_interval_s: float = Field(0.5, ge=0, description="Least time between two progress writes.")
-    cancel_poll_s: float = Field(0.2, ge=0, description="Least time between two cancel checks in the DB.")
-    queue_cpu: str = Field("cpu", description="Broker queue name for CPU jobs.")
-    queue_gpu: str = Field("gpu", description="Broker queue name for GPU jobs.")
+    progress_interval_s: float = Field(
+        default=0.5, ge=0, description="Least time between two progress writes."
+    )
+    cancel_poll_s: float = Field(
+        default=0.2, ge=0, description="Least time between two cancel checks in the DB."
+    )
+    queue_cpu: str = Field(default="cpu", description="Broker queue name for CPU jobs.")
+    queue_gpu: str = Field(default="gpu", description="Broker queue name for GPU jobs.")
     api_token: SecretStr | None = Field(
-        None, description="Auth placeholder: if set, a Bearer token required."
+        default=None, description="Auth placeholder: if set, a Bearer token required."
     )
     host: str = "127.0.0.1"
     port: int = 8000

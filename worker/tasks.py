@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import compression_core.pipeline  # noqa: F401 - imported once in the parent (no CUDA init), shared by forks
 from service.db import init_db, make_engine, make_session_factory
 from service.settings import get_settings
 from worker.celery_app import TASK_RUN_JOB, app

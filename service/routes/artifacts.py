@@ -50,7 +50,7 @@ def list_artifacts(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep
 )
 def download_artifact(
     job_id: uuid.UUID,
-    name: ArtifactName,  # type: ignore[valid-type]
+    name: ArtifactName,
     session: SessionDep,
     settings: SettingsDep,
     if_none_match: str | None = Header(None),

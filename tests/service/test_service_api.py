@@ -9,6 +9,7 @@ import pickle
 import uuid
 from pathlib import Path
 
+import redis
 import torch
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -281,3 +282,17 @@ def test_openapi_documents_every_route_and_problem_responses(client: TestClient)
         "status",
         "detail",
     }
+
+
+def test_gpu_jobs_go_to_the_gpu_queue(client: TestClient, settings: Settings, tmp_path: Path) -> None:
+    broker = redis.Redis.from_url(settings.effective_broker_url)
+    before = {q: broker.llen(q) for q in (settings.queue_cpu, settings.queue_gpu)}
+    model = write_model(tmp_path)
+    response = client.post(
+        "/jobs",
+        files={"model": (model.name, model.read_bytes())},
+        data={"spec": json.dumps(SPEC), "queue": "gpu"},
+    )
+    assert response.status_code == 202 and response.json()["queue"] == "gpu"
+    assert broker.llen(settings.queue_gpu) == before[settings.queue_gpu] + 1
+    assert broker.llen(settings.queue_cpu) == before[settings.queue_cpu]
