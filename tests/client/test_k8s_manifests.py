@@ -59,20 +59,27 @@ def test_expected_objects(docs: list[dict[str, Any]]) -> None:
     assert all(d["metadata"].get("namespace") == "mcs" for d in docs if d["kind"] != "Namespace")
 
 
-def test_commands_match_the_compose_file(docs: list[dict[str, Any]]) -> None:
-    assert _container(_one(docs, "Deployment", "mcs-api"))["command"] == ["mcs", "serve"]
-    assert _container(_one(docs, "Deployment", "mcs-worker-cpu"))["command"] == [
-        "mcs",
-        "worker",
-        "--queues",
-        "cpu",
-    ]
-    assert _container(_one(docs, "Deployment", "mcs-worker-gpu"))["command"] == [
-        "mcs",
-        "worker",
-        "--queues",
-        "gpu",
-    ]
+def test_commands_and_settings_match_the_compose_file(docs: list[dict[str, Any]]) -> None:
+    compose = yaml.safe_load((K8S.parents[1] / "docker-compose.yml").read_text())["services"]
+    pairs = {"mcs-api": "api", "mcs-worker-cpu": "worker-cpu", "mcs-worker-gpu": "worker-gpu"}
+    for deployment, service in pairs.items():
+        assert _container(_one(docs, "Deployment", deployment))["command"] == compose[service]["command"]
+    assert _container(_one(docs, "Deployment", "mcs-worker-gpu"))["command"][2:4] == ["--queues", "gpu"]
+    settings = {
+        **_one(docs, "ConfigMap", "mcs-config")["data"],
+        **_one(docs, "Secret", "mcs-secrets")["stringData"],
+    }
+    assert set(compose["api"]["environment"]) <= set(settings)
+    assert compose["redis"]["command"][:3] == _container(_one(docs, "StatefulSet", "redis"))["command"][:3]
+
+
+def test_every_mcs_image_is_named_in_the_kustomization(docs: list[dict[str, Any]]) -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    named = {i["name"] for i in kustomization["images"]}
+    used = {_container(d)["image"] for d in docs if d["kind"] == "Deployment"}
+    assert used == named == {"mcs-api", "mcs-worker", "mcs-worker-cuda"}
+    for image in named:
+        assert (K8S.parent / f"Dockerfile.{image.removeprefix('mcs-')}").is_file()
 
 
 def test_gpu_worker_asks_for_one_gpu_and_cpu_worker_for_none(docs: list[dict[str, Any]]) -> None:
