@@ -16,6 +16,12 @@ def _register() -> None:
 
     train_cli.register(app)
     try:
+        from client import cli as client_cli
+    except ImportError:  # the HTTP client is optional for library-only use
+        pass
+    else:
+        client_cli.register(app)
+    try:
         from service import cli as service_cli
     except ImportError:  # the service layer is optional for library-only use
         return
