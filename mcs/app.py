@@ -5,27 +5,14 @@ Heavy imports (torch, FastAPI, Celery) happen inside the commands, so `mcs --hel
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Model compression: library commands and the compression service.")
+from client import cli as client_cli
+from compression_core import cli as core_cli
+from compression_core import train_cli
+from service import cli as service_cli
 
+app = typer.Typer(
+    no_args_is_help=True, help="Model compression: library commands and the compression service."
+)
 
-def _register() -> None:
-    from compression_core import cli as core_cli
-
-    core_cli.register(app)
-    from compression_core import train_cli
-
-    train_cli.register(app)
-    try:
-        from client import cli as client_cli
-    except ImportError:  # the HTTP client is optional for library-only use
-        pass
-    else:
-        client_cli.register(app)
-    try:
-        from service import cli as service_cli
-    except ImportError:  # the service layer is optional for library-only use
-        return
-    service_cli.register(app)
-
-
-_register()
+for _layer in (core_cli, train_cli, client_cli, service_cli):
+    _layer.register(app)
