@@ -198,12 +198,14 @@ def _write_table(out: ByteWriter, lengths: np.ndarray, used: np.ndarray) -> None
         out.raw(pack_fixed(lengths[used], _LEN_BITS))
 
 
-def _read_table(r: ByteReader, alphabet: int, mode: int) -> np.ndarray:
-    """Code lengths of the used symbols, as an array over the whole alphabet (validated)."""
+def _read_table(r: ByteReader, alphabet: int, mode: int) -> tuple[np.ndarray, np.ndarray]:
+    """(used symbols, their code lengths), validated; nothing is sized by the unverified alphabet alone."""
     if alphabet > MAX_ALPHABET:
         raise FormatError(f"Huffman alphabet {alphabet} exceeds {MAX_ALPHABET}")
     if mode == MODE_DENSE:
-        lengths = unpack_fixed(r.take(fixed_nbytes(alphabet, _LEN_BITS)), alphabet, _LEN_BITS)
+        all_lengths = unpack_fixed(r.take(fixed_nbytes(alphabet, _LEN_BITS)), alphabet, _LEN_BITS)
+        used = np.flatnonzero(all_lengths)
+        lens = all_lengths[used]
     elif mode == MODE_SPARSE:
         n_used = r.varint()
         gap_width = r.u8()
@@ -211,27 +213,22 @@ def _read_table(r: ByteReader, alphabet: int, mode: int) -> np.ndarray:
             raise FormatError(f"bad sparse Huffman table (used={n_used}, width={gap_width})")
         gaps = unpack_fixed(r.take(fixed_nbytes(n_used, gap_width)), n_used, gap_width)
         used = np.cumsum(gaps + 1) - 1
-        if int(used[-1]) != alphabet - 1:
-            raise FormatError("sparse Huffman table symbols do not end at the alphabet's last symbol")
         lens = unpack_fixed(r.take(fixed_nbytes(n_used, _LEN_BITS)), n_used, _LEN_BITS)
         if int(lens.min()) == 0:
             raise FormatError("sparse Huffman table lists a symbol with code length 0")
-        lengths = np.zeros(alphabet, dtype=np.int64)
-        lengths[used] = lens
     else:
         raise FormatError(f"unknown Huffman table mode {mode}")
-    used_lengths = lengths[lengths > 0]
-    if used_lengths.size < 2:
+    if used.size < 2:
         raise FormatError("Huffman table has fewer than two coded symbols")
-    top = int(used_lengths.max())
+    if int(used[-1]) != alphabet - 1:
+        raise FormatError("Huffman alphabet size does not match its largest coded symbol")
+    top = int(lens.max())
     if top > MAX_CODE_LENGTH:
         raise FormatError(f"Huffman code length {top} exceeds {MAX_CODE_LENGTH}")
-    if lengths[-1] == 0:
-        raise FormatError("Huffman alphabet size does not match its largest coded symbol")
-    kraft = int(np.sum(np.left_shift(1, top - used_lengths)))
+    kraft = int(np.sum(np.left_shift(1, top - lens)))
     if kraft != 1 << top:
         raise FormatError("Huffman code lengths do not form a complete prefix code (Kraft sum != 1)")
-    return lengths
+    return used, lens
 
 
 def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
@@ -255,7 +252,7 @@ def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
         if not 1 <= alphabet <= MAX_ALPHABET:
             raise FormatError(f"bad single-symbol alphabet {alphabet}")
         return np.full(count, alphabet - 1, dtype=np.int64)
-    lengths = _read_table(r, alphabet, mode)
+    used, lens = _read_table(r, alphabet, mode)
     total = r.varint()
     block = r.varint()
     base = r.varint()
@@ -270,20 +267,25 @@ def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
     block_bits = unpack_fixed(sync, nblocks, sync_width) + base
     if int(block_bits.sum()) != total:
         raise FormatError("Huffman sync points do not add up to the stream's bit count")
-    return _decode_blocks(payload, lengths, count, block, block_bits, total)
+    return _decode_blocks(payload, used, lens, count, block, block_bits, total)
 
 
 def _decode_blocks(
-    payload: bytes, lengths: np.ndarray, count: int, block: int, block_bits: np.ndarray, total: int
+    payload: bytes,
+    used: np.ndarray,
+    lens: np.ndarray,
+    count: int,
+    block: int,
+    block_bits: np.ndarray,
+    total: int,
 ) -> np.ndarray:
     """All blocks advance together: per step, peek `top` bits in every lane, look the symbol and its
     length up in a 2**top table, and move each lane's bit offset on (in-place ops, no per-step allocation)."""
-    used = np.flatnonzero(lengths)
-    order = used[np.lexsort((used, lengths[used]))]
-    top = int(lengths.max())
-    repeat = np.left_shift(1, top - lengths[order])
-    sym_table = np.repeat(order.astype(np.int32), repeat)
-    len_table = np.repeat(lengths[order], repeat)
+    order = np.lexsort((used, lens))  # canonical order: by length, then symbol
+    top = int(lens.max())
+    repeat = np.left_shift(1, top - lens[order])
+    sym_table = np.repeat(used[order].astype(np.int32), repeat)
+    len_table = np.repeat(lens[order], repeat)
     nblocks = block_bits.size
     starts = np.cumsum(block_bits) - block_bits
     offsets = starts.copy()

@@ -13,12 +13,13 @@ bitmaps above (measured in benchmarks/bench_coding.py, summarized in docs/format
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from compression_core.coding import huffman, raw
-from compression_core.coding.bitio import ByteReader
+from compression_core.coding.bitio import ByteReader, fixed_nbytes
 from compression_core.errors import FormatError
 
 MAX_GAP_WIDTH = 20
@@ -62,17 +63,27 @@ def _estimate_gap_bits(values: np.ndarray, counts: np.ndarray, width: int, codin
     return float(np.sum(hist * lengths)) + hist.size * (5 + width)  # code bits + table, roughly
 
 
-def _best_gap_width(gaps: np.ndarray, coding: str) -> int:
-    values, counts = np.unique(gaps - 1, return_counts=True)
+def _best_gap_width(values: np.ndarray, counts: np.ndarray, coding: str) -> int:
+    """Width minimizing the estimated size, from the histogram (`values`, `counts`) of gap - 1."""
     top = max(1, min(MAX_GAP_WIDTH, int(values[-1] + 1).bit_length() + 1))
     costs = [_estimate_gap_bits(values, counts, w, coding) for w in range(1, top + 1)]
     return int(np.argmin(costs)) + 1
 
 
-def _candidates(symbols: np.ndarray, width: int, layout: str, coding: str, huffman_ok: bool):
-    yield CodedPositions(layout, width, "raw", symbols, raw.encode(symbols, width))
+def _candidates(
+    symbols: np.ndarray, width: int, layout: str, coding: str, huffman_ok: bool
+) -> list[tuple[int, Callable[[], CodedPositions]]]:
+    """(size in bytes, builder) per option; raw sizes are known without packing, so only the winner packs."""
+    out: list[tuple[int, Callable[[], CodedPositions]]] = [
+        (
+            fixed_nbytes(symbols.size, width),
+            lambda: CodedPositions(layout, width, "raw", symbols, raw.encode(symbols, width)),
+        )
+    ]
     if coding == "huffman" and huffman_ok:
-        yield CodedPositions(layout, width, "huffman", symbols, huffman.encode(symbols))
+        coded = CodedPositions(layout, width, "huffman", symbols, huffman.encode(symbols))
+        out.append((len(coded.data), lambda: coded))
+    return out
 
 
 def encode(positions: np.ndarray, numel: int, coding: str) -> CodedPositions:
@@ -82,20 +93,23 @@ def encode(positions: np.ndarray, numel: int, coding: str) -> CodedPositions:
     when it is smaller (a Huffman table can outweigh its gain on short or flat streams).
     """
     p = np.asarray(positions, dtype=np.int64).ravel()
-    options: list[CodedPositions] = []
+    options: list[tuple[int, Callable[[], CodedPositions]]] = []
     if p.size:
         gaps = _gaps(p)
-        w_raw = _best_gap_width(gaps, "raw")
+        values, counts = np.unique(gaps - 1, return_counts=True)
+        w_raw = _best_gap_width(values, counts, "raw")
         options += _candidates(_gap_symbols(gaps, w_raw), w_raw, "gaps", coding, False)
-        w = _best_gap_width(gaps, coding)
-        options += _candidates(_gap_symbols(gaps, w), w, "gaps", coding, True)
+        if coding == "huffman":
+            w = _best_gap_width(values, counts, coding)
+            options += _candidates(_gap_symbols(gaps, w), w, "gaps", coding, True)
     else:
         options += _candidates(p, 1, "gaps", coding, True)
     if numel <= 2048 * max(p.size, 1):  # past this, a bitmap (>= 1 bit per 8 entries) cannot win
         bits = np.zeros(numel, dtype=bool)
         bits[p] = True
         options += _candidates(np.packbits(bits).astype(np.int64), 8, "bitmap", coding, True)
-    return min(options, key=lambda o: len(o.data))
+    size, build = min(options, key=lambda o: o[0])
+    return build()
 
 
 def decode(

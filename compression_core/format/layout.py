@@ -48,16 +48,21 @@ def numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+
+
 def check_record(rec: TensorRecord) -> None:
     """Raise FormatError unless `rec.reconstruct()` is well defined: the shared writer/reader contract."""
     where = f"tensor {rec.name!r}"
     n = numel(rec.shape)
     dtype_name(rec.dtype)
-    for label, t in (("values", rec.values), ("codebook", rec.codebook)):
-        if t is not None:
-            if t.dim() != 1:
-                raise FormatError(f"{where}: {label} must be 1-D")
-            dtype_name(t.dtype)
+    if rec.values is not None:  # stored flattened (row-major), as reconstruct() consumes it
+        dtype_name(rec.values.dtype)
+    if rec.codebook is not None:
+        if rec.codebook.dim() != 1:
+            raise FormatError(f"{where}: codebook must be 1-D")
+        dtype_name(rec.codebook.dtype)
     if rec.factors is not None:
         u, v = rec.factors
         if u.dim() != 2 or v.dim() != 2 or u.shape[1] != v.shape[0]:
@@ -68,8 +73,8 @@ def check_record(rec: TensorRecord) -> None:
         dtype_name(v.dtype)
     if rec.positions is not None:
         p = rec.positions
-        if p.dim() != 1 or p.dtype != torch.int64:
-            raise FormatError(f"{where}: positions must be 1-D int64")
+        if p.dim() != 1 or not _is_integer(p.dtype):
+            raise FormatError(f"{where}: positions must be a 1-D integer tensor")
         if p.numel() and (int(p[0]) < 0 or int(p[-1]) >= n or bool((p[1:] <= p[:-1]).any())):
             raise FormatError(f"{where}: positions must be sorted, unique and inside the tensor")
     if rec.indices is not None and rec.codebook is None:
@@ -78,8 +83,8 @@ def check_record(rec: TensorRecord) -> None:
         if rec.indices is None:
             raise FormatError(f"{where}: a codebook needs indices")
         idx = rec.indices
-        if idx.dim() != 1 or idx.dtype != torch.int64:
-            raise FormatError(f"{where}: indices must be 1-D int64")
+        if not _is_integer(idx.dtype):
+            raise FormatError(f"{where}: indices must be integers")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= rec.codebook.numel()):
             raise FormatError(f"{where}: indices outside the codebook")
         kept = idx.numel()

@@ -270,9 +270,12 @@ def decode_state_dict(
 ) -> dict[str, torch.Tensor]:
     """`reconstruct()` of every record in a `.bin` (bytes or a path): equals the model.pth it came with."""
     if isinstance(source, str | Path):
+        path = Path(source)
         try:
-            source = Path(source).read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
-            raise FormatError(f"cannot read {source}: {exc}") from exc
-    records, _ = decode_records(source, max_elements=max_elements)
+            raise FormatError(f"cannot read {path}: {exc}") from exc
+    else:
+        data = source
+    records, _ = decode_records(data, max_elements=max_elements)
     return {r.name: r.reconstruct() for r in records}

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from compression_core.coding import huffman, positions, raw
+from compression_core.coding.bitio import fixed_nbytes
 from compression_core.errors import FormatError
 from compression_core.format.layout import (
     FIXED_HEADER,
@@ -94,14 +95,15 @@ def _plain(payload: _Payload, t: torch.Tensor, kind: str, stats: list[StreamStat
 
 def _indices(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> dict[str, Any]:
     assert rec.indices is not None and rec.codebook is not None
-    sym = rec.indices.detach().cpu().numpy().astype(np.int64)
+    sym = rec.indices.detach().cpu().reshape(-1).numpy().astype(np.int64)
     k = int(rec.codebook.numel())
     width = raw.width_for(k)
-    coding, data = "raw", raw.encode(sym, width)
-    if rec.encoding == "huffman" and k <= huffman.MAX_ALPHABET:
-        coded = huffman.encode(sym)
-        if len(coded) < len(data):  # a table can outweigh the gain on short or flat streams
-            coding, data = "huffman", coded
+    coded = huffman.encode(sym) if rec.encoding == "huffman" and k <= huffman.MAX_ALPHABET else None
+    # a table can outweigh Huffman's gain on short or flat streams: keep it only when smaller
+    if coded is not None and len(coded) < fixed_nbytes(sym.size, width):
+        coding, data = "huffman", coded
+    else:
+        coding, data = "raw", raw.encode(sym, width)
     ent = huffman.entropy_bits(sym)
     stats.append(StreamStats("indices", sym.size, 8 * len(data), ent, coding))
     return {"coding": coding, "count": int(sym.size), "width": width, **payload.add(data)}
@@ -109,7 +111,7 @@ def _indices(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> 
 
 def _positions(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> dict[str, Any]:
     assert rec.positions is not None
-    p = rec.positions.detach().cpu().numpy()
+    p = rec.positions.detach().cpu().numpy().astype(np.int64)
     coded = positions.encode(p, rec.numel, rec.encoding)
     ent = huffman.entropy_bits(coded.symbols)
     stats.append(
@@ -133,7 +135,7 @@ def _entry(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> di
     if rec.positions is not None:
         streams["positions"] = _positions(payload, rec, stats)
     if rec.values is not None:
-        streams["values"] = _plain(payload, rec.values, "values", stats)
+        streams["values"] = _plain(payload, rec.values.reshape(-1), "values", stats)
     if rec.codebook is not None:
         streams["codebook"] = _plain(payload, rec.codebook, "codebook", stats)
         streams["indices"] = _indices(payload, rec, stats)

@@ -143,6 +143,28 @@ def test_encoder_refuses_duplicate_names_and_unserializable_metadata() -> None:
         encode_records([rec], {"x": float})
 
 
+def test_lenient_inputs_are_normalized() -> None:
+    """2-D values, int32 positions and indices: stored flattened / as int64, same reconstruction."""
+    recs = [
+        TensorRecord("v2d", (3, 4), torch.float32, values=torch.arange(12.0).reshape(3, 4)),
+        TensorRecord(
+            "p32",
+            (10,),
+            torch.float16,
+            positions=torch.tensor([1, 4, 9], dtype=torch.int32),
+            codebook=torch.tensor([0.5, -1.0]),
+            indices=torch.tensor([1, 0, 1], dtype=torch.int32),
+        ),
+        TensorRecord(
+            "t", (4, 3), torch.float32, values=torch.arange(12.0).reshape(3, 4).t()
+        ),  # non-contiguous
+    ]
+    out, _ = decode_records(encode_records(recs).data)
+    for a, b in zip(recs, out, strict=True):
+        assert_same(a, b)
+    assert out[1].positions.dtype == torch.int64 and out[1].indices.dtype == torch.int64
+
+
 def test_stats_with_numpy_and_tensor_scalars_are_stored() -> None:
     import numpy as np
 

@@ -243,3 +243,18 @@ def test_write_codes_matches_string_concatenation() -> None:
 
 def test_raw_width_for() -> None:
     assert [raw.width_for(k) for k in (0, 1, 2, 3, 4, 5, 16, 17, 256)] == [0, 0, 1, 2, 2, 3, 4, 5, 8]
+
+
+def test_sparse_table_of_a_huge_alphabet_decodes_in_little_memory() -> None:
+    import tracemalloc
+
+    s = np.tile(np.array([0, huffman.MAX_ALPHABET - 1, 5]), 100)
+    data = huffman.encode(s)
+    assert len(data) < 120  # 300 codes of ~1.7 bits plus a three-entry table
+    tracemalloc.start()
+    try:
+        np.testing.assert_array_equal(huffman.decode(data, max_count=300), s)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # nothing sized by the 2**24-symbol alphabet

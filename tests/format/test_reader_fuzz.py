@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import tracemalloc
@@ -15,6 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from compression_core.coding import huffman
 from compression_core.errors import FormatError
 from compression_core.format import decode_records, decode_state_dict, encode_records
 from tests.format.conftest import make_record
@@ -228,3 +230,41 @@ def forged_indices(edit: Callable[[bytearray], None]) -> bytes:
 def test_forged_index_streams(edit: Callable[[bytearray], None]) -> None:
     with pytest.raises(FormatError):
         decode_fully(forged_indices(edit))
+
+
+VALID_STREAMS = [
+    huffman.encode(np.random.default_rng(1).integers(0, 16, 3000)),
+    huffman.encode(np.tile(np.array([0, 70_000, 3, 3]), 500)),  # sparse table
+    huffman.encode(np.full(100, 9)),  # single symbol
+    huffman.encode(np.zeros(0, dtype=np.int64)),  # empty
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(range(len(VALID_STREAMS))),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    st.integers(0, 10**6),
+)
+def test_mutated_huffman_streams_only_raise_format_error(which: int, edits: list, cut: int) -> None:
+    data = bytearray(VALID_STREAMS[which])
+    for pos, value in edits:
+        if data:
+            data[pos % len(data)] = value
+    data = data[: cut % (len(data) + 1)] if cut % 3 == 0 else data
+    try:
+        out = huffman.decode(bytes(data), max_count=3000)
+    except FormatError:
+        return
+    assert out.dtype == np.int64 and out.size <= 3000 and (out.size == 0 or int(out.min()) >= 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_only_raise_format_error(blob: bytes) -> None:
+    with contextlib.suppress(FormatError):
+        huffman.decode(blob, max_count=1000)
+    with pytest.raises(FormatError):
+        decode_records(blob)
+    with pytest.raises(FormatError):
+        decode_records(b"MCSB\x01\x00\x00\x00" + blob)
