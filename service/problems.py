@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 _DESCRIPTIONS = {
-    401: "Missing or wrong bearer token (only when MCS_API_TOKEN is set).",
+    401: "Missing, unknown or revoked bearer token.",
     404: "No such job or artifact.",
     409: "The job is in a state that does not allow this.",
-    413: "The upload is over the configured limit (MCS_MAX_UPLOAD_BYTES).",
+    413: "The upload is over the server's or the token's limit (the detail names it).",
     415: "An uploaded file is not a state dict (.safetensors, or a .pth readable with weights_only).",
     422: "Invalid input; `errors` names each field.",
+    429: "A limit of the token is reached (the detail names it, e.g. max_concurrent_jobs).",
     503: "The database or the broker is unreachable.",
 }
 

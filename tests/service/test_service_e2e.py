@@ -167,7 +167,8 @@ def test_a_duplicate_delivery_is_skipped(stack: Stack) -> None:
 def test_delete_a_finished_job_removes_record_and_files(stack: Stack) -> None:
     job = wait_for(stack.client, submit(stack, write_model(stack.tmp / "del"), SPEC))
     folder = stack.settings.jobs_dir / job["id"]
-    assert (folder / "artifacts" / "model.bin").is_file()
+    sha = next(a["sha256"] for a in job["artifacts"] if a["name"] == "model.bin")
+    assert (folder / "artifacts" / sha / "model.bin").is_file()
     assert stack.client.delete(f"/jobs/{job['id']}").status_code == 204
     assert not folder.exists()
     assert stack.client.get(f"/jobs/{job['id']}").status_code == 404
