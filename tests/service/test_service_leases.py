@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import jobs
+from service.auth import LOCAL_PRINCIPAL
 from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
 from service.models import Job, JobState, utcnow
@@ -69,7 +70,7 @@ def test_cancel_requested_is_seen_by_the_worker(settings: Settings) -> None:
     lease = take_lease(factory, job_id, "a", 30)
     assert lease is not None
     with factory() as session:
-        job = jobs.cancel_job(session, Dispatcher(settings), job_id)
+        job = jobs.cancel_job(session, Dispatcher(settings), job_id, LOCAL_PRINCIPAL)
         assert job.state == "running" and job.cancel_requested
     assert lease.should_stop()
 
