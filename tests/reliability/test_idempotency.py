@@ -12,7 +12,9 @@ from svc_helpers import SPEC, write_model
 from .conftest import Api
 
 
-def post(api: Api, headers: dict[str, str], model: Path, spec: object = SPEC, key: str | None = None) -> object:
+def post(
+    api: Api, headers: dict[str, str], model: Path, spec: object = SPEC, key: str | None = None
+) -> object:
     extra = {"Idempotency-Key": key} if key else {}
     return api.client.post(
         "/jobs",

@@ -15,7 +15,10 @@ from compression_core.spec import Spec
 SPEC = {
     "version": 1,
     "rules": [
-        {"select": {"name": "a.*"}, "steps": [{"type": "prune", "sparsity": 0.7}, {"type": "quantize", "k": 8}]},
+        {
+            "select": {"name": "a.*"},
+            "steps": [{"type": "prune", "sparsity": 0.7}, {"type": "quantize", "k": 8}],
+        },
         {"select": {"name": "b.*"}, "steps": [{"type": "lowrank", "rank": 3}]},
         {"select": {"name": "c.*"}, "steps": [{"type": "quantize", "k": 4, "init": "linear"}]},
     ],
@@ -24,9 +27,7 @@ SPEC = {
 
 def test_compressing_twice_gives_identical_model_bin(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(3)
-    state = {
-        name: torch.randn(24, 40, generator=generator) for name in ("a.weight", "b.weight", "c.weight")
-    }
+    state = {name: torch.randn(24, 40, generator=generator) for name in ("a.weight", "b.weight", "c.weight")}
     state["a.bias"] = torch.randn(24, generator=generator)
     model = tmp_path / "m.safetensors"
     save_file(state, str(model))
