@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import select
 from svc_helpers import SLOW_SPEC, SPEC, write_model, write_slow_model
 
@@ -121,6 +122,8 @@ def test_jobs_survive_a_killed_worker_an_api_restart_and_a_redis_restart(tmp_pat
 
         # 3. kill Redis and start it again; then submit more jobs, and a poisoned one behind the API's back
         redis_server.restart()
+        queued = [j for j in jobs if get(client, f"/jobs/{j}").json()["state"] == "queued"]
+        redis.Redis(port=redis_server.port).flushall()  # and it lost its queue: the DB must requeue
         for i in range(2):
             jobs[submit(client, write_model(tmp_path / f"late{i}", seed=10 + i), SPEC, f"late-{i}")] = "fast"
         marker = tmp_path / "pwned"
@@ -132,6 +135,7 @@ def test_jobs_survive_a_killed_worker_an_api_restart_and_a_redis_restart(tmp_pat
             assert job["state"] == "succeeded", job
             check_artifacts(client, job, tmp_path / "downloads" / job_id)
         assert finished[victim_job]["attempts"] >= 2  # delivered again after its worker vanished
+        assert all(finished[j]["state"] == "succeeded" for j in queued)  # lost from Redis, yet they ran
         assert poisoned_job["state"] == "failed" and "refused" in poisoned_job["error"], poisoned_job
         assert not marker.exists()
         assert all(worker.alive() for worker in workers) and api.alive()
