@@ -17,6 +17,7 @@ from service.schemas import JobList, JobPublic
 from service.uploads import stream_upload
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+MAX_OFFSET = 2**31 - 1  # databases take a 64-bit OFFSET at most; no listing gets near this
 
 _file = {"type": "string", "format": "binary"}
 UPLOAD_BODY: dict[str, Any] = {
@@ -111,7 +112,7 @@ def list_jobs(
     principal: PrincipalDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
     items, total = jobs.list_jobs(session, principal, state=state, limit=limit, offset=offset)
     following = None

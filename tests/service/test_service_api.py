@@ -286,3 +286,10 @@ def test_gpu_jobs_go_to_the_gpu_queue(client: TestClient, settings: Settings, tm
     assert response.status_code == 202 and response.json()["queue"] == "gpu"
     assert broker.llen(settings.queue_gpu) == before[settings.queue_gpu] + 1
     assert broker.llen(settings.queue_cpu) == before[settings.queue_cpu]
+
+
+def test_list_paging_bounds_are_422_not_a_crash(client: TestClient) -> None:
+    for query in ("offset=9223372036854775808", "offset=-1", "limit=0", "limit=201", "limit=x"):
+        response = client.get(f"/jobs?{query}")
+        assert response.status_code == 422, (query, response.text)
+        assert response.headers["content-type"] == PROBLEM
