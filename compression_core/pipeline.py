@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +205,9 @@ def compress_file(
         "source": model_path.name,
         "spec": spec.model_dump(mode="json"),
     }
-    encoded = encode_records(records, metadata=metadata)
+    # timings vary run to run: they belong in metrics.json, never in model.bin (which must be reproducible)
+    timeless = [replace(r, stats={k: v for k, v in r.stats.items() if k != "seconds"}) for r in records]
+    encoded = encode_records(timeless, metadata=metadata)
     timing["encode"] = time.perf_counter() - clock
     _check_cancel(should_cancel, "before writing")
 

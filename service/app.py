@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,8 +17,12 @@ from service.maintenance import Reaper, requeue_on_startup
 from service.routes import artifacts, health, jobs, spec
 from service.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+
 DESCRIPTION = """Upload a PyTorch state dict and a JSON spec; poll the job; download `model.pth` (dense,
-loadable), `model.bin` (compact, Huffman-coded) and `metrics.json`. Errors are RFC 9457 problem+json."""
+loadable), `model.bin` (compact, Huffman-coded) and `metrics.json`. Errors are RFC 9457 problem+json.
+Every route but /healthz and /readyz needs `Authorization: Bearer <token>` (`mcs token create`); a client
+sees only its own jobs. `POST /jobs` honours `Idempotency-Key`."""
 
 
 def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
@@ -27,6 +32,12 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     init_db(engine)
     sessions = make_session_factory(engine)
     dispatcher = dispatcher or Dispatcher(settings)
+    if not settings.auth_enabled:
+        log.warning(
+            "AUTH IS DISABLED (MCS_AUTH=disabled): every caller is an admin and sees every job. "
+            "Fine for one person on %s; for anything else create tokens with `mcs token create`.",
+            settings.host,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.auth import LOCAL_PRINCIPAL, Principal, authenticate
 from service.dispatch import Dispatcher
 from service.errors import Unauthorized
 from service.settings import Settings
@@ -32,10 +33,24 @@ SessionDep = Annotated[Session, Depends(get_session)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
-    """Auth placeholder: when MCS_API_TOKEN is set, every /jobs call needs `Authorization: Bearer <token>`."""
-    if settings.api_token is None:
-        return
-    expected = f"Bearer {settings.api_token.get_secret_value()}"
-    if not secrets.compare_digest(request.headers.get("authorization", ""), expected):
-        raise Unauthorized("a valid bearer token is required (MCS_API_TOKEN is set on this server)")
+_bearer = HTTPBearer(auto_error=False, description="A token from `mcs token create`.")
+
+
+def get_principal(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Who calls: a live token's principal, or the local principal when auth is disabled; else 401."""
+    if not settings.auth_enabled:
+        return LOCAL_PRINCIPAL
+    if credentials is None:
+        raise Unauthorized("a bearer token is required: `Authorization: Bearer <token>` (mcs token create)")
+    with request.app.state.sessions() as session:
+        principal = authenticate(session, f"Bearer {credentials.credentials}")
+    if principal is None:
+        raise Unauthorized("the bearer token is unknown or revoked")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -18,10 +18,20 @@ class Dispatcher:
         self.settings = settings
         self.celery = celery or make_celery(settings)
 
-    def send(self, job_id: uuid.UUID, queue: str) -> None:
-        """Queue a job; the task id is the job id, so a revoke names the job."""
+    def send(self, job_id: uuid.UUID, queue: str, time_limit_s: int | None = None) -> None:
+        """Queue a job; the task id is the job id, so a revoke names the job. `time_limit_s` (a token's
+        max_job_seconds) tightens the server's soft time limit for this job."""
+        options: dict[str, int] = {}
+        if time_limit_s is not None:
+            soft = min(time_limit_s, self.settings.soft_time_limit_s)
+            hard = self.settings.hard_time_limit_s - self.settings.soft_time_limit_s
+            options = {"soft_time_limit": soft, "time_limit": soft + max(hard, 30)}
         self.celery.send_task(
-            TASK_RUN_JOB, args=[str(job_id)], task_id=str(job_id), queue=self.settings.queue_name(queue)
+            TASK_RUN_JOB,
+            args=[str(job_id)],
+            task_id=str(job_id),
+            queue=self.settings.queue_name(queue),
+            **options,
         )
 
     def revoke(self, job_id: uuid.UUID) -> None:

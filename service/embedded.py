@@ -73,6 +73,7 @@ class WorkerChild:
 
 def serve(settings: Settings, *, with_worker: bool, demo: bool = False, exit_after_demo: bool = False) -> int:
     """Serve until Ctrl-C (or, with exit_after_demo, until the demo ends); return an exit code."""
+    settings.check_bind()
     settings.ensure_dirs()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)

@@ -50,3 +50,11 @@ class Unauthorized(ServiceError):
 
 class Unavailable(ServiceError):
     status, title, type = 503, "Service unavailable", "urn:mcs:problem:unavailable"
+
+
+class LimitExceeded(ServiceError):
+    status, title, type = 429, "Limit reached", "urn:mcs:problem:limit"
+
+
+class IdempotencyKeyReused(ServiceError):
+    status, title, type = 422, "Idempotency key reused", "urn:mcs:problem:idempotency-key-reused"

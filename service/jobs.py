@@ -4,24 +4,31 @@ translate nothing but HTTP; SQL lives here and in `worker/store.py`, torch only 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.auth import Principal
 from service.dispatch import Dispatcher
 from service.errors import (
     ArtifactNotFound,
+    IdempotencyKeyReused,
     InvalidSpec,
     InvalidSubmission,
     JobConflict,
     JobNotFound,
+    LimitExceeded,
     NotAStateDict,
     Unavailable,
 )
@@ -29,6 +36,7 @@ from service.models import FINISHED_STATES, Job, JobState, utcnow
 from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
 from service.settings import Settings
 from service.storage import ARTIFACT_NAMES, artifact_path, job_dir
+from service.upload_checks import precheck_state_dict_file
 from service.uploads import StagedUpload
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,9 @@ def check_state_dict(path: Path, role: str) -> None:
     from compression_core.errors import InputError
     from compression_core.io import load_state_dict
 
+    reason = precheck_state_dict_file(path)
+    if reason:
+        raise NotAStateDict(f"{role}: {reason}", [FieldError(field=role, message=reason)])
     try:
         state = load_state_dict(path)
     except InputError as exc:
@@ -90,8 +101,68 @@ def _spec_text(staged: StagedUpload) -> str:
     )
 
 
-def create_job(session: Session, settings: Settings, dispatcher: Dispatcher, staged: StagedUpload) -> Job:
-    """Validate an upload, make it a queued job and hand its id to the broker. Consumes `staged`."""
+ACTIVE_STATES = (JobState.queued, JobState.running)
+
+
+def check_concurrency(session: Session, principal: Principal) -> None:
+    """429 when the caller already has `max_concurrent_jobs` jobs queued or running."""
+    limit = principal.max_concurrent_jobs
+    if limit is None:
+        return
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner == principal.owner, Job.state.in_(ACTIVE_STATES))
+    )
+    if int(active or 0) >= limit:
+        raise LimitExceeded(
+            f"limit max_concurrent_jobs={limit} reached for token {principal.name!r}: {active} job(s) are "
+            "queued or running; wait for one to finish or cancel one",
+            [FieldError(field="max_concurrent_jobs", message=str(limit))],
+        )
+
+
+def request_hash(spec: dict[str, Any], queue: str, digests: dict[str, str]) -> str:
+    """What makes two submissions the same: the normalized spec, the queue and each file's SHA-256."""
+    canonical = json.dumps({"spec": spec, "queue": queue, "files": digests}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise InvalidSubmission(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            [FieldError(field="Idempotency-Key", message="invalid")],
+        )
+    return key
+
+
+def _replay(session: Session, principal: Principal, key: str, digest: str) -> Job | None:
+    """The job first submitted with this key by this client, or None; 422 if its payload differs."""
+    job = session.scalars(select(Job).where(Job.owner == principal.owner, Job.idempotency_key == key)).first()
+    if job is not None and job.request_hash != digest:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {key!r} was used for a different submission (job {job.id}); "
+            "use a new key for a new job",
+            [FieldError(field="Idempotency-Key", message="reused with a different payload")],
+        )
+    return job
+
+
+def create_job(
+    session: Session,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    staged: StagedUpload,
+    principal: Principal,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Validate an upload, make it a queued job and hand its id to the broker. Consumes `staged`.
+
+    Returns the job and whether it is a replay: with an `idempotency_key` the client used before (with
+    the same spec and files), the first job is returned and nothing new is queued."""
     try:
         queue = staged.fields.get("queue", "cpu")
         if queue not in ("cpu", "gpu"):
@@ -103,51 +174,83 @@ def create_job(session: Session, settings: Settings, dispatcher: Dispatcher, sta
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
+        stored = {role: d for role, d in staged.digests.items() if role != "spec_file"}
+        digest = request_hash(spec, queue, stored)
+        if idempotency_key is not None:
+            first = _replay(session, principal, idempotency_key, digest)
+            if first is not None:
+                staged.discard()
+                return first, True
+        check_concurrency(session, principal)
         check_state_dict(staged.files["model"], "model")
         if "teacher" in staged.files:
             check_state_dict(staged.files["teacher"], "teacher")
     except BaseException:
         staged.discard()
         raise
-    job = Job(id=uuid.uuid4(), state=JobState.queued, queue=queue, spec=spec)
+    job = Job(
+        id=uuid.uuid4(),
+        state=JobState.queued,
+        queue=queue,
+        spec=spec,
+        owner=principal.owner,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        time_limit_s=principal.max_job_seconds,
+    )
     inputs = job_dir(settings, job.id) / "inputs"
     inputs.parent.mkdir(parents=True, exist_ok=True)
     staged.files.pop("spec_file", None)
     os.replace(staged.directory, inputs)
     job.inputs = {role: f"inputs/{path.name}" for role, path in staged.files.items()}
     session.add(job)
-    session.commit()
     try:
-        dispatcher.send(job.id, queue)
+        session.commit()
+    except IntegrityError:  # the same key, submitted concurrently, won the race
+        session.rollback()
+        shutil.rmtree(job_dir(settings, job.id), ignore_errors=True)
+        first = _replay(session, principal, idempotency_key or "", digest)
+        if first is None:
+            raise
+        return first, True
+    try:
+        dispatcher.send(job.id, queue, job.time_limit_s)
     except Exception as exc:
         log.error("broker refused job %s: %r", job.id, exc)
         session.delete(job)
         session.commit()
         shutil.rmtree(job_dir(settings, job.id), ignore_errors=True)
         raise Unavailable("the job queue is unreachable; nothing was queued, try again") from exc
-    return job
+    return job, False
 
 
-def get_job(session: Session, job_id: uuid.UUID) -> Job:
+def _visible(principal: Principal) -> Any:
+    return true() if principal.admin else Job.owner == principal.owner
+
+
+def get_job(session: Session, job_id: uuid.UUID, principal: Principal) -> Job:
+    """The job, if the caller may see it: another client's job is answered like a missing one (404)."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or not (principal.admin or job.owner == principal.owner):
         raise JobNotFound(f"no job with id {job_id}")
     return job
 
 
-def list_jobs(session: Session, *, state: JobState | None, limit: int, offset: int) -> tuple[list[Job], int]:
-    """A page of jobs, newest first, and how many match in all."""
-    query = select(Job)
-    count = select(func.count()).select_from(Job)
+def list_jobs(
+    session: Session, principal: Principal, *, state: JobState | None, limit: int, offset: int
+) -> tuple[list[Job], int]:
+    """A page of the caller's jobs (an admin's: everyone's), newest first, and how many match in all."""
+    query = select(Job).where(_visible(principal))
+    count = select(func.count()).select_from(Job).where(_visible(principal))
     if state is not None:
         query, count = query.where(Job.state == state), count.where(Job.state == state)
     rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
     return list(rows), int(session.scalar(count) or 0)
 
 
-def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID) -> Job:
+def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, principal: Principal) -> Job:
     """A queued job is cancelled at once (it will never run); a running one is asked to stop."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, principal)
     now = utcnow()
     done = session.execute(
         update(Job)
@@ -168,8 +271,8 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID) -> J
     return job
 
 
-def delete_job(session: Session, settings: Settings, job_id: uuid.UUID) -> None:
-    job = get_job(session, job_id)
+def delete_job(session: Session, settings: Settings, job_id: uuid.UUID, principal: Principal) -> None:
+    job = get_job(session, job_id, principal)
     if job.state not in FINISHED_STATES:
         raise JobConflict(f"job {job_id} is {job.state}; cancel it first, then delete it")
     session.delete(job)
@@ -183,7 +286,7 @@ def find_artifact(settings: Settings, job: Job, name: str) -> tuple[os.PathLike[
         raise ArtifactNotFound(f"unknown artifact {name!r}; artifacts are {', '.join(ARTIFACT_NAMES)}")
     for record in job.artifacts or []:
         if record["name"] == name:
-            path = artifact_path(settings, job.id, name)
+            path = artifact_path(settings, job.id, name, record["sha256"])
             if path.is_file():
                 return path, record
     raise ArtifactNotFound(f"job {job.id} has no {name} (state: {job.state})")
@@ -193,10 +296,37 @@ def requeue_queued(session: Session, dispatcher: Dispatcher) -> int:
     """Send every queued job again: a message may have been lost (e.g. the embedded broker died with the
     process). Duplicates are harmless: a worker takes a job only through its lease."""
     rows = session.execute(
-        select(Job.id, Job.queue).where(Job.state == JobState.queued).order_by(Job.created_at)
+        select(Job.id, Job.queue, Job.time_limit_s)
+        .where(Job.state == JobState.queued)
+        .order_by(Job.created_at)
     ).all()
-    for job_id, queue in rows:
-        dispatcher.send(job_id, queue)
+    for job_id, queue, time_limit in rows:
+        dispatcher.send(job_id, queue, time_limit)
+    return len(rows)
+
+
+def requeue_stale(session: Session, settings: Settings, dispatcher: Dispatcher) -> int:
+    """Send again the jobs queued for longer than `requeue_after_s`: their message may be lost (e.g. a
+    broker restarted without persistence). A duplicate message is harmless (the lease)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=settings.requeue_after_s)
+    rows = session.execute(
+        select(Job.id, Job.queue, Job.time_limit_s).where(
+            Job.state == JobState.queued, Job.updated_at < cutoff
+        )
+    ).all()
+    for job_id, queue, time_limit in rows:
+        touched = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.queued, Job.updated_at < cutoff)
+            .values(updated_at=now)
+        )
+        session.commit()
+        if touched.rowcount:  # type: ignore[attr-defined]
+            log.warning(
+                "job %s queued for over %.0f s; sent to the broker again", job_id, settings.requeue_after_s
+            )
+            dispatcher.send(job_id, queue, time_limit)
     return len(rows)
 
 
@@ -223,7 +353,7 @@ def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -
         session.commit()
         if result.rowcount and values["state"] == JobState.queued:  # type: ignore[attr-defined]
             log.warning("job %s lost its worker; requeued (attempt %d)", job.id, job.attempts + 1)
-            dispatcher.send(job.id, job.queue)
+            dispatcher.send(job.id, job.queue, job.time_limit_s)
         count += result.rowcount  # type: ignore[attr-defined]
     return count
 

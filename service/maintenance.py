@@ -26,7 +26,8 @@ def requeue_on_startup(factory: sessionmaker[Session], dispatcher: Dispatcher) -
 
 
 class Reaper(threading.Thread):
-    """Every `reaper_interval_s`, requeue (or fail) running jobs whose lease expired."""
+    """Every `reaper_interval_s`, requeue (or fail) running jobs whose lease expired, and send again the
+    jobs queued for longer than `requeue_after_s` (their broker message may be lost)."""
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session], dispatcher: Dispatcher) -> None:
         super().__init__(name="mcs-reaper", daemon=True)
@@ -38,6 +39,7 @@ class Reaper(threading.Thread):
             try:
                 with self.factory() as session:
                     jobs.reap_expired(session, self.settings, self.dispatcher)
+                    jobs.requeue_stale(session, self.settings, self.dispatcher)
             except Exception:  # noqa: BLE001 - try again at the next interval
                 log.warning("reaper pass failed", exc_info=True)
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from service.errors import ServiceError
@@ -19,12 +20,13 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 _DESCRIPTIONS = {
-    401: "Missing or wrong bearer token (only when MCS_API_TOKEN is set).",
+    401: "Missing, unknown or revoked bearer token.",
     404: "No such job or artifact.",
     409: "The job is in a state that does not allow this.",
-    413: "The upload is over the configured limit (MCS_MAX_UPLOAD_BYTES).",
+    413: "The upload is over the server's or the token's limit (the detail names it).",
     415: "An uploaded file is not a state dict (.safetensors, or a .pth readable with weights_only).",
     422: "Invalid input; `errors` names each field.",
+    429: "A limit of the token is reached (the detail names it, e.g. max_concurrent_jobs).",
     503: "The database or the broker is unreachable.",
 }
 
@@ -85,7 +87,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     title = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     problem = Problem(title=title, status=exc.status_code, detail=detail, instance=request.url.path)
-    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:  # Starlette names only the first matching route's methods
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem_response(problem, headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (one path may be split over several routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:

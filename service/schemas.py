@@ -78,4 +78,7 @@ class Problem(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
+    auth: Literal["enabled", "disabled"] = Field(
+        "enabled", description="`disabled` only when the server was started with MCS_AUTH=disabled."
+    )
     checks: dict[str, str] = Field(default_factory=dict)

@@ -7,11 +7,12 @@ and `mcs serve` starts one worker as its child. Setting `MCS_BROKER_URL` (e.g. `
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QueueKey = Literal["cpu", "gpu"]
@@ -56,8 +57,18 @@ class Settings(BaseSettings):
     )
     queue_cpu: str = Field(default="cpu", description="Broker queue name for CPU jobs.")
     queue_gpu: str = Field(default="gpu", description="Broker queue name for GPU jobs.")
-    api_token: SecretStr | None = Field(
-        default=None, description="Auth placeholder: if set, a Bearer token required."
+    auth: Literal["enabled", "disabled"] = Field(
+        default="enabled",
+        description="Bearer tokens (`mcs token create`) on every route but /healthz and /readyz. "
+        "`mcs serve` on a loopback address with MCS_AUTH unset runs with auth disabled (and says so).",
+    )
+    allow_insecure: bool = Field(
+        default=False, description="Let the API bind a non-loopback address with auth disabled."
+    )
+    requeue_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A job queued this long without a worker taking it is sent to the broker again.",
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -92,6 +103,19 @@ class Settings(BaseSettings):
     def staging_dir(self) -> Path:
         return self.data_dir / "uploads"
 
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "enabled"
+
+    def check_bind(self) -> None:
+        """Refuse to serve an open API to the network: auth disabled is for loopback only."""
+        if not self.auth_enabled and not is_loopback(self.host) and not self.allow_insecure:
+            raise ValueError(
+                f"refusing to listen on {self.host} with auth disabled (MCS_AUTH=disabled): anyone on the "
+                "network could submit jobs and read every result. Create tokens (`mcs token create`) and "
+                "unset MCS_AUTH, bind 127.0.0.1, or set MCS_ALLOW_INSECURE=1 if you really mean it."
+            )
+
     def queue_name(self, key: str) -> str:
         return self.queue_gpu if key == "gpu" else self.queue_cpu
 
@@ -101,6 +125,15 @@ class Settings(BaseSettings):
         if self.embedded:
             for sub in ("messages", "control"):
                 (self.broker_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

@@ -8,19 +8,21 @@ taken from an allow-list.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import InvalidSubmission, PayloadTooLarge
+from service.errors import InvalidSubmission, NotAStateDict, PayloadTooLarge
+from service.schemas import FieldError
 
 FILE_PARTS = ("model", "spec_file", "data", "teacher")
 FIELD_PARTS = ("spec", "queue")
@@ -35,18 +37,30 @@ class StagedUpload:
     directory: Path
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)  # role -> SHA-256 of the bytes received
 
     def discard(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _suffix_for(role: str, filename: str) -> str:
-    """The stored suffix: state dicts become `.safetensors` or `.pth` (what the safe loader dispatches on)."""
-    suffix = Path(filename).suffix.lower()
+    """The stored suffix: state dicts become `.safetensors` or `.pth` (what the safe loader dispatches on).
+
+    A state dict named with another extension is refused; one with no extension at all (e.g. `curl -F
+    model=@-`) is stored as `.safetensors` or `.pth` according to its first bytes."""
+    suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
     if role in ("model", "teacher"):
         if suffix == ".safetensors":
             return suffix
-        return ".pth" if suffix in TORCH_SUFFIXES else ""  # "": decided from the first bytes
+        if suffix in TORCH_SUFFIXES:
+            return ".pth"
+        if suffix:
+            raise NotAStateDict(
+                f"{role}: unsupported file extension {suffix!r}; send .safetensors (preferred) or a "
+                f"PyTorch file ({', '.join(TORCH_SUFFIXES)})",
+                [FieldError(field=role, message=f"extension {suffix!r}")],
+            )
+        return ""  # decided from the first bytes
     if role == "spec_file":
         return ".json"
     return suffix if _SAFE_SUFFIX.match(suffix) else ".dat"
@@ -64,6 +78,7 @@ class _Receiver:
         self._disposition = b""
         self._name = ""
         self._file: IO[bytes] | None = None
+        self._digest = hashlib.sha256()
         self._field = bytearray()
         self._head = b""
         self.pending: list[bytes] = []  # file bytes parsed from the last chunk, written by the caller
@@ -94,8 +109,9 @@ class _Receiver:
                 raise InvalidSubmission(f"file part {name!r} given twice")
             filename = options[b"filename"].decode("utf-8", "replace")
             path = self.directory / f"{name}{_suffix_for(name, filename)}"
-            self._file = path.open("wb")
             self.staged.files[name] = path
+            self._file = path.open("wb")
+            self._digest = hashlib.sha256()
             self._head = b""
         elif name not in FIELD_PARTS:
             raise InvalidSubmission(
@@ -115,6 +131,8 @@ class _Receiver:
 
     def flush(self) -> None:
         if self._file is not None and self.pending:
+            for chunk in self.pending:
+                self._digest.update(chunk)
             self._file.writelines(self.pending)
         self.pending.clear()
 
@@ -123,6 +141,7 @@ class _Receiver:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self.staged.digests[self._name] = self._digest.hexdigest()
             path = self.staged.files[self._name]
             if not path.suffix:  # unknown name: a zip or pickle is a torch file, anything else safetensors
                 suffix = ".pth" if self._head[:2] == b"PK" or self._head[:1] == b"\x80" else ".safetensors"
@@ -142,6 +161,7 @@ async def stream_upload(
     *,
     max_bytes: int,
     max_field_bytes: int,
+    limit_name: str = "MCS_MAX_UPLOAD_BYTES",
 ) -> StagedUpload:
     """Parse a multipart body chunk by chunk into a fresh folder under `staging_root`.
 
@@ -172,7 +192,7 @@ async def stream_upload(
         async for chunk in stream:
             received += len(chunk)
             if received > max_bytes:
-                raise PayloadTooLarge(f"the upload is over the limit of {max_bytes} bytes")
+                raise PayloadTooLarge(f"the upload is over the limit {limit_name}={max_bytes} bytes")
             parser.write(chunk)
             if receiver.pending:
                 await anyio.to_thread.run_sync(receiver.flush)

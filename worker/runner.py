@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Job, JobState
 from service.settings import Settings
-from service.storage import ARTIFACT_NAMES, artifact_path, job_dir, publish
+from service.storage import ARTIFACT_NAMES, job_dir, publish
 from worker.store import Lease, take_lease
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     from compression_core.spec import Spec
 
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    lease = take_lease(factory, uuid.UUID(job_id), owner, settings.lease_s)
+    lease = take_lease(factory, uuid.UUID(job_id), owner, settings.lease_s, settings.max_attempts)
     if lease is None:
         log.info("job %s is not claimable (duplicate delivery, cancelled or finished); skipping", job_id)
         return "skipped"
@@ -92,11 +92,13 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     heartbeat.start()
     root = job_dir(settings, job_id)
     work = root / f"work-{owner.rsplit(':', 1)[-1]}"
+    time_limit: int | None = None
     try:
         with factory() as session:
             job = session.get(Job, uuid.UUID(job_id))
             assert job is not None
             spec, inputs = Spec.model_validate(job.spec), dict(job.inputs)
+            time_limit = job.time_limit_s
         last_stage: list[str | None] = [None]
 
         def report(progress: Any) -> None:
@@ -119,7 +121,9 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             data_path=data_path,
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
-        artifacts = [publish(work / name, artifact_path(settings, job_id, name)) for name in ARTIFACT_NAMES]
+        if lease.should_stop():  # lost the lease (or cancelled) while finishing: publish nothing
+            raise Cancelled("stopped before publishing")
+        artifacts = [publish(settings, job_id, work / name, name) for name in ARTIFACT_NAMES]
         lease.finish(
             JobState.succeeded,
             metrics=metrics,
@@ -133,9 +137,11 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         lease.finish(JobState.cancelled, progress_message="cancelled")
         return JobState.cancelled
     except SoftTimeLimitExceeded:
-        lease.finish(
-            JobState.failed, error=f"the job ran past the time limit of {settings.soft_time_limit_s} s"
-        )
+        if time_limit is not None and time_limit < settings.soft_time_limit_s:
+            limit = f"max_job_seconds={time_limit} s of its token"
+        else:
+            limit = f"MCS_SOFT_TIME_LIMIT_S={settings.soft_time_limit_s} s"
+        lease.finish(JobState.failed, error=f"the job ran past the time limit {limit}")
         return JobState.failed
     except CompressionError as exc:
         lease.finish(JobState.failed, error=str(exc) or type(exc).__name__)

@@ -52,15 +52,41 @@ class Lease:
         )
 
 
-def take_lease(factory: sessionmaker[Session], job_id: uuid.UUID, owner: str, seconds: float) -> Lease | None:
+def take_lease(
+    factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    owner: str,
+    seconds: float,
+    max_attempts: int | None = None,
+) -> Lease | None:
     """Atomically claim a queued job (or one whose previous worker's lease ran out); None if another
-    delivery already holds it or it is finished/cancelled, so a duplicate delivery exits at once."""
+    delivery already holds it or it is finished/cancelled, so a duplicate delivery exits at once.
+
+    A job already delivered `max_attempts` times is not run again: it ends `failed` with the reason (a
+    job that kills its worker each time must not loop forever)."""
     now = utcnow()
     with factory() as session:
         claimable = or_(
             and_(Job.state == JobState.queued, Job.cancel_requested.is_(False)),
             and_(Job.state == JobState.running, Job.lease_expires_at < now),
         )
+        if max_attempts is not None:
+            exhausted = session.execute(
+                update(Job)
+                .where(Job.id == job_id, claimable, Job.attempts >= max_attempts)
+                .values(
+                    state=JobState.failed,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    error=f"the job was delivered {max_attempts} times and its worker was lost each time "
+                    "(killed, out of memory or crashed); giving up",
+                )
+            )
+            session.commit()
+            if exhausted.rowcount:  # type: ignore[attr-defined]
+                return None
         job = session.get(Job, job_id)
         started = job.started_at if job is not None and job.started_at is not None else now
         result = session.execute(

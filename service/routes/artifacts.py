@@ -5,18 +5,16 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import FileResponse
 
 from service import jobs
-from service.deps import SessionDep, SettingsDep, require_token
+from service.deps import PrincipalDep, SessionDep, SettingsDep
 from service.problems import problem_responses
 from service.schemas import ArtifactList
 from service.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
 
-router = APIRouter(
-    prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], dependencies=[Depends(require_token)]
-)
+router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
 
 ArtifactName = StrEnum("ArtifactName", {name.replace(".", "_"): name for name in ARTIFACT_NAMES})  # type: ignore[misc]
 
@@ -31,8 +29,10 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 @router.get(
     "", response_model=ArtifactList, summary="A job's artifacts", responses=problem_responses(401, 404, 422)
 )
-def list_artifacts(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> ArtifactList:
-    return ArtifactList(items=jobs.present(settings, jobs.get_job(session, job_id)).artifacts)
+def list_artifacts(
+    job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+) -> ArtifactList:
+    return ArtifactList(items=jobs.present(settings, jobs.get_job(session, job_id, principal)).artifacts)
 
 
 @router.get(
@@ -53,9 +53,10 @@ def download_artifact(
     name: ArtifactName,
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     if_none_match: str | None = Header(None),
 ) -> Response:
-    path, record = jobs.find_artifact(settings, jobs.get_job(session, job_id), name.value)
+    path, record = jobs.find_artifact(settings, jobs.get_job(session, job_id, principal), name.value)
     etag = f'"{record["sha256"]}"'
     if _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})

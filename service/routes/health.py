@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from service.db import ping
-from service.deps import DispatcherDep
+from service.deps import DispatcherDep, SettingsDep
 from service.errors import Unavailable
 from service.problems import problem_responses
 from service.schemas import FieldError, Health
@@ -14,8 +14,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
-def healthz() -> Health:
-    return Health(status="ok")
+def healthz(settings: SettingsDep) -> Health:
+    return Health(status="ok", auth=settings.auth)
 
 
 @router.get(
@@ -24,7 +24,7 @@ def healthz() -> Health:
     summary="Database and broker reachable",
     responses=problem_responses(503),
 )
-def readyz(request: Request, dispatcher: DispatcherDep) -> Health:
+def readyz(request: Request, dispatcher: DispatcherDep, settings: SettingsDep) -> Health:
     failures: list[FieldError] = []
     checks: dict[str, str] = {}
     for name, check in (("database", lambda: ping(request.app.state.engine)), ("broker", dispatcher.ping)):
@@ -35,4 +35,4 @@ def readyz(request: Request, dispatcher: DispatcherDep) -> Health:
             failures.append(FieldError(field=name, message=f"{type(exc).__name__}: {exc}"[:300]))
     if failures:
         raise Unavailable("not ready: " + ", ".join(f.field for f in failures) + " unreachable", failures)
-    return Health(status="ok", checks=checks)
+    return Health(status="ok", auth=settings.auth, checks=checks)

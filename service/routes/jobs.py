@@ -5,18 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service import jobs
-from service.deps import DispatcherDep, SessionDep, SettingsDep, require_token
+from service.deps import DispatcherDep, PrincipalDep, SessionDep, SettingsDep
 from service.errors import PayloadTooLarge
 from service.models import JobState
 from service.problems import problem_responses
 from service.schemas import JobList, JobPublic
 from service.uploads import stream_upload
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+MAX_OFFSET = 2**31 - 1  # databases take a 64-bit OFFSET at most; no listing gets near this
 
 _file = {"type": "string", "format": "binary"}
 UPLOAD_BODY: dict[str, Any] = {
@@ -58,7 +59,7 @@ UPLOAD_BODY: dict[str, Any] = {
             "description": "Queued; `Location` names the job.",
             "headers": {"Location": {"schema": {"type": "string"}}},
         },
-        **problem_responses(401, 413, 415, 422, 503),
+        **problem_responses(401, 413, 415, 422, 429, 503),
     },
     openapi_extra=UPLOAD_BODY,
 )
@@ -68,20 +69,36 @@ async def submit_job(
     session: SessionDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Retry-safe submission: the same key (per token) with the same spec and files "
+            "returns the first job; with a different payload, 422.",
+        ),
+    ] = None,
 ) -> JobPublic:
+    key = jobs.check_idempotency_key(idempotency_key)
+    limit, name = settings.max_upload_bytes, "MCS_MAX_UPLOAD_BYTES"
+    if principal.max_upload_bytes is not None and principal.max_upload_bytes < limit:
+        limit, name = principal.max_upload_bytes, f"max_upload_bytes of token {principal.name!r}"
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"the upload ({declared} bytes) is over the limit of {settings.max_upload_bytes} bytes"
-        )
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the upload ({declared} bytes) is over the limit {name}={limit} bytes")
+    if key is None:  # a retry with a key must reach its first job even when the limit is reached now
+        await run_in_threadpool(jobs.check_concurrency, session, principal)
     staged = await stream_upload(
         request.headers.get("content-type", ""),
         request.stream(),
         settings.staging_dir,
-        max_bytes=settings.max_upload_bytes,
+        max_bytes=limit,
         max_field_bytes=settings.max_field_bytes,
+        limit_name=name,
     )
-    job = await run_in_threadpool(jobs.create_job, session, settings, dispatcher, staged)
+    job, _replayed = await run_in_threadpool(
+        jobs.create_job, session, settings, dispatcher, staged, principal, key
+    )
     response.headers["Location"] = f"/jobs/{job.id}"
     return jobs.present(settings, job)
 
@@ -90,14 +107,14 @@ async def submit_job(
     "", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422)
 )
 def list_jobs(
-    request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
-    items, total = jobs.list_jobs(session, state=state, limit=limit, offset=offset)
+    items, total = jobs.list_jobs(session, principal, state=state, limit=limit, offset=offset)
     following = None
     if offset + len(items) < total:
         query = f"limit={limit}&offset={offset + limit}" + (f"&state={state.value}" if state else "")
@@ -114,8 +131,10 @@ def list_jobs(
 @router.get(
     "/{job_id}", response_model=JobPublic, summary="A job's state", responses=problem_responses(401, 404, 422)
 )
-def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> JobPublic:
-    return jobs.present(settings, jobs.get_job(session, job_id))
+def get_job(
+    job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+) -> JobPublic:
+    return jobs.present(settings, jobs.get_job(session, job_id, principal))
 
 
 @router.post(
@@ -126,9 +145,13 @@ def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> Jo
     responses=problem_responses(401, 404, 409, 422),
 )
 def cancel_job(
-    job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+    job_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    principal: PrincipalDep,
 ) -> JobPublic:
-    return jobs.present(settings, jobs.cancel_job(session, dispatcher, job_id))
+    return jobs.present(settings, jobs.cancel_job(session, dispatcher, job_id, principal))
 
 
 @router.delete(
@@ -137,6 +160,8 @@ def cancel_job(
     summary="Delete a finished job and its files",
     responses=problem_responses(401, 404, 409, 422),
 )
-def delete_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> Response:
-    jobs.delete_job(session, settings, job_id)
+def delete_job(
+    job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    jobs.delete_job(session, settings, job_id, principal)
     return Response(status_code=204)

@@ -74,6 +74,7 @@ def make_settings(
         "progress_interval_s": 0.05,
         "cancel_poll_s": 0.05,
         "reaper_interval_s": 0,
+        "auth": "disabled",  # auth has its own tests (tests/reliability); these test everything else
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

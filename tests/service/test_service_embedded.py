@@ -35,10 +35,14 @@ def clean_env() -> dict[str, str]:
 
 
 @contextmanager
-def serve(data_dir: Path, port: int, log: Path, *extra: str) -> Iterator[httpx.Client]:
+def serve(
+    data_dir: Path, port: int, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[httpx.Client]:
     command = [sys.executable, "-m", "mcs", "serve", "--data-dir", str(data_dir), "--port", str(port), *extra]
     with log.open("ab") as out:
-        process = subprocess.Popen(command, env=clean_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env={**clean_env(), **(env or {})}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
         deadline = time.monotonic() + 60
@@ -63,6 +67,7 @@ def test_embedded_serve_runs_jobs_and_survives_a_restart(tmp_path: Path) -> None
     data_dir, port, log = tmp_path / "mcs-data", free_port(), tmp_path / "serve.log"
     model = write_model(tmp_path / "in")
     with serve(data_dir, port, log, "--no-worker") as client:
+        assert client.get("/healthz").json()["auth"] == "disabled"
         response = client.post(
             "/jobs", files={"model": (model.name, model.read_bytes())}, data={"spec": json.dumps(SPEC)}
         )
@@ -88,6 +93,14 @@ def test_embedded_serve_runs_jobs_and_survives_a_restart(tmp_path: Path) -> None
     decoded, dense = decode_state_dict(tmp_path / "model.bin"), load_state_dict(tmp_path / "model.pth")
     assert decoded.keys() == dense.keys() and all(decoded[k].equal(dense[k]) for k in dense)
     assert "worker child pid" in log.read_text()
+    assert "AUTH IS DISABLED" in log.read_text()  # loopback with MCS_AUTH unset: disabled, and loudly
+
+
+def test_serve_with_auth_enabled_needs_a_token(tmp_path: Path) -> None:
+    data_dir, port, log = tmp_path / "mcs-data", free_port(), tmp_path / "serve.log"
+    with serve(data_dir, port, log, "--no-worker", env={"MCS_AUTH": "enabled"}) as client:
+        assert client.get("/healthz").json()["auth"] == "enabled"
+        assert client.get("/jobs").status_code == 401
 
 
 @pytest.mark.slow

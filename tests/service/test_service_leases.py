@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import jobs
+from service.auth import LOCAL_PRINCIPAL
 from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
 from service.models import Job, JobState, utcnow
@@ -69,7 +70,7 @@ def test_cancel_requested_is_seen_by_the_worker(settings: Settings) -> None:
     lease = take_lease(factory, job_id, "a", 30)
     assert lease is not None
     with factory() as session:
-        job = jobs.cancel_job(session, Dispatcher(settings), job_id)
+        job = jobs.cancel_job(session, Dispatcher(settings), job_id, LOCAL_PRINCIPAL)
         assert job.state == "running" and job.cancel_requested
     assert lease.should_stop()
 
@@ -93,3 +94,37 @@ def test_reaper_requeues_then_fails_after_max_attempts(settings: Settings) -> No
     with factory() as session:
         healthy = session.get(Job, live)
         assert healthy is not None and healthy.state == "running" and healthy.lease_owner == "healthy"
+
+
+def test_a_redelivery_past_max_attempts_fails_the_job_with_the_reason(settings: Settings) -> None:
+    """The broker may redeliver a job whose worker died (acks_late) before any reaper pass: the lease
+    itself refuses to start attempt max_attempts + 1, so a job that kills its worker cannot loop."""
+    factory = _factory(settings)
+    job_id = _queued_job(factory)
+    for attempt in (1, 2):
+        assert take_lease(factory, job_id, f"w{attempt}", 30, max_attempts=2) is not None
+        _expire(factory, job_id)
+    assert take_lease(factory, job_id, "w3", 30, max_attempts=2) is None
+    with factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.state == "failed" and job.attempts == 2 and job.lease_owner is None
+        assert "delivered 2 times" in (job.error or "") and job.finished_at is not None
+
+
+def test_jobs_queued_too_long_are_sent_again_once_per_period(settings: Settings) -> None:
+    settings = settings.model_copy(update={"requeue_after_s": 60})
+    factory = _factory(settings)
+    sent: list[uuid.UUID] = []
+
+    class Recorder(Dispatcher):
+        def send(self, job_id: uuid.UUID, queue: str, time_limit_s: int | None = None) -> None:
+            sent.append(job_id)
+
+    old, fresh = _queued_job(factory), _queued_job(factory)
+    with factory() as session:
+        session.execute(update(Job).where(Job.id == old).values(updated_at=utcnow() - timedelta(seconds=120)))
+        session.commit()
+        recorder = Recorder(settings)
+        assert jobs.requeue_stale(session, settings, recorder) == 1
+        assert jobs.requeue_stale(session, settings, recorder) == 0  # touched: not again until 60 s pass
+    assert sent == [old] and fresh not in sent
