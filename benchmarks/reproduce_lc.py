@@ -75,6 +75,20 @@ def reference(epochs: int, cache_dir: Path) -> Path:
     return path
 
 
+def adjusted(spec: Spec, alpha: float | None, mu_scale: float) -> Spec:
+    """Override the low-rank α and scale μ0 by `mu_scale` (α too, so rank selection, which depends only
+    on α/μ, is unchanged while the penalty pulls `mu_scale` times harder per SGD iteration)."""
+    assert spec.lc is not None
+    rules = []
+    for rule in spec.rules:
+        if rule.lowrank is not None and rule.lowrank.alpha is not None:
+            new_alpha = (alpha if alpha is not None else rule.lowrank.alpha) * mu_scale
+            rule = rule.model_copy(update={"steps": [rule.lowrank.model_copy(update={"alpha": new_alpha})]})
+        rules.append(rule)
+    lc = spec.lc.model_copy(update={"mu0": spec.lc.mu0 * mu_scale})
+    return spec.model_copy(update={"rules": rules, "lc": lc})
+
+
 def shortened(spec: Spec, steps: int, epochs: int) -> Spec:
     """The spec's LC schedule squeezed into `steps` steps covering the same μ and learning-rate range."""
     assert spec.lc is not None
@@ -113,11 +127,14 @@ def _layer_table(metrics: dict[str, Any]) -> None:
         )
 
 
-def run_mix(mix: str, model_path: Path, steps: int, epochs: int, workdir: Path) -> dict[str, Any]:
+def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     title, example, seed_ratio, seed_error = SEED[mix]
     spec = load_spec(ROOT / "compression_core" / "examples" / f"lc-lenet5-mnist5k-{example}.json")
-    spec = shortened(spec, steps, epochs)
+    spec = shortened(adjusted(spec, args.alpha, args.mu_scale), args.steps, args.epochs)
     assert spec.lc is not None
+    if args.alpha is not None or args.mu_scale != 1.0:
+        alphas = [r.lowrank.alpha for r in spec.rules if r.lowrank is not None]
+        title += f" [NOT the seed's settings: mu x{args.mu_scale:g}, low-rank alpha {alphas or '-'}]"
     started = time.perf_counter()
     metrics = compress_file(model_path, spec, workdir / mix)
     seconds = time.perf_counter() - started
@@ -127,7 +144,8 @@ def run_mix(mix: str, model_path: Path, steps: int, epochs: int, workdir: Path) 
     mus = lc["history"][1]["mu"], lc["history"][-1]["mu"]
     print(f"\n== mix ({mix}): {title} ==")
     print(
-        f"LC: {spec.lc.steps} steps x {spec.lc.l_step.epochs} L-step epochs (seed: {SEED_STEPS} x {SEED_EPOCHS}), "
+        f"LC: {spec.lc.steps} steps x {spec.lc.l_step.epochs} L-step epochs "
+        f"(seed: {SEED_STEPS} x {SEED_EPOCHS}), "
         f"mu {mus[0]:.2g} -> {mus[1]:.2g} (x{spec.lc.mu_growth:.3f}/step), "
         f"L-step lr {spec.lc.l_step.lr} x {spec.lc.l_step.gamma:.3f}/step; {seconds:.0f} s"
     )
@@ -145,7 +163,8 @@ def run_mix(mix: str, model_path: Path, steps: int, epochs: int, workdir: Path) 
         loss = "" if h["train_loss"] is None else f"{h['train_loss']:.4f}"
         ranks = ",".join(str(s["rank"]) for s in h["structure"].values() if "rank" in s)
         print(
-            f"  step {h['step']:>2}  mu {h['mu']:.2e}  loss {loss:>7}  ||w-Δ||/||w|| {h['constraint_gap']:.4f}"
+            f"  step {h['step']:>2}  mu {h['mu']:.2e}  loss {loss:>7}"
+            f"  ||w-Δ||/||w|| {h['constraint_gap']:.4f}"
             f"  {err:>7}{'  ranks ' + ranks if ranks else ''}"
         )
     print()
@@ -173,21 +192,26 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10, help="LC steps (seed: 30)")
     parser.add_argument("--epochs", type=int, default=2, help="L-step epochs per LC step (seed: 10)")
     parser.add_argument("--full", action="store_true", help="the seed's schedule: 30 steps x 10 epochs")
+    parser.add_argument("--alpha", type=float, help="override the low-rank alpha of mix (a) (seed: 2.5e-9)")
+    parser.add_argument(
+        "--mu-scale", type=float, default=1.0, help="multiply mu0 and alpha (same ranks, stronger pull)"
+    )
     parser.add_argument("--reference-epochs", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a shared CPU)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "mcs-reproduce-lc")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    steps, epochs = (SEED_STEPS, SEED_EPOCHS) if args.full else (args.steps, args.epochs)
-    if not (steps >= 1 and epochs >= 1 and math.isfinite(steps)):
-        parser.error("--steps and --epochs must be positive")
+    if args.full:
+        args.steps, args.epochs = SEED_STEPS, SEED_EPOCHS
+    if args.steps < 1 or args.epochs < 1 or not (math.isfinite(args.mu_scale) and args.mu_scale > 0):
+        parser.error("--steps, --epochs and --mu-scale must be positive")
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     model_path = reference(args.reference_epochs, args.cache_dir)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for mix in args.mixes:
-            results.append(run_mix(mix, model_path, steps, epochs, Path(tmp)))
+            results.append(run_mix(mix, model_path, args, Path(tmp)))
     print("\nsummary (mnist-5k: 4,000 training digits, 1,000 test digits; the seed used full MNIST):")
     for r in results:
         print(
