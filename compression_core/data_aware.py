@@ -173,7 +173,9 @@ class DataAwareJob:
                     self.model,
                     records,
                     self.data.train,
-                    prune_cfg.model_copy(update={"seed": prune_cfg.seed + i}),  # a new shuffle order each round
+                    prune_cfg.model_copy(
+                        update={"seed": prune_cfg.seed + i}
+                    ),  # a new shuffle order each round
                     eval_set=self.data.test,
                     device=self.device,
                     on_epoch=on_epoch,

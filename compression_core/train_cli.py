@@ -44,8 +44,8 @@ def train(
     from compression_core.data import BUILTIN_DATASETS, load_builtin, load_upload
     from compression_core.errors import CompressionError
     from compression_core.finetune import EpochStats, RetrainConfig
-    from compression_core.training_spec import OptimizerName
     from compression_core.train import save_state_dict, train_reference
+    from compression_core.training_spec import OptimizerName
 
     console = Console()
     if threads > 0:
@@ -55,7 +55,12 @@ def train(
         if not isinstance(model_kwargs, dict):
             raise ValueError("kwargs must be a JSON object")
         config = RetrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=OptimizerName(optimizer), gamma=gamma, seed=seed
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=OptimizerName(optimizer),
+            gamma=gamma,
+            seed=seed,
         )
         splits = load_builtin(data) if data in BUILTIN_DATASETS else load_upload(data)
         with Progress(

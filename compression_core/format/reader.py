@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ import numpy as np
 import torch
 
 from compression_core.coding import huffman, positions, raw
-from compression_core.coding.bitio import ByteReader
 from compression_core.errors import FormatError
 from compression_core.format.layout import (
     DEFAULT_MAX_ELEMENTS,
@@ -152,53 +152,80 @@ def _plain(streams: _Streams, desc: Any, where: str, ndim: int) -> torch.Tensor:
     return t
 
 
-def _indices(streams: _Streams, desc: Any, where: str, k: int, max_count: int) -> torch.Tensor:
+class _Batch:
+    """Integer streams collected over the whole file, so all Huffman streams decode in one lockstep pass;
+    each job's `finish` validates its symbols and stores them in its record."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[huffman.ParsedStream | np.ndarray, str, Callable[[np.ndarray], None]]] = []
+
+    def add(self, data: bytes, coding: Any, count: int, width: int, where: str, finish: Callable) -> None:
+        try:
+            if coding == "raw":
+                job: huffman.ParsedStream | np.ndarray = raw.decode(data, count, width)
+            elif coding == "huffman":
+                job = huffman.parse_exact(data, count)
+            else:
+                raise FormatError(f"unknown coding {coding!r}")
+        except FormatError as exc:
+            raise FormatError(f"{where}: {exc}") from None
+        self.jobs.append((job, where, finish))
+
+    def run(self) -> None:
+        parsed = [job for job, _, _ in self.jobs if isinstance(job, huffman.ParsedStream)]
+        try:
+            huffman.decode_parsed(parsed)
+        except FormatError as exc:
+            raise FormatError(f"a Huffman stream is corrupted: {exc}") from None
+        for job, where, finish in self.jobs:
+            symbols = job.symbols if isinstance(job, huffman.ParsedStream) else job
+            assert symbols is not None
+            try:
+                finish(symbols)
+            except FormatError as exc:
+                raise FormatError(f"{where}: {exc}") from None
+
+
+def _indices(
+    batch: _Batch, streams: _Streams, desc: Any, where: str, rec: TensorRecord, max_count: int
+) -> None:
     desc = _keys(desc, _STREAM_KEYS["indices"], where)
-    coding = desc["coding"]
+    assert rec.codebook is not None
+    k = rec.codebook.numel()
     count = _int(desc, "count", where, hi=max_count)
     width = _int(desc, "width", where, hi=32)
     if width != raw.width_for(k):
         raise FormatError(f"{where}: width {width} does not match a codebook of {k} entries")
-    data = streams.take(desc, where)
-    if coding == "raw":
-        sym = raw.decode(data, count, width)
-    elif coding == "huffman":
-        r = ByteReader(data, where)
-        try:
-            sym = huffman.decode(r, max_count=count)
-        except FormatError as exc:
-            raise FormatError(f"{where}: {exc}") from None
-        r.expect_end()
-        if sym.size != count:
-            raise FormatError(f"{where}: {sym.size} indices decoded, {count} declared")
-    else:
-        raise FormatError(f"{where}: unknown coding {coding!r}")
-    if sym.size and int(sym.max()) >= k:
-        raise FormatError(f"{where}: an index lies outside the codebook")
-    return torch.from_numpy(sym)
+
+    def finish(sym: np.ndarray) -> None:
+        if sym.size and int(sym.max()) >= k:
+            raise FormatError("an index lies outside the codebook")
+        rec.indices = torch.from_numpy(sym)
+
+    batch.add(streams.take(desc, where), desc["coding"], count, width, where, finish)
 
 
-def _positions(streams: _Streams, desc: Any, where: str, n: int) -> torch.Tensor:
+def _positions(batch: _Batch, streams: _Streams, desc: Any, where: str, rec: TensorRecord, n: int) -> int:
+    """Queue the positions stream; returns the declared count of kept entries."""
     desc = _keys(desc, _STREAM_KEYS["positions"], where)
     count = _int(desc, "count", where, hi=n)
     symbols = _int(desc, "symbols", where, hi=n + 1)
-    data = streams.take(desc, where)
+    layout = _str(desc, "layout", where)
+    width = _int(desc, "width", where, hi=64)
     try:
-        p = positions.decode(
-            data,
-            layout=_str(desc, "layout", where),
-            width=_int(desc, "width", where, hi=64),
-            coding=_str(desc, "coding", where),
-            symbols=symbols,
-            count=count,
-            numel=n,
-        )
+        positions.check_layout(layout=layout, width=width, symbols=symbols, count=count, numel=n)
     except FormatError as exc:
         raise FormatError(f"{where}: {exc}") from None
-    return torch.from_numpy(p)
+
+    def finish(sym: np.ndarray) -> None:
+        pos = positions.from_symbols(sym, layout=layout, width=width, count=count, numel=n)
+        rec.positions = torch.from_numpy(pos)
+
+    batch.add(streams.take(desc, where), desc["coding"], symbols, width, where, finish)
+    return count
 
 
-def _record(entry: Any, streams: _Streams, index: int) -> TensorRecord:
+def _record(entry: Any, streams: _Streams, batch: _Batch, index: int) -> TensorRecord:
     where = f"tensor #{index}"
     entry = _keys(entry, _ENTRY_KEYS, where)
     name = _str(entry, "name", where)
@@ -221,21 +248,20 @@ def _record(entry: Any, streams: _Streams, index: int) -> TensorRecord:
     rec = TensorRecord(name, shape, dtype, method=_str(entry, "method", where), encoding=encoding)
     rec.stats = entry["stats"]
     # Streams are read in the order the writer emits them, so payload offsets can be checked in sequence.
+    kept = n
     if "positions" in s:
-        rec.positions = _positions(streams, s["positions"], f"{where} positions", n)
+        kept = _positions(batch, streams, s["positions"], f"{where} positions", rec, n)
     if "values" in s:
         rec.values = _plain(streams, s["values"], f"{where} values", 1)
     if ("codebook" in s) != ("indices" in s):
         raise FormatError(f"{where}: codebook and indices come together")
     if "codebook" in s:
         rec.codebook = _plain(streams, s["codebook"], f"{where} codebook", 1)
-        max_count = rec.positions.numel() if rec.positions is not None else n
-        rec.indices = _indices(streams, s["indices"], f"{where} indices", rec.codebook.numel(), max_count)
+        _indices(batch, streams, s["indices"], f"{where} indices", rec, kept)
     if ("u" in s) != ("v" in s):
         raise FormatError(f"{where}: low-rank factors come in pairs")
     if "u" in s:
         rec.factors = (_plain(streams, s["u"], f"{where} u", 2), _plain(streams, s["v"], f"{where} v", 2))
-    check_record(rec)
     return rec
 
 
@@ -258,8 +284,12 @@ def decode_records(
             if total > max_elements:
                 raise FormatError(f"tensors declare more than {max_elements} entries in all")
     streams = _Streams(payload)
-    records = [_record(e, streams, i) for i, e in enumerate(entries)]
+    batch = _Batch()
+    records = [_record(e, streams, batch, i) for i, e in enumerate(entries)]
     streams.finish()
+    batch.run()
+    for rec in records:
+        check_record(rec)
     if len({r.name for r in records}) != len(records):
         raise FormatError("tensor names repeat")
     return records, metadata

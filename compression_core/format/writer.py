@@ -64,8 +64,8 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return obj.item()
+    if isinstance(obj, torch.Tensor | np.ndarray):
+        return obj.tolist()
     if isinstance(obj, tuple | set):
         return list(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON-serializable")

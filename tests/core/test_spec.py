@@ -110,10 +110,15 @@ def test_parse_spec_turns_errors_into_spec_errors_naming_fields():
         parse_spec(json.dumps({"rules": [rule({"type": "quantize", "k": 1})]}))
 
 
-def test_model_and_data_placeholders_are_optional_dicts():
-    spec = Spec.model_validate({"rules": [], "model": {"arch": "lenet5"}, "data": {"name": "mnist"}})
-    assert spec.model == {"arch": "lenet5"} and spec.data == {"name": "mnist"}
+def test_model_and_data_fields_are_optional_and_typed():
+    # typed by the data-aware part (compression_core/training_spec.py); see tests/data for the rest
+    spec = Spec.model_validate({"rules": [], "model": {"arch": "lenet5"}, "data": {"builtin": "mnist-5k"}})
+    assert spec.model is not None and spec.model.arch == "lenet5" and spec.model.kwargs == {}
+    assert spec.data is not None and spec.data.builtin == "mnist-5k"
     assert Spec.model_validate({"rules": []}).model is None
+    assert "data.name" in error_locations(
+        {"rules": [], "model": {"arch": "lenet5"}, "data": {"name": "mnist"}}
+    )
 
 
 def test_json_schema_exports_every_step_type():

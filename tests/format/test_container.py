@@ -165,13 +165,11 @@ def test_lenient_inputs_are_normalized() -> None:
     assert out[1].positions.dtype == torch.int64 and out[1].indices.dtype == torch.int64
 
 
-def test_stats_with_numpy_and_tensor_scalars_are_stored() -> None:
-    import numpy as np
-
+def test_stats_with_numpy_and_tensor_values_are_stored() -> None:
     rec = make_record("a", (2,), torch.float32, "dense")
-    rec.stats = {"ratio": np.float32(2.5), "kept": torch.tensor(3), "dims": (1, 2)}
+    rec.stats = {"ratio": np.float32(2.5), "kept": torch.tensor(3), "dims": (1, 2), "v": np.arange(2)}
     (out,), _ = decode_records(encode_records([rec]).data)
-    assert out.stats == {"ratio": 2.5, "kept": 3, "dims": [1, 2]}
+    assert out.stats == {"ratio": 2.5, "kept": 3, "dims": [1, 2], "v": [0, 1]}
 
 
 # Exact-byte fixture: if this changes, the file format changed: bump VERSION, update docs/format.md.

@@ -78,6 +78,8 @@ def test_lengths_are_complete_prefix_code_within_limit(counts: list[int], max_le
     assert np.array_equal(np.flatnonzero(lengths), used)
     if used.size >= 2:
         assert int(lengths.max()) <= max_len
+        # the decoder's bound: a Huffman code of length L needs >= Fibonacci(L + 2) symbols
+        assert 2 ** int(lengths.max()) <= huffman.TABLE_PER_SYMBOL * int(c.sum())
         assert sum(2.0 ** -lengths[used]) == pytest.approx(1.0)  # complete (Kraft equality)
         codes = huffman.canonical_codes(lengths)
         assert is_prefix_free(codes[used].tolist(), lengths[used].tolist())
@@ -162,6 +164,7 @@ def test_forged_stream_matches_the_encoder() -> None:
         ({"lengths": [1, 1, 1]}, "prefix code"),  # Kraft sum 3/2: not a prefix code
         ({"lengths": [0, 0, 3]}, "fewer than two"),
         ({"lengths": [21, 21, 1]}, "exceeds"),
+        ({"count": 3, "alphabet": 9, "lengths": [1, 2, 3, 4, 5, 6, 7, 8, 8]}, "impossible"),  # 256 > 64 * 3
         ({"lengths": [1, 1, 0]}, "alphabet size"),
         ({"mode": 7}, "mode"),
         ({"alphabet": 2**30}, "alphabet"),
@@ -258,3 +261,37 @@ def test_sparse_table_of_a_huge_alphabet_decodes_in_little_memory() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20  # nothing sized by the 2**24-symbol alphabet
+
+
+def test_batched_decoding_of_many_streams_matches_one_by_one() -> None:
+    rng = np.random.default_rng(7)
+    streams = []
+    for i in range(40):
+        n = int(rng.integers(0, 20_000)) if i % 5 else int(rng.integers(0, 40))
+        k = int(rng.integers(1, 300))
+        p = np.exp(-np.arange(k) / max(1.0, k / 5))
+        s = rng.choice(k, n, p=p / p.sum())
+        block = [None, 64, 100, 4096][i % 4]
+        streams.append((s, huffman.encode(s, block_size=block)))
+    parsed = [huffman.parse(data, max_count=s.size) for s, data in streams]
+    for (s, _), out in zip(streams, huffman.decode_parsed(parsed), strict=True):
+        np.testing.assert_array_equal(out, s)
+
+
+def test_one_corrupted_stream_fails_the_batch() -> None:
+    rng = np.random.default_rng(8)
+    good = [huffman.encode(rng.integers(0, 9, 5000)) for _ in range(3)]
+    bad = bytearray(good[1])
+    bad[-30:] = bytes(30)
+    parsed = [huffman.parse(d, max_count=5000) for d in (good[0], bytes(bad), good[2])]
+    with pytest.raises(FormatError, match="sync"):
+        huffman.decode_parsed(parsed)
+
+
+def test_batches_split_at_the_table_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huffman, "TABLE_BUDGET", 64)  # forces one lockstep pass per stream or two
+    rng = np.random.default_rng(9)
+    streams = [rng.integers(0, int(rng.integers(2, 100)), 3000) for _ in range(12)]
+    parsed = [huffman.parse(huffman.encode(s), max_count=3000) for s in streams]
+    for s, out in zip(streams, huffman.decode_parsed(parsed), strict=True):
+        np.testing.assert_array_equal(out, s)
