@@ -132,6 +132,10 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     spec = load_spec(ROOT / "compression_core" / "examples" / f"lc-lenet5-mnist5k-{example}.json")
     spec = shortened(adjusted(spec, args.alpha, args.mu_scale), args.steps, args.epochs)
     assert spec.lc is not None
+    if args.lr is not None:
+        l_step = spec.lc.l_step.model_copy(update={"lr": args.lr})
+        spec = spec.model_copy(update={"lc": spec.lc.model_copy(update={"l_step": l_step})})
+        title += f" [L-step lr {args.lr:g}, seed: 0.2]"
     if args.alpha is not None or args.mu_scale != 1.0:
         alphas = [r.lowrank.alpha for r in spec.rules if r.lowrank is not None]
         title += f" [NOT the seed's settings: mu x{args.mu_scale:g}, low-rank alpha {alphas or '-'}]"
@@ -196,6 +200,7 @@ def main() -> int:
     parser.add_argument(
         "--mu-scale", type=float, default=1.0, help="multiply mu0 and alpha (same ranks, stronger pull)"
     )
+    parser.add_argument("--lr", type=float, help="override the L step's first learning rate (seed: 0.2)")
     parser.add_argument("--reference-epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a shared CPU)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "mcs-reproduce-lc")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from compression_core.errors import Cancelled, InputError, SpecError
+from compression_core.errors import Cancelled, CompressionError, InputError, SpecError
 from compression_core.evaluate import evaluate
 from compression_core.lc.cstep import c_step, decompressed
 from compression_core.lc.lstep import l_step
@@ -95,8 +95,12 @@ def _relative_gap(weights: Mapping[str, torch.Tensor], deltas: Mapping[str, torc
 
 def _check_finite(weights: Mapping[str, torch.Tensor], where: str) -> None:
     bad = [n for n, w in weights.items() if not bool(torch.isfinite(w).all())]
+    if bad and where == "in the reference":
+        raise InputError(f"LC: tensors {bad} contain NaN or infinity in the uploaded model")
     if bad:
-        raise InputError(f"LC: tensors {bad} are not finite {where} (lower the L step's lr?)")
+        raise CompressionError(
+            f"LC: training diverged, tensors {bad} are not finite {where}; lower l_step.lr"
+        )
 
 
 def run_lc(
