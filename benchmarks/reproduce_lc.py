@@ -139,6 +139,8 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     if args.alpha is not None or args.mu_scale != 1.0:
         alphas = [r.lowrank.alpha for r in spec.rules if r.lowrank is not None]
         title += f" [NOT the seed's settings: mu x{args.mu_scale:g}, low-rank alpha {alphas or '-'}]"
+    schedule = spec.lc
+    assert schedule is not None
     started = time.perf_counter()
     metrics = compress_file(model_path, spec, workdir / mix)
     seconds = time.perf_counter() - started
@@ -148,10 +150,10 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     mus = lc["history"][1]["mu"], lc["history"][-1]["mu"]
     print(f"\n== mix ({mix}): {title} ==")
     print(
-        f"LC: {spec.lc.steps} steps x {spec.lc.l_step.epochs} L-step epochs "
+        f"LC: {schedule.steps} steps x {schedule.l_step.epochs} L-step epochs "
         f"(seed: {SEED_STEPS} x {SEED_EPOCHS}), "
-        f"mu {mus[0]:.2g} -> {mus[1]:.2g} (x{spec.lc.mu_growth:.3f}/step), "
-        f"L-step lr {spec.lc.l_step.lr} x {spec.lc.l_step.gamma:.3f}/step; {seconds:.0f} s"
+        f"mu {mus[0]:.2g} -> {mus[1]:.2g} (x{schedule.mu_growth:.3f}/step), "
+        f"L-step lr {schedule.l_step.lr} x {schedule.l_step.gamma:.3f}/step; {seconds:.0f} s"
     )
     print(f"{'':30}{'this run (mnist-5k)':>24}{'seed 001 (MNIST)':>20}")
     print(f"{'reference error':30}{_err(before):>24}{SEED_REFERENCE_ERROR:>19.2f}%")
@@ -176,8 +178,8 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     return {
         "mix": mix,
         "title": title,
-        "steps": spec.lc.steps,
-        "epochs": spec.lc.l_step.epochs,
+        "steps": schedule.steps,
+        "epochs": schedule.l_step.epochs,
         "reference_error": before["error"],
         "direct_error": direct["test_error"],
         "error": after["error"],
