@@ -46,7 +46,7 @@ ProgressFn = Callable[[str, float, str], None]  # stage, fraction of the job, me
 
 
 def needs_data(spec: Spec) -> bool:
-    return spec.model is not None or spec.data is not None or spec.retrain is not None
+    return spec.model is not None or spec.data is not None or spec.retrain is not None or spec.lc is not None
 
 
 def _target_keeps(state_dict: Mapping[str, torch.Tensor], spec: Spec) -> dict[str, int]:
@@ -114,6 +114,10 @@ class DataAwareJob:
         span: tuple[float, float] = (0.0, 1.0),
     ) -> tuple[list[TensorRecord], dict[str, Any]]:
         """Records of the whole state dict after the retraining the spec asks for, and their metrics."""
+        if self.spec.lc is not None:  # the LC algorithm instead of direct compression (compression_core.lc)
+            from compression_core.lc.job import run_lc_job
+
+            return run_lc_job(self, progress=progress, should_cancel=should_cancel, span=span)
         lo, hi = span
         retrain = self.spec.retrain
         prune_cfg = retrain.prune if retrain is not None else None

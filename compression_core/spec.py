@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compression_core.errors import SpecError
+from compression_core.lc.spec import LCSpec
 from compression_core.training_spec import DataSpec, ModelSpec, RetrainSpec
 
 MAX_KEEP = 2**40
@@ -179,6 +180,9 @@ class Spec(_Strict):
     model: ModelSpec | None = None
     data: DataSpec | None = None
     retrain: RetrainSpec | None = None
+    lc: LCSpec | None = Field(
+        default=None, description="run the LC algorithm (needs model and data) instead of direct compression"
+    )
 
     @model_validator(mode="after")
     def _data_aware_fields(self) -> Spec:
@@ -186,6 +190,10 @@ class Spec(_Strict):
             raise ValueError("model: `data` and `retrain` need `model` (the architecture to build)")
         if self.retrain is not None and self.data is None:
             raise ValueError("data: `retrain` needs `data` (a built-in or the uploaded data file)")
+        if self.lc is not None and (self.model is None or self.data is None):
+            raise ValueError("lc: the LC algorithm needs `model` and `data` (it trains the model)")
+        if self.lc is not None and self.retrain is not None:
+            raise ValueError("lc: the LC algorithm replaces `retrain`; give one of them")
         return self
 
 

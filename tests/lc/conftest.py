@@ -1,0 +1,49 @@
+"""Shared fixtures: a small MLP trained on scikit-learn's digits in well under a second."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compression_core.data import DataSplits, load_builtin
+from compression_core.lc.lstep import l_step
+from compression_core.lc.spec import LStepSpec
+from compression_core.models import build_model
+
+MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 48, 10]}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny models train faster on one thread, and far faster when other processes share the two cores
+    (two intra-op threads on an oversubscribed CPU wait for each other on every small op)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def digits() -> DataSplits:
+    return load_builtin("digits")
+
+
+@pytest.fixture(scope="session")
+def reference_state(digits: DataSplits) -> dict[str, torch.Tensor]:
+    """A trained MLP's state dict (plain SGD: an L step with no penalty)."""
+    torch.manual_seed(0)
+    model = build_model(MLP)
+    l_step(model, {}, 0.0, digits.train, LStepSpec(epochs=15, lr=0.1, batch_size=32), 0)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def reference_model(reference_state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    model = build_model(MLP)
+    model.load_state_dict(reference_state)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)
