@@ -81,6 +81,7 @@ class DataAwareJob:
         *,
         data_path: Any = None,
         device: str = "cpu",
+        teacher_path: Any = None,
     ):
         if spec.model is None:
             raise SpecError(
@@ -97,6 +98,7 @@ class DataAwareJob:
             check_against_model(self.data, self.model)
         self.history: list[EpochStats] = []
         self.evaluation: dict[str, Any] = {}
+        self.teacher_path = teacher_path
 
     def _evaluate(self, model: nn.Module) -> dict[str, Any] | None:
         if self.data is None:
@@ -118,7 +120,22 @@ class DataAwareJob:
             from compression_core.lc.job import run_lc_job
 
             return run_lc_job(self, progress=progress, should_cancel=should_cancel, span=span)
+        if self.spec.sws is not None:  # soft weight-sharing (compression_core.sws)
+            from compression_core.sws.job import run_sws_job
+
+            return run_sws_job(
+                self, compress_state_dict, progress=progress, should_cancel=should_cancel, span=span
+            )
         lo, hi = span
+        distilled = None
+        if self.spec.distill is not None:  # train the student from the teacher first (distill.py)
+            from compression_core.distill import run_distill
+
+            mid = lo + (hi - lo) * 0.5
+            distilled = run_distill(
+                self, self.teacher_path, progress=progress, should_cancel=should_cancel, span=(lo, mid)
+            )
+            lo = mid
         retrain = self.spec.retrain
         prune_cfg = retrain.prune if retrain is not None else None
         tune_cfg = retrain.finetune if retrain is not None else None
@@ -218,6 +235,8 @@ class DataAwareJob:
                 "evaluated_on": "test" if self.data.test is not None else "train (no test split uploaded)",
             }
         metrics["training"] = {"history": [s.to_dict() for s in self.history]}
+        if distilled is not None:
+            metrics["distill"] = distilled
         return records, metrics
 
     def finish(self, decoded: Mapping[str, torch.Tensor], metrics: dict[str, Any]) -> None:

@@ -162,6 +162,7 @@ def compress_file(
     should_cancel: Callable[[], bool] | None = None,
     device: str = "cpu",
     data_path: Path | None = None,
+    teacher_path: Path | None = None,
 ) -> dict[str, Any]:
     """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics."""
     from compression_core.format import decode_state_dict, encode_records
@@ -179,7 +180,9 @@ def compress_file(
     clock = time.perf_counter()
     data_job = None
     if needs_data(spec):  # model / data / retrain: evaluation and retraining around the same steps
-        data_job = DataAwareJob(spec, state_dict, data_path=data_path, device=device)
+        data_job = DataAwareJob(
+            spec, state_dict, data_path=data_path, device=device, teacher_path=teacher_path
+        )
         records, metrics = data_job.compress(
             functools.partial(compress_state_dict, device=device),
             progress=lambda stage, fraction, message: _report(progress, stage, fraction, message),

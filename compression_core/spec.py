@@ -16,8 +16,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from compression_core.distill_spec import DistillSpec
 from compression_core.errors import SpecError
 from compression_core.lc.spec import LCSpec
+from compression_core.sws.spec import SWSSpec
 from compression_core.training_spec import DataSpec, ModelSpec, RetrainSpec
 
 MAX_KEEP = 2**40
@@ -125,9 +127,31 @@ class LowRankStep(_Strict):
         return self
 
 
-Step = Annotated[PruneStep | QuantizeStep | LowRankStep, Field(discriminator="type")]
+class ChannelNorm(StrEnum):
+    l1 = "l1"
+    l2 = "l2"
 
-_ALLOWED_PLANS = {("prune",), ("quantize",), ("prune", "quantize"), ("lowrank",)}
+
+class StructuredStep(_Strict):
+    """Channel pruning: zero the round(sparsity · C) slices along `dim` (output channels / rows for dim 0)
+    with the smallest L1 or L2 norm; shapes are kept (see compression_core/methods/structured.py)."""
+
+    type: Literal["structured"] = "structured"
+    sparsity: float = Field(ge=0.0, lt=1.0, description="fraction of the channels set to 0")
+    norm: ChannelNorm = ChannelNorm.l1
+    dim: int = Field(default=0, ge=0, le=7, description="axis of the removed slices (0: output channels)")
+
+
+Step = Annotated[PruneStep | QuantizeStep | LowRankStep | StructuredStep, Field(discriminator="type")]
+
+_ALLOWED_PLANS = {
+    ("prune",),
+    ("quantize",),
+    ("prune", "quantize"),
+    ("lowrank",),
+    ("structured",),
+    ("structured", "quantize"),
+}
 
 
 class Rule(_Strict):
@@ -143,7 +167,7 @@ class Rule(_Strict):
             hint = " (prune and lowrank cannot combine)" if {"prune", "lowrank"} <= set(plan) else ""
             raise ValueError(
                 f"steps: {list(plan)} is not an allowed combination{hint}; allowed: "
-                "[prune], [quantize], [prune, quantize], [lowrank]"
+                "[prune], [quantize], [prune, quantize], [lowrank], [structured], [structured, quantize]"
             )
         return self
 
@@ -158,6 +182,10 @@ class Rule(_Strict):
     @property
     def lowrank(self) -> LowRankStep | None:
         return next((s for s in self.steps if isinstance(s, LowRankStep)), None)
+
+    @property
+    def structured(self) -> StructuredStep | None:
+        return next((s for s in self.steps if isinstance(s, StructuredStep)), None)
 
     def label(self, index: int) -> str:
         return f"rule #{index} ({self.name})" if self.name else f"rule #{index}"
@@ -183,6 +211,12 @@ class Spec(_Strict):
     lc: LCSpec | None = Field(
         default=None, description="run the LC algorithm (needs model and data) instead of direct compression"
     )
+    sws: SWSSpec | None = Field(
+        default=None, description="soft weight-sharing: retrain with a mixture prior (needs model and data)"
+    )
+    distill: DistillSpec | None = Field(
+        default=None, description="train the student `model` from the job's teacher file before compression"
+    )
 
     @model_validator(mode="after")
     def _data_aware_fields(self) -> Spec:
@@ -194,6 +228,14 @@ class Spec(_Strict):
             raise ValueError("lc: the LC algorithm needs `model` and `data` (it trains the model)")
         if self.lc is not None and self.retrain is not None:
             raise ValueError("lc: the LC algorithm replaces `retrain`; give one of them")
+        if self.sws is not None and (self.model is None or self.data is None):
+            raise ValueError("sws: soft weight-sharing needs `model` and `data` (it trains the model)")
+        if self.sws is not None and (self.lc is not None or self.retrain is not None):
+            raise ValueError("sws: soft weight-sharing replaces `lc` and `retrain`; give one of them")
+        if self.distill is not None and (self.model is None or self.data is None):
+            raise ValueError("distill: distillation needs `model` (the student) and `data`")
+        if self.distill is not None and (self.lc is not None or self.sws is not None):
+            raise ValueError("distill: combine distillation with rules or `retrain`, not with `lc` or `sws`")
         return self
 
 

@@ -119,6 +119,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             should_cancel=lambda: bool(should_cancel()),
             device=pick_device(),
             data_path=data_path,
+            teacher_path=root / inputs["teacher"] if "teacher" in inputs else None,
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
         if lease.should_stop():  # lost the lease (or cancelled) while finishing: publish nothing

@@ -56,6 +56,16 @@ def compress_tensor(
         methods.append("prune")
         seconds["prune"] = time.perf_counter() - started
         started = time.perf_counter()
+    elif rule.structured is not None:  # whole channels zeroed, shapes kept (methods/structured.py)
+        from compression_core.methods.structured import structured_positions
+
+        positions, removed = structured_positions(work, rule.structured, label=f"{label}: {name!r}")
+        values = values[positions]
+        record.positions = positions.cpu()
+        record.stats.update(kept=int(positions.numel()), channels_removed=removed.tolist())
+        methods.append("structured")
+        seconds["structured"] = time.perf_counter() - started
+        started = time.perf_counter()
     if rule.quantize is not None and values.numel() > 0:
         quantized = quantize_values(values, rule.quantize)
         record.codebook = quantized.codebook
