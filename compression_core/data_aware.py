@@ -246,3 +246,11 @@ class DataAwareJob:
         after = self._evaluate(model)
         if after is not None:
             metrics.setdefault("evaluation", {})["after"] = after
+        if self.data is not None and any(r.structured is not None for r in self.spec.rules):
+            from compression_core.methods.structured import structured_report  # the smaller model
+
+            names = [e["name"] for e in metrics["tensors"] if e.get("method", "").startswith("structured")]
+            example = self.data.eval_set.tensors[0][:8]
+            metrics["structured"] = structured_report(
+                model, names, example, self.spec.model.arch, self.spec.model.kwargs
+            )
