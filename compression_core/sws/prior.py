@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,13 +70,8 @@ class MixturePrior(nn.Module):
     def log_prob(self, w: torch.Tensor) -> torch.Tensor:
         """Σ_i log p(w_i) over the flat weights `w`."""
         gam = self.log_precisions
-        joint = (
-            self.log_pis()
-            + 0.5 * gam
-            - 0.5 * math.log(2 * math.pi)
-            - 0.5 * gam.exp() * (w[:, None] - self.all_means()) ** 2
-        )
-        return torch.logsumexp(joint, dim=1).sum()
+        offset = self.log_pis() + 0.5 * gam - 0.5 * math.log(2 * math.pi)
+        return -_MixtureNLL.apply(w, self.all_means(), gam.exp(), offset)
 
     def hyperprior(self) -> torch.Tensor:
         """−log of the Gamma hyperpriors on the precisions (up to constants)."""
@@ -99,6 +95,28 @@ class MixturePrior(nn.Module):
             log_precisions=self.log_precisions.detach().double().cpu().numpy(),
             log_pis=self.log_pis().detach().double().cpu().numpy(),
         )
+
+
+class _MixtureNLL(torch.autograd.Function):
+    """−Σ_i logsumexp_j (a_j − ½ λ_j (w_i − μ_j)²) with its gradients computed in the forward pass from
+    the responsibilities r_ij (about twice as fast as autograd, which keeps more N x J temporaries)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, w: torch.Tensor, means: torch.Tensor, lam: torch.Tensor, a: torch.Tensor
+    ) -> torch.Tensor:
+        d = w[:, None] - means
+        d2 = d * d
+        joint = a - 0.5 * lam * d2
+        lse = torch.logsumexp(joint, dim=1)
+        r = torch.exp(joint - lse[:, None])
+        rd = r * d
+        ctx.save_for_backward(rd @ lam, -lam * rd.sum(0), 0.5 * (r * d2).sum(0), -r.sum(0))
+        return -lse.sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(grad * g for g in ctx.saved_tensors)
 
 
 def _gamma_nll(prior: GammaPrior, log_precision: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,8 @@ from torch import nn
 from compression_core.errors import SpecError
 from compression_core.format import decode_records, decode_state_dict
 from compression_core.methods.structured import (
-    channel_norms,
     chain_links,
+    channel_norms,
     removed_channels,
     shrink_model,
     shrunk_architecture,
@@ -183,7 +183,8 @@ def test_data_aware_job_reports_the_smaller_architecture(tmp_path):
     mlp = {"arch": "mlp", "kwargs": {"sizes": [64, 48, 10]}}
     path = tmp_path / "mlp.safetensors"
     save_file({k: v.contiguous() for k, v in build_model(mlp).state_dict().items()}, str(path))
-    rules = [{"select": {"name": "fc1.weight"}, "steps": [{"type": "structured", "sparsity": 0.5, "norm": "l2"}]}]
+    step = {"type": "structured", "sparsity": 0.5, "norm": "l2"}
+    rules = [{"select": {"name": "fc1.weight"}, "steps": [step]}]
     spec = parse_spec(json.dumps({"rules": rules, "model": mlp, "data": {"builtin": "digits"}}))
     metrics = compress_file(path, spec, tmp_path / "out")
     report = metrics["structured"]
