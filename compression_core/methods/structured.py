@@ -213,7 +213,8 @@ def shrink_model(
             for attr in ("weight", "bias", "running_mean", "running_var"):
                 _slice_(bn, attr, 0, keep)
             bn.num_features = len(keep)
-        consumer = modules[link.consumer]  # type: ignore[index]
+        assert link.consumer is not None
+        consumer = modules[link.consumer]
         inputs = _kept(total, idx, link.block)
         _slice_(consumer, "weight", 1, inputs)
         _set_size(consumer, "in", len(inputs))
@@ -248,9 +249,8 @@ def shrunk_architecture(
     """Constructor kwargs that build `small` for the built-ins whose widths are arguments (mlp, lenet300);
     None for others (their shrunk state dict needs the caller's own constructor)."""
     if arch == "mlp":
-        depth = int(small.depth)  # type: ignore[arg-type]
-        first = small.fc1
-        sizes = [first.in_features] + [getattr(small, f"fc{i}").out_features for i in range(1, depth + 1)]
+        layers = [getattr(small, f"fc{i}") for i in range(1, int(getattr(small, "depth", 0)) + 1)]
+        sizes = [layers[0].in_features] + [layer.out_features for layer in layers]
         return {**kwargs, "sizes": sizes}
     if arch == "lenet300":
         return {**kwargs, "hidden": [small.fc1.out_features, small.fc2.out_features]}  # type: ignore[union-attr]

@@ -117,7 +117,7 @@ def run_sws(
     missing = [n for n in names if n not in params]
     if missing:
         raise SpecError(f"sws: {missing} are buffers, not trainable parameters")
-    weights = [params[n] for n in names]
+    weights: list[torch.Tensor] = [params[n] for n in names]
     torch.manual_seed(spec.seed)
     prior = MixturePrior(weights, spec).to(device)
     ids = {id(w) for w in weights}
