@@ -9,6 +9,11 @@ The defaults follow the authors' tutorial (LeNet on MNIST): 16 learned component
 with fixed mixing proportion 0.99, loss = cross-entropy + tau/N · (−log p(w)), Adam with learning rates
 5e-4 (weights), 1e-4 (means), 3e-3 (log-precisions), 3e-3 (mixing proportions), Gamma hyperpriors on the
 precisions with shape/rate (5000, 2) for the zero component and (250, 0.1) for the others.
+
+One deviation: every component starts narrow (σ = 0.05 · max|w|, the tutorial starts at σ = 0.25). With
+wide starting components and a short schedule the zero component is still wide when training stops and
+takes almost every weight (measured on LeNet-300-100 / mnist-5k, 15 epochs: 99.9% zeros and chance accuracy
+with 0.25 · max|w|, 95.3% zeros at -0.6 points with 0.05 · max|w|).
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ class SWSSpec(_Strict):
     lr_log_precisions: float = Field(default=3e-3, gt=0.0, le=1.0)
     lr_mixing: float = Field(default=3e-3, gt=0.0, le=1.0)
     init_std: float = Field(
-        default=0.25, gt=0.0, le=100.0, description="initial σ of every component, as a fraction of max|w|"
+        default=0.05,
+        gt=0.0,
+        le=100.0,
+        description="initial σ of every component, as a fraction of max|w| (narrow: see the module doc)",
     )
     gamma_zero: GammaPrior | None = Field(default_factory=lambda: GammaPrior(shape=5e3, rate=2.0))
     gamma_other: GammaPrior | None = Field(default_factory=lambda: GammaPrior(shape=2.5e2, rate=0.1))

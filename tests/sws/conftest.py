@@ -14,7 +14,7 @@ MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 48, 10]}}
 SWS = {
     "epochs": 30,
     "batch_size": 32,
-    "tau": 0.5,
+    "tau": 1.0,
     "lr_means": 1e-3,
     "lr_log_precisions": 1e-2,
     "lr_mixing": 1e-2,

@@ -35,9 +35,9 @@ def sws_run(reference_state, digits):
 def test_sws_prunes_most_weights_and_keeps_accuracy(sws_run):
     model, result, before, after = sws_run
     assert result.summary["tensors"] == ["fc1.weight", "fc2.weight"]
-    assert result.summary["sparsity"] > 0.8
-    # robust: within 6 points of the reference on 360 test digits (measured: 1.7% -> 4.7% error)
-    assert after.error <= before.error + 0.06
+    # measured: 76.8% zeros, 1.7% -> 1.9% test error; with init_std 0.25, 88% zeros at 4.7% error
+    assert result.summary["sparsity"] > 0.7
+    assert after.error <= before.error + 0.03  # robust: 3 points on 360 test digits
     assert [h.epoch for h in result.history] == list(range(1, 31))
     assert all(h.test_error is not None for h in result.history)
 
