@@ -105,14 +105,28 @@ def run_demo(base_url: str, data_dir: Path, timeout: float = 300.0) -> dict[str,
         if not same:
             raise RuntimeError("decoded model.bin differs from model.pth")
         print(CURL_SESSION.format(base=base_url, model=model, spec=spec, id=job["id"], sha=sha))
+        print(web_links(base_url, job))
         return job
+
+
+def web_links(base_url: str, job: dict[str, Any]) -> str:
+    """Where a person looks next: the web page, this job's page and its report (when it has one)."""
+    lines = [
+        "In a browser:",
+        f"  {base_url}/                       the jobs, refreshing while they run",
+        f"  {base_url}/ui/jobs/{job['id']}   this job",
+    ]
+    report = next((a["url"] for a in job["artifacts"] if a["name"] == "report.html"), None)
+    if report:
+        lines.append(f"  {base_url}{report}   its report: per-layer table and plots")
+    return "\n".join(lines)
 
 
 CURL_SESSION = """
 Try it yourself (copy and paste):
   curl -sS -i -F model=@{model} -F spec_file=@{spec} {base}/jobs   # 202; Location: /jobs/<id>
   curl -sS {base}/jobs/{id}                                  # state, progress, metrics
-  curl -sS -OJ {base}/jobs/{id}/artifacts/model.bin          # also model.pth, metrics.json
+  curl -sS -OJ {base}/jobs/{id}/artifacts/model.bin          # also model.pth, metrics.json, report.html
   curl -sS -i -H 'If-None-Match: "{sha}"' {base}/jobs/{id}/artifacts/model.bin   # 304 if unchanged
   python -c "from compression_core.format import decode_state_dict as d; print(list(d('model.bin')))"
 Serving at {base} (OpenAPI: {base}/docs); Ctrl-C to stop."""

@@ -69,5 +69,9 @@ def download_artifact(
         headers.update(HTML_ARTIFACT_HEADERS)  # no requests, an origin of its own
         disposition = "inline"
     return FileResponse(
-        path, media_type=media_type, filename=name.value, headers=headers, content_disposition_type=disposition
+        path,
+        media_type=media_type,
+        filename=name.value,
+        headers=headers,
+        content_disposition_type=disposition,
     )
