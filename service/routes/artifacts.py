@@ -16,6 +16,10 @@ from service.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
 
+HTML_ARTIFACT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
 ArtifactName = StrEnum("ArtifactName", {name.replace(".", "_"): name for name in ARTIFACT_NAMES})  # type: ignore[misc]
 
 
@@ -60,6 +64,14 @@ def download_artifact(
     etag = f'"{record["sha256"]}"'
     if _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
+    media_type, headers, disposition = ARTIFACT_MEDIA_TYPES[name.value], {"ETag": etag}, "attachment"
+    if media_type.startswith("text/html"):  # report.html opens in the browser, sandboxed: no scripts,
+        headers.update(HTML_ARTIFACT_HEADERS)  # no requests, an origin of its own
+        disposition = "inline"
     return FileResponse(
-        path, media_type=ARTIFACT_MEDIA_TYPES[name.value], filename=name.value, headers={"ETag": etag}
+        path,
+        media_type=media_type,
+        filename=name.value,
+        headers=headers,
+        content_disposition_type=disposition,
     )
