@@ -10,6 +10,7 @@ the bucket, and removes its local copies; the API streams downloads from the buc
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -71,6 +72,9 @@ def publish(settings: Settings, job_id: uuid.UUID | str, source: Path, name: str
     return {"name": name, "size": size, "sha256": digest}
 
 
+log = logging.getLogger(__name__)
+
+
 def _key(settings: Settings, path: Path) -> str:
     """The object key of a path under the data dir's jobs folder: the same layout in the bucket."""
     relative = path.relative_to(settings.jobs_dir)
@@ -123,9 +127,14 @@ def release_local_copies(settings: Settings, job_id: uuid.UUID | str) -> None:
 
 
 def remove_job_files(settings: Settings, job_id: uuid.UUID | str) -> None:
-    """A deleted job's inputs and artifacts, wherever they are."""
+    """A deleted job's inputs and artifacts, wherever they are. Best effort, like removing a folder: a
+    bucket that cannot be reached now leaves objects behind (logged with their prefix)."""
     shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
     if settings.storage == "s3":
         from service import s3
 
-        s3.delete_prefix(settings, s3.object_key(settings, str(uuid.UUID(str(job_id))), ""))
+        prefix = s3.object_key(settings, str(uuid.UUID(str(job_id))), "")
+        try:
+            s3.delete_prefix(settings, prefix)
+        except Exception as exc:  # noqa: BLE001 - the job record is gone either way
+            log.warning("could not delete s3://%s/%s: %r", settings.s3_bucket, prefix, exc)
