@@ -95,9 +95,9 @@ class JobCollector(Collector):
             func.sum(case((duration <= bound, 1), else_=0)) for bound in DURATION_BUCKETS
         ]
         rows = session.execute(
-            select(func.coalesce(Job.method, "unknown"), Job.state, *columns)
+            select(Job.method, Job.state, *columns)
             .where(Job.state.in_(FINISHED_STATES), Job.started_at.is_not(None), Job.finished_at.is_not(None))
-            .group_by(func.coalesce(Job.method, "unknown"), Job.state)
+            .group_by(Job.method, Job.state)
         )
         family = HistogramMetricFamily(
             "mcs_job_duration_seconds",
@@ -107,7 +107,7 @@ class JobCollector(Collector):
         for method, state, count, total, *cumulative in rows:
             buckets = [(repr(b), int(c or 0)) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)]
             family.add_metric(
-                [str(method), str(state)], [*buckets, ("+Inf", int(count))], float(total or 0.0)
+                [str(method or "unknown"), str(state)], [*buckets, ("+Inf", int(count))], float(total or 0.0)
             )
         return family
 

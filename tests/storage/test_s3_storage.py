@@ -113,7 +113,9 @@ def test_submit_run_download_through_the_bucket(machines: Machines) -> None:
     assert [k for k in bucket_keys(machines.endpoint, machines.bucket) if job_id in k] == []
 
 
-def test_an_unreachable_bucket_queues_nothing(tmp_path: Path, s3_endpoint: str, s3_env: dict[str, str]) -> None:
+def test_an_unreachable_bucket_queues_nothing(
+    tmp_path: Path, s3_endpoint: str, s3_env: dict[str, str]
+) -> None:
     settings = s3_settings(tmp_path / "api", tmp_path / "db.sqlite", s3_endpoint, "no-such-bucket", "x")
     model = write_model(tmp_path / "in")
     with TestClient(create_app(settings)) as client:
