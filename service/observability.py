@@ -78,9 +78,8 @@ class JobCollector(Collector):
         gauge = GaugeMetricFamily(
             "mcs_jobs", "Jobs by state and queue (from the database).", labels=["state", "queue"]
         )
-        counts = {
-            (state, queue): 0 for state in JobState for queue in ("cpu", "gpu")
-        }  # every series exists, even at zero
+        # every series exists, even at zero
+        counts: dict[tuple[str, str], int] = {(s.value, q): 0 for s in JobState for q in ("cpu", "gpu")}
         for state, queue, count in session.execute(
             select(Job.state, Job.queue, func.count()).group_by(Job.state, Job.queue)
         ):
