@@ -20,12 +20,15 @@ from typing import Any
 
 from service.settings import Settings
 
-ARTIFACT_NAMES = ("model.pth", "model.bin", "metrics.json")
+ARTIFACT_NAMES = ("model.pth", "model.bin", "metrics.json", "report.html")
 ARTIFACT_MEDIA_TYPES = {
     "model.pth": "application/octet-stream",
     "model.bin": "application/octet-stream",
     "metrics.json": "application/json",
+    "report.html": "text/html; charset=utf-8",
 }
+# Published only when present: a job whose report could not be drawn still succeeds without one.
+OPTIONAL_ARTIFACTS = frozenset({"report.html"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

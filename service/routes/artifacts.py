@@ -18,6 +18,10 @@ from service.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
 
+HTML_ARTIFACT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
 ArtifactName = StrEnum("ArtifactName", {name.replace(".", "_"): name for name in ARTIFACT_NAMES})  # type: ignore[misc]
 
 
@@ -64,10 +68,18 @@ def download_artifact(
         if not isinstance(location, Path):
             location.body.close()
         return Response(status_code=304, headers={"ETag": etag})
+    media_type, headers, disposition = ARTIFACT_MEDIA_TYPES[name.value], {"ETag": etag}, "attachment"
+    if media_type.startswith("text/html"):  # report.html opens in the browser, sandboxed: no scripts,
+        headers.update(HTML_ARTIFACT_HEADERS)  # no requests, an origin of its own
+        disposition = "inline"
     if not isinstance(location, Path):  # MCS_STORAGE=s3: streamed through the API (see stream_object)
-        return stream_object(location, ARTIFACT_MEDIA_TYPES[name.value], name.value, {"ETag": etag})
+        return stream_object(location, media_type, name.value, headers, disposition)
     return FileResponse(
-        location, media_type=ARTIFACT_MEDIA_TYPES[name.value], filename=name.value, headers={"ETag": etag}
+        location,
+        media_type=media_type,
+        filename=name.value,
+        headers=headers,
+        content_disposition_type=disposition,
     )
 
 
