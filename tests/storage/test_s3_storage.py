@@ -95,8 +95,12 @@ def test_submit_run_download_through_the_bucket(machines: Machines) -> None:
         assert f'filename="{artifact["name"]}"' in response.headers["content-disposition"]
         assert hashlib.sha256(response.content).hexdigest() == artifact["sha256"]
         downloads[artifact["name"]] = response.content
+        if artifact["name"] == "report.html":  # the same sandboxing headers as from the data dir
+            assert "sandbox" in response.headers["content-security-policy"]
+            assert response.headers["content-disposition"].startswith("inline")
         again = machines.client.get(artifact["url"], headers={"If-None-Match": response.headers["etag"]})
         assert again.status_code == 304
+    assert set(downloads) == {"model.pth", "model.bin", "metrics.json", "report.html"}
     decoded = decode_state_dict(downloads["model.bin"])
     assert set(decoded) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
     assert json.loads(downloads["metrics.json"])["totals"]["params"] == 32 * 48 + 32 + 10 * 32 + 10
