@@ -21,6 +21,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import storage
 from service.models import Job, JobState
 from service.settings import Settings
 from service.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
@@ -114,6 +115,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             assert job is not None
             spec, inputs = Spec.model_validate(job.spec), dict(job.inputs)
             time_limit = job.time_limit_s
+        storage.fetch_inputs(settings, job_id, inputs)  # MCS_STORAGE=s3: from the bucket
         last_stage: list[str | None] = [None]
 
         def report(progress: Any) -> None:
@@ -176,3 +178,4 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     finally:
         heartbeat.stop()
         shutil.rmtree(work, ignore_errors=True)
+        storage.release_local_copies(settings, job_id)  # MCS_STORAGE=s3: the bucket has everything
