@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Start the local Redis and PostgreSQL the tests use, if they are not already running.
+# Start the local Redis and PostgreSQL the tests use, if they are not already running, and install the
+# headless browser the web-page tests drive (Debian's chromium), if it is missing.
 set -u
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package) for the browser tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium \
+    || echo "warning: could not install chromium; the browser tests will fail"
+fi
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   echo "starting redis on 127.0.0.1:6379"
   mkdir -p /var/lib/redis /var/log/redis

@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import problems
+from service import observability, problems
 from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
 from service.maintenance import Reaper, requeue_on_startup
-from service.routes import artifacts, health, jobs, spec
+from service.routes import artifacts, health, jobs, spec, ui
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
     app.state.dispatcher = dispatcher
     problems.install(app)
-    for module in (jobs, artifacts, health, spec):
+    observability.install(app, settings, sessions)
+    for module in (jobs, artifacts, health, spec, ui):
         app.include_router(module.router)
     return app

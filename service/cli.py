@@ -49,12 +49,11 @@ def register(app: typer.Typer) -> None:
 
         Auth: bearer tokens (`mcs token create`). With MCS_AUTH unset and a loopback address, auth is
         disabled for this one-person setup, and the log and /healthz say so."""
-        import logging
-
         from service.embedded import serve as run
+        from service.logs import configure_logging
         from service.settings import is_loopback
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging()  # JSON lines unless on a terminal (MCS_LOG_FORMAT=json|text)
         if insecure:
             os.environ["MCS_ALLOW_INSECURE"] = "1"
         settings = _settings(data_dir, host, port)

@@ -43,6 +43,7 @@ def init_db(engine: Engine) -> None:
         "idempotency_key": "VARCHAR(255)",
         "request_hash": "VARCHAR(64)",
         "time_limit_s": "INTEGER",
+        "method": "VARCHAR(64)",
     }
     with engine.begin() as connection:
         for name, ddl in added.items():

@@ -5,6 +5,7 @@ This is a command's console output (not library code), so it prints.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -57,9 +58,19 @@ def run_demo(base_url: str, data_dir: Path, timeout: float = 300.0) -> dict[str,
     from compression_core.format import decode_state_dict
     from compression_core.io import load_state_dict
 
-    with httpx.Client(base_url=base_url, timeout=60.0) as client, tempfile.TemporaryDirectory() as tmp:
+    token = os.environ.get("MCS_TOKEN")  # auth enabled: the demo runs as this token's client
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with (
+        httpx.Client(base_url=base_url, timeout=60.0, headers=headers) as client,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         folder = Path(tmp)
         wait_ready(client)
+        if client.get("/healthz").json().get("auth") == "enabled" and not token:
+            raise RuntimeError(
+                "auth is enabled (MCS_AUTH=enabled): set MCS_TOKEN to a token from `mcs token create` "
+                "to run the demo, or run `mcs serve --demo` on 127.0.0.1 with MCS_AUTH unset"
+            )
         (data_dir / "demo").mkdir(parents=True, exist_ok=True)
         model, spec = make_demo_model(data_dir / "demo"), demo_spec_path()
         print(f"demo: submitting {model} ({model.stat().st_size} bytes) with {spec.name} to {base_url}")
@@ -105,14 +116,29 @@ def run_demo(base_url: str, data_dir: Path, timeout: float = 300.0) -> dict[str,
         if not same:
             raise RuntimeError("decoded model.bin differs from model.pth")
         print(CURL_SESSION.format(base=base_url, model=model, spec=spec, id=job["id"], sha=sha))
+        print(web_links(base_url, job))
+        print(f"Serving at {base_url} (OpenAPI: {base_url}/docs); Ctrl-C to stop.", flush=True)
         return job
+
+
+def web_links(base_url: str, job: dict[str, Any]) -> str:
+    """Where a person looks next: the web page, this job's page and its report (when it has one)."""
+    lines = [
+        "Open in a browser:",
+        f"  web page:   {base_url}/",
+        f"  this job:   {base_url}/ui/jobs/{job['id']}",
+    ]
+    report = next((a["url"] for a in job["artifacts"] if a["name"] == "report.html"), None)
+    if report:
+        lines.append(f"  its report: {base_url}{report}")
+    return "\n".join(lines)
 
 
 CURL_SESSION = """
 Try it yourself (copy and paste):
   curl -sS -i -F model=@{model} -F spec_file=@{spec} {base}/jobs   # 202; Location: /jobs/<id>
   curl -sS {base}/jobs/{id}                                  # state, progress, metrics
-  curl -sS -OJ {base}/jobs/{id}/artifacts/model.bin          # also model.pth, metrics.json
+  curl -sS -OJ {base}/jobs/{id}/artifacts/model.bin          # also model.pth, metrics.json, report.html
   curl -sS -i -H 'If-None-Match: "{sha}"' {base}/jobs/{id}/artifacts/model.bin   # 304 if unchanged
   python -c "from compression_core.format import decode_state_dict as d; print(list(d('model.bin')))"
-Serving at {base} (OpenAPI: {base}/docs); Ctrl-C to stop."""
+"""

@@ -35,19 +35,34 @@ DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `mcs token create`.")
 
+SESSION_COOKIE = "mcs_session"  # the web page's login: the token, HttpOnly and SameSite=Strict
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def session_token(request: Request) -> str | None:
+    """The web page's token cookie, honoured only where it cannot change anything: on GET and HEAD, and
+    only when the request carries no Authorization header (a header, even a wrong one, always decides)."""
+    if request.method not in SAFE_METHODS or "authorization" in request.headers:
+        return None
+    return request.cookies.get(SESSION_COOKIE) or None
+
 
 def get_principal(
     request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Who calls: a live token's principal, or the local principal when auth is disabled; else 401."""
+    """Who calls: a live token's principal, or the local principal when auth is disabled; else 401.
+
+    The token comes from `Authorization: Bearer`, or, for reads only, from the web page's cookie, so a
+    signed-in browser can follow artifact links; a cookie never authorizes a POST or a DELETE."""
     if not settings.auth_enabled:
         return LOCAL_PRINCIPAL
-    if credentials is None:
+    token = credentials.credentials if credentials is not None else session_token(request)
+    if token is None:
         raise Unauthorized("a bearer token is required: `Authorization: Bearer <token>` (mcs token create)")
     with request.app.state.sessions() as session:
-        principal = authenticate(session, f"Bearer {credentials.credentials}")
+        principal = authenticate(session, f"Bearer {token}")
     if principal is None:
         raise Unauthorized("the bearer token is unknown or revoked")
     return principal

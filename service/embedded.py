@@ -77,7 +77,9 @@ def serve(settings: Settings, *, with_worker: bool, demo: bool = False, exit_aft
     settings.ensure_dirs()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
+    )
     child = WorkerChild(settings) if with_worker else None
     outcome = {"code": 0}
     if child:

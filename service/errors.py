@@ -48,6 +48,10 @@ class Unauthorized(ServiceError):
     status, title, type = 401, "Unauthorized", "urn:mcs:problem:unauthorized"
 
 
+class Forbidden(ServiceError):
+    status, title, type = 403, "Forbidden", "urn:mcs:problem:forbidden"
+
+
 class Unavailable(ServiceError):
     status, title, type = 503, "Service unavailable", "urn:mcs:problem:unavailable"
 

@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -33,9 +32,10 @@ from service.errors import (
     Unavailable,
 )
 from service.models import FINISHED_STATES, Job, JobState, utcnow
+from service.observability import main_method
 from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
 from service.settings import Settings
-from service.storage import ARTIFACT_NAMES, artifact_path, job_dir
+from service.storage import ARTIFACT_NAMES, job_dir, open_artifact, remove_job_files, store_inputs
 from service.upload_checks import precheck_state_dict_file
 from service.uploads import StagedUpload
 
@@ -197,18 +197,25 @@ def create_job(
         idempotency_key=idempotency_key,
         request_hash=digest,
         time_limit_s=principal.max_job_seconds,
+        method=main_method(spec),
     )
     inputs = job_dir(settings, job.id) / "inputs"
     inputs.parent.mkdir(parents=True, exist_ok=True)
     staged.files.pop("spec_file", None)
     os.replace(staged.directory, inputs)
     job.inputs = {role: f"inputs/{path.name}" for role, path in staged.files.items()}
+    try:
+        store_inputs(settings, job.id)  # MCS_STORAGE=s3: into the bucket, where any worker finds them
+    except Exception as exc:
+        log.error("could not store the inputs of job %s: %r", job.id, exc)
+        remove_job_files(settings, job.id)
+        raise Unavailable("the artifact store is unreachable; nothing was queued, try again") from exc
     session.add(job)
     try:
         session.commit()
     except IntegrityError:  # the same key, submitted concurrently, won the race
         session.rollback()
-        shutil.rmtree(job_dir(settings, job.id), ignore_errors=True)
+        remove_job_files(settings, job.id)
         first = _replay(session, principal, idempotency_key or "", digest)
         if first is None:
             raise
@@ -219,7 +226,7 @@ def create_job(
         log.error("broker refused job %s: %r", job.id, exc)
         session.delete(job)
         session.commit()
-        shutil.rmtree(job_dir(settings, job.id), ignore_errors=True)
+        remove_job_files(settings, job.id)
         raise Unavailable("the job queue is unreachable; nothing was queued, try again") from exc
     return job, False
 
@@ -277,18 +284,19 @@ def delete_job(session: Session, settings: Settings, job_id: uuid.UUID, principa
         raise JobConflict(f"job {job_id} is {job.state}; cancel it first, then delete it")
     session.delete(job)
     session.commit()
-    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+    remove_job_files(settings, job_id)
 
 
-def find_artifact(settings: Settings, job: Job, name: str) -> tuple[os.PathLike[str], dict[str, Any]]:
-    """The file and record of an artifact named in the allow-list, or ArtifactNotFound."""
+def find_artifact(settings: Settings, job: Job, name: str) -> tuple[Any, dict[str, Any]]:
+    """An artifact named in the allow-list and its record, or ArtifactNotFound. The first is a Path
+    (local storage) or an opened `service.s3.ObjectStream` (MCS_STORAGE=s3)."""
     if name not in ARTIFACT_NAMES:
         raise ArtifactNotFound(f"unknown artifact {name!r}; artifacts are {', '.join(ARTIFACT_NAMES)}")
     for record in job.artifacts or []:
         if record["name"] == name:
-            path = artifact_path(settings, job.id, name, record["sha256"])
-            if path.is_file():
-                return path, record
+            location = open_artifact(settings, job.id, name, record["sha256"])
+            if location is not None:
+                return location, record
     raise ArtifactNotFound(f"job {job.id} has no {name} (state: {job.state})")
 
 

@@ -94,6 +94,7 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)  # spec + file digests
     time_limit_s: Mapped[int | None] = mapped_column(Integer, default=None)  # the token's max_job_seconds
+    method: Mapped[str | None] = mapped_column(String(64), default=None)  # the spec's step types, for metrics
 
 
 class Token(Base):

@@ -18,7 +18,7 @@ class Progress(BaseModel):
 
 
 class ArtifactPublic(BaseModel):
-    name: str = Field(description="One of model.pth, model.bin, metrics.json.")
+    name: str = Field(description="One of model.pth, model.bin, metrics.json, report.html.")
     size: int = Field(description="Bytes.")
     sha256: str = Field(description="Hex digest; also the download's ETag.")
     url: str

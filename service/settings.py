@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QueueKey = Literal["cpu", "gpu"]
@@ -70,6 +70,20 @@ class Settings(BaseSettings):
         gt=0,
         description="A job queued this long without a worker taking it is sent to the broker again.",
     )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without a token (default: an admin token is needed)."
+    )
+    storage: Literal["local", "s3"] = Field(
+        default="local",
+        description="Where uploads and artifacts live for the workers: the data dir (shared by every "
+        "process) or an S3-compatible bucket (workers on machines without a shared volume).",
+    )
+    s3_bucket: str | None = Field(default=None, description="The bucket, when storage is s3.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="e.g. http://minio:9000; unset: AWS S3. Credentials: the AWS_* variables."
+    )
+    s3_prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. `mcs/`.")
+    s3_region: str | None = Field(default=None, description="Region; unset: AWS_DEFAULT_REGION or us-east-1.")
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -77,6 +91,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _storage_complete(self) -> Settings:
+        self.check_storage()
+        return self
 
     @property
     def embedded(self) -> bool:
@@ -115,6 +134,10 @@ class Settings(BaseSettings):
                 "network could submit jobs and read every result. Create tokens (`mcs token create`) and "
                 "unset MCS_AUTH, bind 127.0.0.1, or set MCS_ALLOW_INSECURE=1 if you really mean it."
             )
+
+    def check_storage(self) -> None:
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("MCS_STORAGE=s3 needs MCS_S3_BUCKET (and MCS_S3_ENDPOINT_URL unless AWS S3)")
 
     def queue_name(self, key: str) -> str:
         return self.queue_gpu if key == "gpu" else self.queue_cpu

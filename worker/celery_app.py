@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from service.logs import configure_logging, job_id_var
 from service.settings import Settings, get_settings
 
 TASK_RUN_JOB = "mcs.run_job"
@@ -50,8 +51,31 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=settings.queue_cpu,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # task events for Flower (a fanout nobody stores); not on the embedded filesystem broker,
+        # where each event would be a file
+        worker_send_task_events=not settings.embedded,
+        task_send_sent_event=not settings.embedded,
     )
     return app
+
+
+@signals.setup_logging.connect
+def _own_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Celery's loggers go through ours (JSON by default, MCS_LOG_FORMAT): with a receiver here Celery
+    installs no handler of its own, and prefork children inherit this setup."""
+    configure_logging(loglevel or "INFO")
+
+
+@signals.task_prerun.connect
+def _enter_job(task_id: str | None = None, args: Any = None, **_: Any) -> None:
+    """Every record a task logs (and Celery's own lines about it) carries the job id; the task id is
+    the job id (service.dispatch), the first argument too."""
+    job_id_var.set(str(args[0]) if args else task_id)
+
+
+@signals.task_postrun.connect
+def _leave_job(**_: Any) -> None:
+    job_id_var.set(None)
 
 
 app = make_celery(get_settings())

@@ -25,9 +25,11 @@ def worker_argv(queues: list[str], concurrency: int, loglevel: str = "INFO") -> 
 
 
 def run_worker(queues: list[str], concurrency: int, loglevel: str = "INFO") -> None:
+    from service.logs import configure_logging
     from service.settings import get_settings
     from worker.celery_app import app
 
+    configure_logging(loglevel)  # before Celery starts: its start-up warnings are records too
     get_settings().ensure_dirs()
     app.worker_main(worker_argv(queues, concurrency, loglevel))
 

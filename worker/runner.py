@@ -15,14 +15,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import storage
 from service.models import Job, JobState
 from service.settings import Settings
-from service.storage import ARTIFACT_NAMES, job_dir, publish
+from service.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
 from worker.store import Lease, take_lease
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,20 @@ def throttled(
     return call
 
 
+def write_report(job_id: str, work: Path, model_path: Path) -> None:
+    """report.html beside the other outputs (plots embedded). A report is a convenience: if it cannot be
+    drawn, the job still succeeds without it, and the reason goes to the log."""
+    from compression_core.report import write_job_report
+
+    try:
+        write_job_report(work, model_path)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # noqa: BLE001 - never fail a compressed model over its report
+        log.warning("job %s: report.html could not be written; publishing without it", job_id, exc_info=True)
+        (work / "report.html").unlink(missing_ok=True)
+
+
 def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> str:
     """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
     from compression_core.errors import Cancelled, CompressionError
@@ -99,6 +115,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             assert job is not None
             spec, inputs = Spec.model_validate(job.spec), dict(job.inputs)
             time_limit = job.time_limit_s
+        storage.fetch_inputs(settings, job_id, inputs)  # MCS_STORAGE=s3: from the bucket
         last_stage: list[str | None] = [None]
 
         def report(progress: Any) -> None:
@@ -122,9 +139,15 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             teacher_path=root / inputs["teacher"] if "teacher" in inputs else None,
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
+        lease.progress("report", 1.0, "writing report.html")
+        write_report(job_id, work, root / inputs["model"])
         if lease.should_stop():  # lost the lease (or cancelled) while finishing: publish nothing
             raise Cancelled("stopped before publishing")
-        artifacts = [publish(settings, job_id, work / name, name) for name in ARTIFACT_NAMES]
+        artifacts = [
+            publish(settings, job_id, work / name, name)
+            for name in ARTIFACT_NAMES
+            if name not in OPTIONAL_ARTIFACTS or (work / name).is_file()
+        ]
         lease.finish(
             JobState.succeeded,
             metrics=metrics,
@@ -156,3 +179,4 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     finally:
         heartbeat.stop()
         shutil.rmtree(work, ignore_errors=True)
+        storage.release_local_copies(settings, job_id)  # MCS_STORAGE=s3: the bucket has everything

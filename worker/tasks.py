@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +12,8 @@ from service.db import init_db, make_engine, make_session_factory
 from service.settings import get_settings
 from worker.celery_app import TASK_RUN_JOB, app
 from worker.runner import run_job as run
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache
@@ -23,4 +26,7 @@ def _sessions() -> sessionmaker[Session]:
 
 @app.task(name=TASK_RUN_JOB)
 def run_job(job_id: str) -> str:
-    return run(job_id, get_settings(), _sessions())
+    log.info("job started")  # the job id is on every record (worker.celery_app sets it per task)
+    state = run(job_id, get_settings(), _sessions())
+    log.info("job ended: %s", state, extra={"state": str(state)})
+    return state

@@ -96,6 +96,10 @@ def weight_histograms(
             ax.yaxis.set_major_locator(LogLocator(numticks=5))
             ax.yaxis.set_minor_locator(NullLocator())
             ax.legend(fontsize=7, loc="upper right")
+        else:  # nothing to histogram (e.g. biases initialised to zero): say so instead of empty axes
+            ax.text(0.5, 0.5, "all weights are zero", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
         ax.set_title(_short(name), fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names) :]:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
+from pathlib import Path
 
 from fastapi import APIRouter, Header, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from service import jobs
 from service.deps import PrincipalDep, SessionDep, SettingsDep
 from service.problems import problem_responses
+from service.s3 import ObjectStream
 from service.schemas import ArtifactList
 from service.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
 
+HTML_ARTIFACT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
 ArtifactName = StrEnum("ArtifactName", {name.replace(".", "_"): name for name in ARTIFACT_NAMES})  # type: ignore[misc]
 
 
@@ -56,10 +62,40 @@ def download_artifact(
     principal: PrincipalDep,
     if_none_match: str | None = Header(None),
 ) -> Response:
-    path, record = jobs.find_artifact(settings, jobs.get_job(session, job_id, principal), name.value)
+    location, record = jobs.find_artifact(settings, jobs.get_job(session, job_id, principal), name.value)
     etag = f'"{record["sha256"]}"'
     if _matches(if_none_match, etag):
+        if not isinstance(location, Path):
+            location.body.close()
         return Response(status_code=304, headers={"ETag": etag})
+    media_type, headers, disposition = ARTIFACT_MEDIA_TYPES[name.value], {"ETag": etag}, "attachment"
+    if media_type.startswith("text/html"):  # report.html opens in the browser, sandboxed: no scripts,
+        headers.update(HTML_ARTIFACT_HEADERS)  # no requests, an origin of its own
+        disposition = "inline"
+    if not isinstance(location, Path):  # MCS_STORAGE=s3: streamed through the API (see stream_object)
+        return stream_object(location, media_type, name.value, headers, disposition)
     return FileResponse(
-        path, media_type=ARTIFACT_MEDIA_TYPES[name.value], filename=name.value, headers={"ETag": etag}
+        location,
+        media_type=media_type,
+        filename=name.value,
+        headers=headers,
+        content_disposition_type=disposition,
     )
+
+
+def stream_object(
+    stream: ObjectStream,
+    media_type: str,
+    filename: str,
+    headers: dict[str, str],
+    disposition: str = "attachment",
+) -> StreamingResponse:
+    """An artifact from the bucket, streamed by the API rather than redirected to a presigned URL: the
+    client keeps one URL, one token and one host (the bucket may be reachable only inside the cluster),
+    and the ETag/SHA-256 contract holds as for local files."""
+    headers = {
+        **headers,
+        "Content-Length": str(stream.size),
+        "Content-Disposition": f'{disposition}; filename="{filename}"',
+    }
+    return StreamingResponse(stream.chunks(), media_type=media_type, headers=headers)

@@ -51,6 +51,8 @@ def test_expected_objects(docs: list[dict[str, Any]]) -> None:
         ("Service", "mcs-api"),
         ("Deployment", "mcs-worker-cpu"),
         ("Deployment", "mcs-worker-gpu"),
+        ("Deployment", "mcs-flower"),
+        ("Service", "mcs-flower"),
         ("StatefulSet", "redis"),
         ("Service", "redis"),
         ("StatefulSet", "postgres"),
@@ -61,7 +63,12 @@ def test_expected_objects(docs: list[dict[str, Any]]) -> None:
 
 def test_commands_and_settings_match_the_compose_file(docs: list[dict[str, Any]]) -> None:
     compose = yaml.safe_load((K8S.parents[1] / "docker-compose.yml").read_text())["services"]
-    pairs = {"mcs-api": "api", "mcs-worker-cpu": "worker-cpu", "mcs-worker-gpu": "worker-gpu"}
+    pairs = {
+        "mcs-api": "api",
+        "mcs-worker-cpu": "worker-cpu",
+        "mcs-worker-gpu": "worker-gpu",
+        "mcs-flower": "flower",
+    }
     for deployment, service in pairs.items():
         assert _container(_one(docs, "Deployment", deployment))["command"] == compose[service]["command"]
     assert _container(_one(docs, "Deployment", "mcs-worker-gpu"))["command"][2:4] == ["--queues", "gpu"]

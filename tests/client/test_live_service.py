@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,10 +26,10 @@ from client.cli import ExitCode
 from compression_core.format import decode_state_dict
 from compression_core.io import load_state_dict
 from service.app import create_app
+from service.auth import create_token
 from service.settings import Settings
-from tests.service.svc_helpers import SPEC, WorkerProcess, write_model
+from tests.service.svc_helpers import ROOT, SPEC, WorkerProcess, settings_env, write_model
 
-TOKEN = "live-test-token"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
@@ -36,6 +38,23 @@ class Live:
     url: str
     settings: Settings
     tmp: Path
+    token: str  # made with `mcs token create`, as an operator would
+    other_token: str  # a second client, made with the service's own function
+
+
+def cli_token(settings: Settings, name: str) -> str:
+    """`mcs token create` against the test database: the token is the one line on stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mcs", "token", "create", "--name", name],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "shown only this once" in done.stderr
+    return done.stdout.strip()
 
 
 def _free_port() -> int:
@@ -57,12 +76,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         progress_interval_s=0.05,
         cancel_poll_s=0.05,
         reaper_interval_s=0,
-        api_token=TOKEN,
+        auth="enabled",
     )
+    app = create_app(settings)
+    token = cli_token(settings, "live-ci")
+    with app.state.sessions() as session:
+        _, other_token = create_token(session, "live-other")
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     worker = WorkerProcess(settings, tmp / "worker.log")
@@ -72,7 +93,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.05)
         worker.wait_ready()
-        yield Live(f"http://127.0.0.1:{port}", settings, tmp)
+        yield Live(f"http://127.0.0.1:{port}", settings, tmp, token, other_token)
     finally:
         worker.stop()
         server.should_exit = True
@@ -81,7 +102,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 @pytest.fixture
 def api(live: Live) -> Iterator[Client]:
-    with Client(live.url, TOKEN, retry=RetryPolicy(max_attempts=3, base_delay=0.05)) as client:
+    with Client(live.url, live.token, retry=RetryPolicy(max_attempts=3, base_delay=0.05)) as client:
         yield client
 
 
@@ -102,6 +123,9 @@ def test_submit_wait_download_against_the_service(live: Live, api: Client, tmp_p
         == {a.name for a in done.artifacts}
         >= {"model.bin", "model.pth", "metrics.json"}
     )
+    assert "report.html" in {p.name for p in paths}  # verified against its sha256 like the others
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Per-layer</h2>" in page and '<td class="name">fc1.weight</td>' in page
     decoded = decode_state_dict(tmp_path / "out" / "model.bin")
     dense = load_state_dict(tmp_path / "out" / "model.pth")
     assert decoded.keys() == dense.keys() and all(decoded[k].equal(dense[k]) for k in dense)
@@ -121,6 +145,38 @@ def test_problem_details_from_the_service(live: Live, api: Client, tmp_path: Pat
     assert denied.value.status == 401 and "bearer token" in str(denied.value)
 
 
+def test_a_client_without_a_token_gets_a_clear_401(live: Live, app: typer.Typer) -> None:
+    with Client(live.url) as anonymous, pytest.raises(Unauthorized) as denied:
+        anonymous.list()
+    assert denied.value.status == 401
+    assert "bearer token is required" in str(denied.value) and "mcs token create" in str(denied.value)
+    bare = CliRunner().invoke(app, ["jobs", "--server", live.url], env={"MCS_TOKEN": ""})
+    assert bare.exit_code == ExitCode.REQUEST_FAILED and "401" in bare.output, bare.output
+
+
+def test_two_tokens_do_not_see_each_others_jobs(live: Live, api: Client, tmp_path: Path) -> None:
+    job = api.submit(write_model(tmp_path), SPEC)
+    with Client(live.url, live.other_token, retry=RetryPolicy(max_attempts=1)) as other:
+        assert job.id not in [j.id for j in other.list()]
+        for attempt in (
+            lambda: other.get(job.id),
+            lambda: other.artifacts(job.id),
+            lambda: other.download(job.id, tmp_path / "stolen"),
+            lambda: other.cancel(job.id),
+            lambda: other.delete(job.id),
+        ):
+            with pytest.raises(NotFound) as hidden:
+                attempt()
+            assert hidden.value.status == 404 and "no job with id" in str(hidden.value)
+        own = other.submit(write_model(tmp_path, seed=1), SPEC)
+        assert [j.id for j in other.list()] == [own.id]
+        with pytest.raises(NotFound):
+            api.get(own.id)
+        assert other.wait(own.id, timeout=120, poll_interval=0.1).done
+    assert api.get(job.id).id == job.id  # still there for its owner
+    assert api.wait(job.id, timeout=120, poll_interval=0.1).done
+
+
 def test_transient_503s_in_front_of_the_service_are_retried(live: Live, tmp_path: Path) -> None:
     """A flaky proxy: the first two requests get 503 (Retry-After: 0) without reaching the service."""
     real = httpx.HTTPTransport()
@@ -135,7 +191,7 @@ def test_transient_503s_in_front_of_the_service_are_retried(live: Live, tmp_path
         return real.handle_request(request)
 
     sleeps: list[float] = []
-    with Client(live.url, TOKEN, transport=httpx.MockTransport(flaky), sleep=sleeps.append) as client:
+    with Client(live.url, live.token, transport=httpx.MockTransport(flaky), sleep=sleeps.append) as client:
         job = client.submit(write_model(tmp_path), SPEC)
         assert client.get(job.id).id == job.id
     assert len(seen) == 4 and len(set(seen[:3])) == 1 and seen[0]  # one key for the three submit attempts
@@ -159,7 +215,7 @@ def app() -> typer.Typer:
 
 
 def _run(app: typer.Typer, live: Live, *args: str) -> object:
-    env = {"MCS_SERVER": live.url, "MCS_TOKEN": TOKEN}
+    env = {"MCS_SERVER": live.url, "MCS_TOKEN": live.token}
     return CliRunner().invoke(app, list(args), env=env)
 
 

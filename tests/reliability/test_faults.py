@@ -160,7 +160,7 @@ def wait_final(client: httpx.Client, job_id: str, timeout: float) -> dict[str, A
 def check_artifacts(client: httpx.Client, job: dict[str, Any], folder: Path) -> None:
     """The SHA-256 in the job is of the bytes served, and model.bin decodes to model.pth."""
     folder.mkdir(parents=True)
-    assert [a["name"] for a in job["artifacts"]] == ["model.pth", "model.bin", "metrics.json"]
+    assert [a["name"] for a in job["artifacts"]] == ["model.pth", "model.bin", "metrics.json", "report.html"]
     for artifact in job["artifacts"]:
         body = client.get(artifact["url"]).content
         assert hashlib.sha256(body).hexdigest() == artifact["sha256"] and len(body) == artifact["size"]

@@ -15,7 +15,7 @@ from worker.celery_app import TASK_RUN_JOB, make_celery
 def test_compose_has_the_services_and_the_right_wiring() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"api", "worker-cpu", "worker-gpu", "redis", "postgres"}
+    assert set(services) == {"api", "worker-cpu", "worker-gpu", "flower", "redis", "postgres"}
     assert services["api"]["command"][:2] == ["mcs", "serve"] and "--no-worker" in services["api"]["command"]
     assert services["worker-cpu"]["command"][:4] == ["mcs", "worker", "--queues", "cpu"]
     assert services["worker-gpu"]["command"][:4] == ["mcs", "worker", "--queues", "gpu"]
@@ -30,6 +30,18 @@ def test_compose_has_the_services_and_the_right_wiring() -> None:
         dockerfile = ROOT / services[name]["build"]["dockerfile"]
         assert dockerfile.is_file()
     assert set(compose["volumes"]) >= {"mcs-data", "redis-data", "postgres-data"}
+
+
+def test_compose_runs_flower_on_the_redis_broker() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    flower = services["flower"]
+    assert flower["command"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
+    assert "--port=5555" in flower["command"] and flower["ports"] == ["127.0.0.1:5555:5555"]
+    assert flower["environment"]["MCS_BROKER_URL"] == services["api"]["environment"]["MCS_BROKER_URL"]
+    assert "redis" in flower["depends_on"]
+    dockerfile = (ROOT / flower["build"]["dockerfile"]).read_text()
+    assert "cluster" in dockerfile  # the image installs the optional [cluster] extra (flower)
+    assert "flower" in (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1]
 
 
 def test_dockerfiles_run_the_tested_commands() -> None:

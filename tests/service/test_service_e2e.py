@@ -3,6 +3,7 @@ and the real compression library. Nothing is eager or mocked."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -69,7 +70,7 @@ def test_submit_poll_download_decode_equals_the_library(stack: Stack) -> None:
     listed = stack.client.get(f"/jobs/{job['id']}/artifacts").json()["items"]
     assert (
         [a["name"] for a in listed]
-        == ["model.pth", "model.bin", "metrics.json"]
+        == ["model.pth", "model.bin", "metrics.json", "report.html"]
         == [a["name"] for a in job["artifacts"]]
     )
     out = stack.tmp / f"download-{job['id']}"
@@ -79,7 +80,9 @@ def test_submit_poll_download_decode_equals_the_library(stack: Stack) -> None:
         assert response.status_code == 200
         assert response.headers["etag"] == f'"{artifact["sha256"]}"'
         assert int(response.headers["content-length"]) == artifact["size"] == len(response.content)
-        assert response.headers["content-disposition"] == f'attachment; filename="{artifact["name"]}"'
+        assert hashlib.sha256(response.content).hexdigest() == artifact["sha256"]
+        disposition = "inline" if artifact["name"] == "report.html" else "attachment"  # opens in a browser
+        assert response.headers["content-disposition"] == f'{disposition}; filename="{artifact["name"]}"'
         (out / artifact["name"]).write_bytes(response.content)
 
     reference = stack.tmp / f"reference-{job['id']}"
@@ -99,6 +102,8 @@ def test_submit_poll_download_decode_equals_the_library(stack: Stack) -> None:
             x, y = getattr(a, field), getattr(b, field)
             assert (x is None and y is None) or x.equal(y), (a.name, field)
     assert json.loads((out / "metrics.json").read_text())["totals"] == job["metrics"]["totals"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Per-layer</h2>" in page and all(f'<td class="name">{n}</td>' in page for n in expected)
 
 
 def test_etag_if_none_match_gives_304(stack: Stack) -> None:

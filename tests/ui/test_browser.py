@@ -1,0 +1,103 @@
+"""The web page in a real headless Chromium, against `mcs serve --demo` (auth disabled on loopback)."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.svc_helpers import write_model
+
+from .conftest import Browser, Served
+
+pytestmark = pytest.mark.slow
+
+HOSTILE_NAME = "<script>alert(1)</script>"
+HOSTILE_SPEC = {  # fails in the worker with an error that quotes the rule's name
+    "version": 1,
+    "rules": [
+        {"name": HOSTILE_NAME, "select": {"name": "fc2.weight"}, "steps": [{"type": "prune", "keep": 10**6}]}
+    ],
+}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height
+
+
+def test_the_demo_prints_where_to_look_in_a_browser(served: Served) -> None:
+    links = dict(re.findall(r"^  (web page|this job|its report): +(\S+)$", served.output, re.MULTILINE))
+    assert links == {
+        "web page": f"{served.url}/",
+        "this job": f"{served.url}/ui/jobs/{served.demo_job}",
+        "its report": f"{served.url}/jobs/{served.demo_job}/artifacts/report.html",
+    }
+    for url in links.values():
+        response = httpx.get(url)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+
+
+def test_the_jobs_page_lists_jobs_and_escapes_what_users_wrote(
+    served: Served, browser: Browser, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path)
+    with httpx.Client(base_url=served.url, timeout=30) as api:
+        submitted = api.post(
+            "/jobs",
+            files={"model": (model.name, model.read_bytes())},
+            data={"spec": json.dumps(HOSTILE_SPEC)},
+        )
+        assert submitted.status_code == 202, submitted.text
+        hostile = submitted.json()["id"]
+        deadline = time.monotonic() + 120
+        while (job := api.get(f"/jobs/{hostile}").json())["state"] != "failed":
+            assert job["state"] in ("queued", "running") and time.monotonic() < deadline, job
+            time.sleep(0.2)
+    assert HOSTILE_NAME in job["error"]
+
+    dom = browser.dom(f"{served.url}/")
+    demo_row = re.search(rf'<tr id="job-{served.demo_job}"[^>]*>(.*?)</tr>', dom, re.DOTALL)
+    assert demo_row, dom[:3000]
+    row = demo_row.group(1)
+    assert '<span class="badge succeeded">succeeded</span>' in row
+    assert 'value="100"' in row and "34." in row  # progress bar full, the demo's ratio (34.4x)
+    assert f'href="/jobs/{served.demo_job}/artifacts/report.html"' in row
+    assert f'href="/jobs/{served.demo_job}/artifacts/model.bin"' in row
+    assert f'id="job-{hostile}"' in dom and f'id="job-{hostile}-error"' in dom
+    assert dom.index(f'id="job-{hostile}"') < dom.index(f'id="job-{served.demo_job}"')  # newest first
+    # the rule name and the error are text, never markup: the page holds no script element at all
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    assert "<script" not in dom.lower()
+
+    shot = browser.screenshot(f"{served.url}/", tmp_path / "jobs.png")
+    assert png_size(shot) == (1200, 1400)
+
+
+def test_the_job_page_and_its_report(served: Served, browser: Browser, tmp_path: Path) -> None:
+    dom = browser.dom(f"{served.url}/ui/jobs/{served.demo_job}")
+    assert f'<h1>Job <span class="mono">{served.demo_job}</span></h1>' in dom
+    assert "Open the report" in dom
+    for name in ("model.pth", "model.bin", "metrics.json", "report.html"):
+        assert f'<a href="/jobs/{served.demo_job}/artifacts/{name}">{name}</a>' in dom
+    assert '<div class="k">ratio</div><div class="v">34.4×</div>' in dom
+
+    report = browser.dom(f"{served.url}/jobs/{served.demo_job}/artifacts/report.html")
+    assert "<h2>Per-layer</h2>" in report
+    for layer in ("fc1.weight", "fc2.weight", "fc3.weight"):
+        assert f'<td class="name">{layer}</td>' in report
+    assert report.count('src="data:image/png;base64,') >= 3  # the plots are inside the page
+    shot = browser.screenshot(
+        f"{served.url}/jobs/{served.demo_job}/artifacts/report.html", tmp_path / "r.png"
+    )
+    assert png_size(shot) == (1200, 1400)
+
+    missing = browser.dom(f"{served.url}/ui/jobs/00000000-0000-0000-0000-000000000000")
+    assert "No such job" in missing
