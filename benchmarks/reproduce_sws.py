@@ -83,18 +83,18 @@ def main() -> None:
     last = s["history"][-1]
     print(f"sws: {json.dumps(sws)}")
     print(f"SWS + encoding in {took:.0f} s ({metrics['timing']['seconds']['sws']:.0f} s training)")
-    print(f"{'':34}{'seed 004 (MNIST 60k/10k)':>26}{'here (mnist-5k 4k/1k)':>26}")
-    print(f"{'accuracy before':34}{SEED['accuracy_before']:>25.1f}%{_acc(ev['before']):>26}")
+    print(f"{'':34}{'seed 004 (MNIST 60k/10k)':>30}{'here (mnist-5k 4k/1k)':>30}")
+    print(f"{'accuracy before':34}{SEED['accuracy_before']:>29.1f}%{_acc(ev['before']):>30}")
     retrained = f"{100 * (1 - last['test_error']):.1f}%"
-    print(f"{'accuracy retrained (not quantized)':34}{'-':>26}{retrained:>26}")
-    print(f"{'accuracy after (decoded .bin)':34}{SEED['accuracy_after']:>25.1f}%{_acc(ev['after']):>26}")
+    print(f"{'accuracy retrained (not quantized)':34}{'-':>30}{retrained:>30}")
+    print(f"{'accuracy after (decoded .bin)':34}{SEED['accuracy_after']:>29.1f}%{_acc(ev['after']):>30}")
     sparsity = f"{100 * s['sparsity']:.1f}% ({s['nonzero']}/{s['weights']} kept)"
-    print(f"{'sparsity (weight matrices)':34}{SEED['sparsity']:>25.1f}%{sparsity:>26}")
+    print(f"{'sparsity (weight matrices)':34}{SEED['sparsity']:>29.1f}%{sparsity:>30}")
     merged = f"{s['components_learned']} / {s['components_after_merge']}"
-    print(f"{'components (learned / merged)':34}{'17 / -':>26}{merged:>26}")
-    print(f"{'distinct non-zero values':34}{'-':>26}{s['nonzero_values_used']:>26}")
-    print(f"{'stored ratio (.bin)':34}{'-':>26}{totals['ratio']:>25.1f}x")
-    print(f"{'weights ratio (LC counting)':34}{'-':>26}{totals['lc_ratio']:>25.1f}x")
+    print(f"{'components (learned / merged)':34}{'17 / -':>30}{merged:>30}")
+    print(f"{'distinct non-zero values':34}{'-':>30}{s['nonzero_values_used']:>30}")
+    print(f"{'stored ratio (.bin)':34}{'-':>30}{totals['ratio']:>29.1f}x")
+    print(f"{'weights ratio (LC counting)':34}{'-':>30}{totals['lc_ratio']:>29.1f}x")
 
 
 DEFAULT_SWS = {  # the paper's settings, with log-precisions learned faster (fewer steps here)

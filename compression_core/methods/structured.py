@@ -287,8 +287,10 @@ def structured_report(
     removed = {n: idx for n, idx in removed.items() if n in links and links[n].consumer is not None}
     report: dict[str, object] = {
         "channels": {
-            n: {"kept": int(dict(model.named_modules())[n].weight.shape[0] - len(idx)),
-                "total": int(dict(model.named_modules())[n].weight.shape[0])}
+            n: {
+                "kept": int(dict(model.named_modules())[n].weight.shape[0] - len(idx)),
+                "total": int(dict(model.named_modules())[n].weight.shape[0]),
+            }
             for n, idx in removed.items()
         },
         "params_before": count_parameters(model),
