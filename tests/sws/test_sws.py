@@ -110,3 +110,12 @@ def test_a_rule_may_not_take_an_sws_tensor(model_path, tmp_path):
     spec = parse_spec(json.dumps({**MODEL_DATA, "rules": rules, "sws": {**SWS, "epochs": 1}}))
     with pytest.raises(SpecError, match="selected by a rule"):
         compress_file(model_path, spec, tmp_path / "out")
+
+
+def test_cancel_and_bad_selection(reference_model, digits):
+    from compression_core.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        run_sws(reference_model, SWSSpec(epochs=1), digits.train, should_cancel=lambda: True)
+    with pytest.raises(SpecError, match="matches no weight"):
+        run_sws(reference_model, SWSSpec(select="conv*"), digits.train)
