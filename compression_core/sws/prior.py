@@ -108,11 +108,15 @@ class _MixtureNLL(torch.autograd.Function):
         d = w[:, None] - means
         d2 = d * d
         joint = a - 0.5 * lam * d2
-        lse = torch.logsumexp(joint, dim=1)
-        r = torch.exp(joint - lse[:, None])
+        top = joint.max(dim=1, keepdim=True).values
+        r = joint.sub_(top).exp_()  # in place: one N x J buffer for the joint, then the responsibilities
+        total = r.sum(1, keepdim=True)
+        r.div_(total)
+        grad_a = -r.sum(0)
         rd = r * d
-        ctx.save_for_backward(rd @ lam, -lam * rd.sum(0), 0.5 * (r * d2).sum(0), -r.sum(0))
-        return -lse.sum()
+        grad_lam = 0.5 * r.mul_(d2).sum(0)
+        ctx.save_for_backward(rd @ lam, -lam * rd.sum(0), grad_lam, grad_a)
+        return -(top + total.log()).sum()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -75,3 +75,26 @@ def test_quantized_record_has_few_values_and_exact_zeros():
     expected = torch.from_numpy(mixture.means).float()[assign(w, mixture)].reshape(w.shape)
     assert torch.equal(dense, expected)
     assert record.codebook.numel() == torch.unique(nonzero).numel()  # unused components are not stored
+
+
+def test_hand_written_gradients_match_autograd():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(300, dtype=torch.float64) * 0.1)
+    prior = MixturePrior([w], SWSSpec(components=5)).double()
+    with torch.no_grad():
+        prior.rhos.copy_(torch.tensor([0.3, -0.2, 0.1, 0.0]))
+    fast = prior([w])
+    fast_grads = torch.autograd.grad(fast, [w, *prior.parameters()])
+
+    gam = prior.log_precisions
+    joint = (
+        prior.log_pis()
+        + 0.5 * gam
+        - 0.5 * math.log(2 * math.pi)
+        - 0.5 * gam.exp() * (w[:, None] - prior.all_means()) ** 2
+    )
+    slow = -torch.logsumexp(joint, dim=1).sum() + prior.hyperprior()
+    slow_grads = torch.autograd.grad(slow, [w, *prior.parameters()])
+    assert float(fast.detach()) == pytest.approx(float(slow.detach()), rel=1e-12)
+    for a, b in zip(fast_grads, slow_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
