@@ -17,9 +17,9 @@ indices and codebooks, see compression_core/metrics.py).
 
 Measured on the shared 2-core CPU, one torch thread (reference: 20 epochs, 92.6% = 926/1000):
 
-    settings (sws field)                         sparsity   accuracy after   values  stored / LC ratio  time
-    defaults below (15 epochs, batch 64)         95.3%      91.8% (918/1000)  15      83.6x / 70.0x      158 s
-    --sws '{"epochs": 20}'                       95.3%      92.2% (922/1000)  15      83.9x / 70.2x      336 s*
+    settings (sws field)                       sparsity   accuracy after   values  stored / LC ratio  time
+    defaults below (15 epochs, batch 64)       95.3%      91.8% (918/1000)  15      83.6x / 70.0x      158 s
+    --sws '{"epochs": 20}'                     95.3%      92.2% (922/1000)  15      83.9x / 70.2x      336 s*
     (* before the faster prior, with the test suite running beside it)
 
 Seed 004 reaches 98.0% at -1.3 points on full MNIST; here 95.3% at -0.8 / -0.4 points. On 4,000 digits the
