@@ -31,7 +31,7 @@ from compression_core.data import DataSplits, check_against_model, load_data
 from compression_core.errors import Cancelled, SpecError
 from compression_core.evaluate import evaluate
 from compression_core.finetune import EpochStats, finetune
-from compression_core.methods.prune import global_keep_counts, keep_count, keep_positions
+from compression_core.methods.prune import global_keeps, keep_count, keep_positions
 from compression_core.metrics import summarize, tensor_metrics
 from compression_core.models import build_model, load_into
 from compression_core.records import TensorRecord
@@ -52,22 +52,11 @@ def needs_data(spec: Spec) -> bool:
 def _target_keeps(state_dict: Mapping[str, torch.Tensor], spec: Spec) -> dict[str, int]:
     """Final κ of every tensor a pruning rule owns (global rules share one ranking, as in the pipeline)."""
     selections = select_tensors(state_dict, spec)
-    keeps: dict[str, int] = {}
-    global_groups: dict[int, list[str]] = {}
+    keeps = global_keeps(state_dict, selections)
     for name, sel in selections.items():
         step = sel.rule.prune
-        if step is None:
-            continue
-        if step.scope is Scope.global_:
-            global_groups.setdefault(sel.index, []).append(name)
-        else:
+        if step is not None and step.scope is not Scope.global_:
             keeps[name] = min(keep_count(step, state_dict[name].numel()), state_dict[name].numel())
-    for names in global_groups.values():
-        step = selections[names[0]].rule.prune
-        assert step is not None
-        total = sum(state_dict[n].numel() for n in names)
-        keep = min(keep_count(step, total), total)
-        keeps.update(zip(names, global_keep_counts([state_dict[n] for n in names], keep), strict=True))
     return keeps
 
 

@@ -22,14 +22,14 @@ import torch
 
 from compression_core import __version__
 from compression_core.data_aware import DataAwareJob, needs_data
-from compression_core.errors import Cancelled, CompressionError, InputError, SpecError
+from compression_core.errors import Cancelled, CompressionError, InputError
 from compression_core.io import atomic_write_bytes, load_state_dict, save_state_dict
 from compression_core.methods.apply import compress_tensor, dense_record
-from compression_core.methods.prune import global_keep_counts
+from compression_core.methods.prune import global_keeps
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
 from compression_core.records import TensorRecord
-from compression_core.select import Selection, select_tensors
-from compression_core.spec import DefaultDtype, Scope, Spec
+from compression_core.select import select_tensors
+from compression_core.spec import DefaultDtype, Spec
 
 log = logging.getLogger(__name__)
 
@@ -72,35 +72,6 @@ def _check_finite(state_dict: Mapping[str, torch.Tensor], names: list[str]) -> N
             raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
 
 
-def _global_keeps(
-    state_dict: Mapping[str, torch.Tensor], selections: Mapping[str, Selection], device: str
-) -> dict[str, int]:
-    """Per-tensor κ for rules that prune with scope=global (one ranking over all the rule's tensors)."""
-    keeps: dict[str, int] = {}
-    by_rule: dict[int, list[str]] = {}
-    for name, sel in selections.items():
-        step = sel.rule.prune
-        if step is not None and step.scope is Scope.global_:
-            by_rule.setdefault(sel.index, []).append(name)
-    for names in by_rule.values():
-        sel = selections[names[0]]
-        step = sel.rule.prune
-        assert step is not None
-        total = sum(state_dict[n].numel() for n in names)
-        if step.keep is not None:
-            keep = step.keep
-        else:
-            assert step.sparsity is not None
-            keep = max(1, round((1.0 - step.sparsity) * total))
-        if keep > total:
-            raise SpecError(
-                f"{sel.label}: keep={keep} is larger than the {total} weights of its {len(names)} tensors"
-            )
-        shares = global_keep_counts([state_dict[n].to(device) for n in names], keep)
-        keeps.update(zip(names, shares, strict=True))
-    return keeps
-
-
 def compress_state_dict(
     state_dict: Mapping[str, torch.Tensor],
     spec: Spec,
@@ -117,7 +88,7 @@ def compress_state_dict(
     _check_device(device)
     selections = select_tensors(state_dict, spec)
     _check_finite(state_dict, list(selections))
-    keeps = _global_keeps(state_dict, selections, device)
+    keeps = global_keeps(state_dict, selections, device)
     float16 = spec.default.dtype is DefaultDtype.float16
     total = sum(t.numel() for t in state_dict.values()) or 1
     done = 0

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 import torch
 
 from compression_core.methods.apply import compress_tensor
-from compression_core.methods.prune import global_keep_counts, keep_count
+from compression_core.methods.prune import global_keeps
 from compression_core.records import TensorRecord
 from compression_core.select import Selection
-from compression_core.spec import Rule, Scope, Spec
+from compression_core.spec import Rule, Spec
 
 __all__ = ["c_step", "decompressed", "global_keeps", "rule_at_mu", "shifted_weights", "spec_at_mu"]
 
@@ -41,24 +41,6 @@ def shifted_weights(
     if lambdas is None:
         return {name: w.detach() for name, w in weights.items()}
     return {name: w.detach() - lambdas[name] / mu for name, w in weights.items()}
-
-
-def global_keeps(weights: Mapping[str, torch.Tensor], selections: Mapping[str, Selection]) -> dict[str, int]:
-    """Per-tensor κ for rules that prune with scope=global: one magnitude ranking over the rule's tensors
-    (recomputed each C step, since the weights move)."""
-    groups: dict[int, list[str]] = {}
-    for name, sel in selections.items():
-        step = sel.rule.prune
-        if step is not None and step.scope is Scope.global_:
-            groups.setdefault(sel.index, []).append(name)
-    keeps: dict[str, int] = {}
-    for names in groups.values():
-        step = selections[names[0]].rule.prune
-        assert step is not None
-        total = sum(weights[n].numel() for n in names)
-        keep = min(keep_count(step, total), total)
-        keeps.update(zip(names, global_keep_counts([weights[n] for n in names], keep), strict=True))
-    return keeps
 
 
 def c_step(

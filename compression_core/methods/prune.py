@@ -6,12 +6,14 @@ tensor and κ always give the same mask. Finding the threshold uses `kthvalue` (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from compression_core.spec import PruneStep
+from compression_core.errors import SpecError
+from compression_core.select import Selection
+from compression_core.spec import PruneStep, Scope
 
 
 def keep_count(step: PruneStep, numel: int) -> int:
@@ -72,3 +74,29 @@ def global_keep_counts(tensors: Sequence[torch.Tensor], keep: int) -> list[int]:
     mask = _keep_mask(magnitudes, keep)
     sizes = [t.numel() for t in tensors]
     return [int(part.sum()) for part in torch.split(mask, sizes)]
+
+
+def global_keeps(
+    weights: Mapping[str, torch.Tensor], selections: Mapping[str, Selection], device: str | None = None
+) -> dict[str, int]:
+    """κ per tensor for the rules that prune with scope=global: one magnitude ranking over all of a rule's
+    tensors decides how many each keeps. Used by direct compression, retraining and each LC C step."""
+    groups: dict[int, list[str]] = {}
+    for name, sel in selections.items():
+        step = sel.rule.prune
+        if step is not None and step.scope is Scope.global_:
+            groups.setdefault(sel.index, []).append(name)
+    keeps: dict[str, int] = {}
+    for names in groups.values():
+        sel = selections[names[0]]
+        step = sel.rule.prune
+        assert step is not None
+        total = sum(weights[n].numel() for n in names)
+        keep = keep_count(step, total)
+        if keep > total:
+            raise SpecError(
+                f"{sel.label}: keep={keep} is larger than the {total} weights of its {len(names)} tensors"
+            )
+        tensors = [weights[n] if device is None else weights[n].to(device) for n in names]
+        keeps.update(zip(names, global_keep_counts(tensors, keep), strict=True))
+    return keeps

@@ -39,7 +39,10 @@ UPLOAD_BODY: dict[str, Any] = {
                             **_file,
                             "description": "Optional data set, stored for methods that need one.",
                         },
-                        "teacher": {**_file, "description": "Optional teacher state dict, stored for later."},
+                        "teacher": {
+                            **_file,
+                            "description": "Optional teacher state dict, used when the spec has `distill`.",
+                        },
                         "queue": {"type": "string", "enum": ["cpu", "gpu"], "default": "cpu"},
                     },
                 }
