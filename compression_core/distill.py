@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from compression_core.distill_spec import DistillSpec
-from compression_core.errors import Cancelled, InputError, SpecError
-from compression_core.finetune import EpochStats
+from compression_core.errors import InputError, SpecError
+from compression_core.finetune import EpochStats, train_epochs
 from compression_core.io import load_state_dict
 from compression_core.models import build_model, load_into
-from compression_core.training_spec import OptimizerName
 
 if TYPE_CHECKING:
     from compression_core.data_aware import DataAwareJob
@@ -60,18 +59,6 @@ def load_teacher(spec: DistillSpec, path: str | Path) -> nn.Module:
         raise InputError(f"teacher: {error}") from None
 
 
-def _optimizer(params: list[nn.Parameter], config: DistillSpec) -> torch.optim.Optimizer:
-    if config.optimizer is OptimizerName.adam:
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        params,
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
-        weight_decay=config.weight_decay,
-    )
-
-
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -84,55 +71,28 @@ def distill(
     should_cancel: Callable[[], bool] | None = None,
 ) -> list[EpochStats]:
     """Train `student` in place on the KD loss; the teacher is frozen in eval mode. Returns the history."""
-    from compression_core.evaluate import evaluate
-
     device = torch.device(device)
-    student.to(device)
     teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
+
+    def loss_fn(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = teacher(x)
+        return kd_loss(out, target, y, temperature=config.temperature, alpha=config.alpha)
+
     torch.manual_seed(config.seed)
-    optimizer = _optimizer([p for p in student.parameters() if p.requires_grad], config)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator)
-    history: list[EpochStats] = []
-    for epoch in range(1, config.epochs + 1):
-        student.train()
-        lr = optimizer.param_groups[0]["lr"]
-        loss_sum, correct, seen = 0.0, 0, 0
-        for step, (x, y) in enumerate(loader):
-            if should_cancel is not None and step % 50 == 0 and should_cancel():
-                raise Cancelled("cancelled during distillation")
-            x, y = x.to(device), y.to(device)
-            with torch.no_grad():
-                target = teacher(x)
-            out = student(x)
-            loss = kd_loss(out, target, y, temperature=config.temperature, alpha=config.alpha)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum())
-            seen += len(y)
-        scheduler.step()
-        stats = EpochStats(
-            epoch, config.epochs, lr, loss_sum / max(seen, 1), correct / max(seen, 1), stage="distill"
-        )
-        if eval_set is not None:
-            ev = evaluate(student, eval_set, device=device, timing=False)
-            stats.test_error, stats.test_samples = ev.error, ev.samples
-        log.info(
-            "distill epoch %d/%d: loss %.4f, test error %s",
-            epoch,
-            config.epochs,
-            stats.train_loss,
-            stats.test_error,
-        )
-        history.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
-    return history
+    return train_epochs(
+        student,
+        train_set,
+        config,
+        eval_set=eval_set,
+        device=device,
+        on_epoch=on_epoch,
+        should_cancel=should_cancel,
+        stage="distill",
+        loss_fn=loss_fn,
+    )
 
 
 def run_distill(

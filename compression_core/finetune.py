@@ -206,8 +206,10 @@ def train_epochs(
     on_epoch: EpochCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
     stage: str = "train",
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[EpochStats]:
-    """Plain supervised training with cross-entropy; the model's parametrizations define what moves."""
+    """Supervised training; the model's parametrizations define what moves. The loss is cross-entropy
+    unless `loss_fn(outputs, inputs, labels)` is given (distillation passes its teacher-matching loss)."""
     from compression_core.evaluate import evaluate
 
     device = torch.device(device)
@@ -224,10 +226,10 @@ def train_epochs(
         loss_sum, correct, seen = 0.0, 0, 0
         for step, (x, y) in enumerate(loader):
             if should_cancel is not None and step % 50 == 0 and should_cancel():
-                raise Cancelled("cancelled during retraining")
+                raise Cancelled(f"cancelled during {stage}")
             x, y = x.to(device), y.to(device)
             out = model(x)
-            loss = nn.functional.cross_entropy(out, y)
+            loss = nn.functional.cross_entropy(out, y) if loss_fn is None else loss_fn(out, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
