@@ -5,13 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compression_core.data import DataSplits, load_builtin
-
-
-@pytest.fixture(scope="session")
-def digits() -> DataSplits:
-    return load_builtin("digits")
-
 
 @pytest.fixture(autouse=True)
 def _seeded() -> None:

@@ -8,7 +8,6 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import save_file
 
-from compression_core.data import load_builtin
 from compression_core.distill import distill, kd_loss, load_teacher
 from compression_core.distill_spec import DistillSpec
 from compression_core.errors import InputError, SpecError
@@ -22,18 +21,7 @@ TEACHER = {"arch": "mlp", "kwargs": {"sizes": [64, 128, 10]}}
 STUDENT = {"arch": "mlp", "kwargs": {"sizes": [64, 8, 10]}}
 TRAINING = {"epochs": 12, "lr": 0.05, "batch_size": 32}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_builtin("digits")
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -5,27 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compression_core.data import DataSplits, load_builtin
+from compression_core.data import DataSplits
 from compression_core.lc.lstep import l_step
 from compression_core.lc.spec import LStepSpec
 from compression_core.models import build_model
 
 MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 48, 10]}}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """Tiny models train faster on one thread, and far faster when other processes share the two cores
-    (two intra-op threads on an oversubscribed CPU wait for each other on every small op)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def digits() -> DataSplits:
-    return load_builtin("digits")
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +32,8 @@ def reference_model(reference_state: dict[str, torch.Tensor]) -> torch.nn.Module
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_thread: None) -> None:
+    """Every test here trains small models: one torch thread (tests/conftest.py says why)."""

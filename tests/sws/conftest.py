@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compression_core.data import DataSplits, load_builtin
+from compression_core.data import DataSplits
 from compression_core.finetune import RetrainConfig, train_epochs
 from compression_core.models import build_model
 
@@ -21,19 +21,6 @@ SWS = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def digits() -> DataSplits:
-    return load_builtin("digits")
-
-
 @pytest.fixture(scope="session")
 def reference_state(digits: DataSplits) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
@@ -47,3 +34,8 @@ def reference_model(reference_state: dict[str, torch.Tensor]) -> torch.nn.Module
     model = build_model(MLP)
     model.load_state_dict(reference_state)
     return model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_thread: None) -> None:
+    """Every test here trains small models: one torch thread (tests/conftest.py says why)."""
