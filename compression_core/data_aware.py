@@ -96,6 +96,22 @@ class DataAwareJob:
             model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes
         ).to_dict()
 
+    def evaluate_before(self) -> None:
+        """Record the uploaded model's accuracy as `evaluation.before` (every data-aware method starts so)."""
+        before = self._evaluate(self.model)
+        if before is not None:
+            self.evaluation["before"] = before
+
+    def data_summary(self) -> dict[str, Any] | None:
+        """What metrics.json says about the data set: its name, sizes and the split evaluated on."""
+        if self.data is None:
+            return None
+        return {
+            "name": self.data.name,
+            "sizes": self.data.sizes,
+            "evaluated_on": "test" if self.data.test is not None else "train (no test split uploaded)",
+        }
+
     def compress(
         self,
         compress_state_dict: Callable[..., tuple[list[TensorRecord], dict[str, Any]]],
@@ -146,9 +162,7 @@ class DataAwareJob:
             )
 
         progress("evaluate", lo, "before compression")
-        before = self._evaluate(self.model)
-        if before is not None:
-            self.evaluation["before"] = before
+        self.evaluate_before()
         assert self.data is not None or (prune_cfg is None and tune_cfg is None)
 
         if prune_cfg is not None:
@@ -217,12 +231,9 @@ class DataAwareJob:
         ]
         metrics["totals"] = summarize(metrics["tensors"])
         metrics["evaluation"] = self.evaluation
-        if self.data is not None:
-            metrics["evaluation"]["data"] = {
-                "name": self.data.name,
-                "sizes": self.data.sizes,
-                "evaluated_on": "test" if self.data.test is not None else "train (no test split uploaded)",
-            }
+        data_summary = self.data_summary()
+        if data_summary is not None:
+            metrics["evaluation"]["data"] = data_summary
         metrics["training"] = {"history": [s.to_dict() for s in self.history]}
         if distilled is not None:
             metrics["distill"] = distilled

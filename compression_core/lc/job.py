@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from compression_core import __version__
-from compression_core.evaluate import evaluate
 from compression_core.lc.algorithm import LCStepStats, run_lc
 from compression_core.methods.apply import dense_record
 from compression_core.metrics import summarize, tensor_metrics
@@ -50,9 +49,7 @@ def run_lc_job(
     lo, hi = span
     steps = spec.lc.steps
     progress("evaluate", lo, "before compression")
-    job.evaluation["before"] = evaluate(
-        job.model, data.eval_set, device=job.device, num_classes=data.num_classes
-    ).to_dict()
+    job.evaluate_before()
 
     def on_step(stats: LCStepStats) -> None:
         progress("lc", lo + (hi - lo) * (stats.step + 1) / (steps + 1), _step_message(stats, steps))
@@ -99,11 +96,7 @@ def run_lc_job(
         "tensors": entries,
         "evaluation": dict(
             job.evaluation,
-            data={
-                "name": data.name,
-                "sizes": data.sizes,
-                "evaluated_on": "test" if data.test is not None else "train (no test split uploaded)",
-            },
+            data=job.data_summary(),
         ),
         "training": {"algorithm": "lc", "history": []},
         "lc": {

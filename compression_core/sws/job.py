@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from compression_core.errors import SpecError
-from compression_core.evaluate import evaluate
 from compression_core.metrics import summarize, tensor_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
@@ -46,9 +45,7 @@ def run_sws_job(
     if taken:
         raise SpecError(f"sws: {taken} are trained by SWS and selected by a rule too; narrow one of them")
     progress("evaluate", lo, "before compression")
-    job.evaluation["before"] = evaluate(
-        job.model, data.eval_set, device=job.device, num_classes=data.num_classes
-    ).to_dict()
+    job.evaluate_before()
 
     def on_epoch(stats: SWSEpochStats) -> None:
         err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
@@ -81,11 +78,7 @@ def run_sws_job(
     metrics["totals"] = summarize(metrics["tensors"])
     metrics["evaluation"] = dict(
         job.evaluation,
-        data={
-            "name": data.name,
-            "sizes": data.sizes,
-            "evaluated_on": "test" if data.test is not None else "train (no test split uploaded)",
-        },
+        data=job.data_summary(),
     )
     job.evaluation = metrics["evaluation"]
     metrics["training"] = {"algorithm": "sws", "history": []}
