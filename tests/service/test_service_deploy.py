@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -53,6 +54,15 @@ def test_dockerfiles_run_the_tested_commands() -> None:
         text = (ROOT / "deploy" / name).read_text()
         assert re.search(r"^CMD " + re.escape(command), text, re.M), name
         assert "USER mcs" in text
+
+
+def test_dockerfiles_copy_every_package_the_product_installs() -> None:
+    """`pip install .` in the image finds only the folders copied in; `mcs` imports all of them."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    for name in ("Dockerfile.api", "Dockerfile.worker", "Dockerfile.worker-cuda"):
+        copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "deploy" / name).read_text(), re.M))
+        assert copied >= packages, (name, packages - copied)
 
 
 def test_celery_is_json_only_with_late_acks_and_time_limits(tmp_path: Path) -> None:
