@@ -4,10 +4,10 @@ import pytest
 from pydantic import ValidationError
 
 from compression_core.errors import SpecError
+from compression_core.methods.lowrank.spec import LowRankStep
+from compression_core.methods.prune.spec import PruneStep
+from compression_core.methods.quantize.spec import QuantizeStep
 from compression_core.spec import (
-    LowRankStep,
-    PruneStep,
-    QuantizeStep,
     Spec,
     example_names,
     example_spec,
