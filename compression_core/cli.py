@@ -98,9 +98,9 @@ def compress(
     """Compress a model's weights as a spec says; writes model.bin, model.pth and metrics.json."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from compression_core.metrics import TABLE_COLUMNS, table_rows
     from compression_core.job.pipeline import Progress as JobProgress
     from compression_core.job.pipeline import compress_file
+    from compression_core.metrics import TABLE_COLUMNS, table_rows
 
     with _friendly_errors():
         parsed = _load_spec_arg(spec)

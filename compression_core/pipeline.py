@@ -1,4 +1,4 @@
-"""Compatibility home of the documented entry points; the pipeline lives in `compression_core.job.pipeline`."""
+"""The documented entry points' old home; the pipeline lives in `compression_core.job.pipeline`."""
 
 from compression_core.job.pipeline import Progress, ProgressCallback, compress_file, compress_state_dict
 

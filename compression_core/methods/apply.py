@@ -32,7 +32,9 @@ def compress_tensor(
     device: str = "cpu",
 ) -> TensorRecord:
     """Run `rule`'s steps on `tensor`. `keep` overrides the prune step's κ (used for global pruning)."""
-    record = TensorRecord(name=name, shape=tuple(tensor.shape), dtype=tensor.dtype, encoding=rule.encoding.value)
+    record = TensorRecord(
+        name=name, shape=tuple(tensor.shape), dtype=tensor.dtype, encoding=rule.encoding.value
+    )
     work = tensor.detach().to(device)
     state = Work(tensor=work, values=work.reshape(-1), record=record)
     context = StepContext(name=name, label=label, keep=keep, device=device)

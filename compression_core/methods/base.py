@@ -58,8 +58,12 @@ class MethodSpec(Strict):
     needs: ClassVar[tuple[str, ...]] = ("model", "data")  # top-level fields it needs
     excludes: ClassVar[tuple[str, ...]] = ()  # top-level method fields it cannot combine with
     inputs: ClassVar[tuple[str, ...]] = ()  # extra upload roles, e.g. ("teacher",)
-    stage: ClassVar[str] = "compress"  # "prepare": runs first and changes the model; "compress": makes records
-    fallback: ClassVar[bool] = False  # the method data-aware jobs run (with defaults) when the spec names none
+    stage: ClassVar[str] = (
+        "compress"  # "prepare": runs first and changes the model; "compress": makes records
+    )
+    fallback: ClassVar[bool] = (
+        False  # the method data-aware jobs run (with defaults) when the spec names none
+    )
     requirement: ClassVar[str] = ""  # message when a need is missing (default: generated)
     exclusion: ClassVar[str] = ""  # message when an excluded field is present (default: generated)
 

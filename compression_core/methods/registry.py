@@ -168,7 +168,7 @@ def fallback() -> ModelMethod:
 
 
 def needs_data(spec: Any) -> bool:
-    """Whether the job builds the model (and loads data): `model`/`data` given, or a method that needs them."""
+    """Whether the job builds the model (and loads data): `model`/`data` given, or a method needing them."""
     if getattr(spec, "model", None) is not None or getattr(spec, "data", None) is not None:
         return True
     return any(method.spec.needs for method, _ in present_methods(spec))
@@ -203,4 +203,3 @@ def shared_keeps(
         if method.shared is not None:
             keeps.update(resolve(method.shared)(weights, selections, device))
     return keeps
-

@@ -60,8 +60,11 @@ def __getattr__(name: str) -> Any:
         return spec if name == "Spec" else rule
     if name == "Step":
         return assemble.step_union()
-    for method in [*registry.step_methods().values(), *registry.model_methods().values()]:
-        module = sys.modules[method.spec.__module__]
+    specs = [m.spec for m in registry.step_methods().values()] + [
+        m.spec for m in registry.model_methods().values()
+    ]
+    for cls in specs:
+        module = sys.modules[cls.__module__]
         if hasattr(module, name):
             return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,16 +7,25 @@ whenever the registry changes (`register`, `reload`), so entry-point methods app
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Union
 
 from pydantic import Field, create_model
 
 from compression_core.methods import registry
+from compression_core.methods.base import StepSpec
 from compression_core.spec.model import RuleBase, SpecBase
 
 __all__ = ["current", "rule_model", "spec_model", "step_union"]
 
 _cache: dict[str, Any] = {"generation": None}
+
+
+def _step_getter(kind: str) -> Callable[[RuleBase], StepSpec | None]:
+    def get(rule: RuleBase) -> StepSpec | None:
+        return rule.step(kind)
+
+    return get
 
 
 def _build() -> None:
@@ -29,16 +38,19 @@ def _build() -> None:
         "Rule",
         __base__=RuleBase,
         __module__="compression_core.spec",
-        steps=(list[union], Field(min_length=1)),  # type: ignore[valid-type]
+        steps=(list[union], Field(min_length=1)),
     )
     rule.plans = tuple(registry.allowed_plans())
     for name in steps:  # rule.prune, rule.quantize, ...: the rule's step of that type (or None)
         if name not in rule.model_fields and not hasattr(rule, name):
-            setattr(rule, name, property(lambda self, kind=name: self.step(kind)))
+            setattr(rule, name, property(_step_getter(name)))
     methods = registry.model_methods()
     fields: dict[str, Any] = {"rules": (list[rule], Field(default_factory=list))}  # type: ignore[valid-type]
     for method in methods.values():
-        fields[method.name] = (method.spec | None, Field(default=None, description=method.spec.description or None))
+        fields[method.name] = (
+            method.spec | None,
+            Field(default=None, description=method.spec.description or None),
+        )
     spec: type[SpecBase] = create_model(
         "Spec", __base__=SpecBase, __module__="compression_core.spec", __doc__=SpecBase.__doc__, **fields
     )

@@ -42,9 +42,7 @@ class RuleBase(Strict):
             ]
             hint = f" ({apart[0][0]} and {apart[0][1]} cannot combine)" if apart else ""
             allowed = ", ".join(_plan_text(p) for p in self.plans)
-            raise ValueError(
-                f"steps: {list(plan)} is not an allowed combination{hint}; allowed: {allowed}"
-            )
+            raise ValueError(f"steps: {list(plan)} is not an allowed combination{hint}; allowed: {allowed}")
         return self
 
     def step(self, kind: str) -> StepSpec | None:
@@ -71,7 +69,9 @@ class SpecBase(Strict):
     @model_validator(mode="after")
     def _method_fields(self) -> SpecBase:
         if self.data is not None and self.model is None:
-            fields = " and ".join(["`data`", *(f"`{m.field}`" for m in self.method_specs if "model" in m.needs)])
+            fields = " and ".join(
+                ["`data`", *(f"`{m.field}`" for m in self.method_specs if "model" in m.needs)]
+            )
             raise ValueError(f"model: {fields} need `model` (the architecture to build)")
         for cls in self.method_specs:
             if getattr(self, cls.field, None) is None:
@@ -79,13 +79,16 @@ class SpecBase(Strict):
             missing = [n for n in cls.needs if getattr(self, n, None) is None]
             if missing:
                 raise ValueError(
-                    cls.requirement or f"{cls.field}: {cls.title} needs " + " and ".join(f"`{n}`" for n in missing)
+                    cls.requirement
+                    or f"{cls.field}: {cls.title} needs " + " and ".join(f"`{n}`" for n in missing)
                 )
             clash = [n for n in cls.excludes if getattr(self, n, None) is not None]
             if clash:
                 raise ValueError(
                     cls.exclusion
-                    or f"{cls.field}: {cls.title} replaces " + " and ".join(f"`{n}`" for n in clash) + "; give one"
+                    or f"{cls.field}: {cls.title} replaces "
+                    + " and ".join(f"`{n}`" for n in clash)
+                    + "; give one"
                 )
         return self
 

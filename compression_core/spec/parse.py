@@ -18,7 +18,14 @@ from compression_core.errors import SpecError
 from compression_core.spec.assemble import spec_model
 from compression_core.spec.model import SpecBase
 
-__all__ = ["example_names", "example_spec", "format_validation_error", "load_spec", "parse_spec", "spec_json_schema"]
+__all__ = [
+    "example_names",
+    "example_spec",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+    "spec_json_schema",
+]
 
 
 def spec_json_schema() -> dict[str, Any]:

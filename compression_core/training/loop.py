@@ -61,7 +61,8 @@ class EpochStats:
 
 @dataclass
 class EpochTotals:
-    """Sums over one epoch: data loss · batch size, penalty per batch, correct predictions, samples, batches."""
+    """Sums over one epoch: data loss · batch size, penalty per batch, correct predictions, samples,
+    batches."""
 
     loss_sum: float = 0.0
     penalty_sum: float = 0.0
@@ -76,7 +77,7 @@ def loader_batches(dataset: TensorDataset, batch_size: int, generator: torch.Gen
 
 
 class permuted_batches:  # noqa: N801 (used like the function above)
-    """Shuffled mini-batches by indexing the data tensors with a fresh permutation from `generator` per epoch."""
+    """Shuffled mini-batches: the data tensors indexed with a fresh permutation from `generator` per epoch."""
 
     def __init__(self, dataset: TensorDataset, batch_size: int, generator: torch.Generator):
         self.x, self.y = dataset.tensors[0], dataset.tensors[1]
@@ -164,11 +165,19 @@ def train_epochs(
     for epoch in range(1, config.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         totals = run_epoch(
-            model, batches, optimizer, device=device, loss_fn=loss_fn, should_cancel=should_cancel, stage=stage
+            model,
+            batches,
+            optimizer,
+            device=device,
+            loss_fn=loss_fn,
+            should_cancel=should_cancel,
+            stage=stage,
         )
         scheduler.step()
         seen = max(totals.seen, 1)
-        stats = EpochStats(epoch, config.epochs, lr, totals.loss_sum / seen, totals.correct / seen, stage=stage)
+        stats = EpochStats(
+            epoch, config.epochs, lr, totals.loss_sum / seen, totals.correct / seen, stage=stage
+        )
         if eval_set is not None:
             ev = evaluate(model, eval_set, device=device, timing=False)
             stats.test_error, stats.test_samples = ev.error, ev.samples

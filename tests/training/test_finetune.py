@@ -5,10 +5,16 @@ import torch
 
 from compression_core.errors import Cancelled, SpecError
 from compression_core.evaluate import evaluate
-from compression_core.training.finetune import RetrainConfig, finetune, iterative_prune, magnitude_prune, train_epochs
 from compression_core.methods.quantize.kmeans1d import kmeans1d
 from compression_core.models import build_model
 from compression_core.records import TensorRecord
+from compression_core.training.finetune import (
+    RetrainConfig,
+    finetune,
+    iterative_prune,
+    magnitude_prune,
+    train_epochs,
+)
 
 FAST = RetrainConfig(epochs=2, lr=0.05, batch_size=64)
 

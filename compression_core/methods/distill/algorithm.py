@@ -1,9 +1,9 @@
 """Knowledge distillation (Hinton, Vinyals & Dean 2015): train a small student on a teacher's soft outputs.
 
 loss = alpha · T² · KL(p_t ‖ p_s) + (1 − alpha) · CE(z_s, y), with p = softmax(z / T); the T² keeps the soft
-term's gradients on the scale of the hard term's as T changes. `distill` is the library entry point (its epochs run
-through the one training loop with the KD loss as hook); with a spec's `distill` field the job distills the uploaded student before the normal rules compress it
-(or store it dense when there are none).
+term's gradients on the scale of the hard term's as T changes. `distill` is the library entry point (its
+epochs run through the one training loop with the KD loss as hook); with a spec's `distill` field the job
+distills the uploaded student before the normal rules compress it (or store it dense when there are none).
 """
 
 from __future__ import annotations

@@ -49,14 +49,16 @@ def run(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcome:
         should_cancel=job.should_cancel,
     )
     job.original = {k: v.detach().cpu().clone() for k, v in job.model.state_dict().items()}
-    return Outcome(section={
-        "config": config.model_dump(mode="json"),
-        "teacher": {
-            "error": teacher_eval["error"],
-            "samples": teacher_eval["samples"],
-            "params": sum(p.numel() for p in teacher.parameters()),
-        },
-        "student_params": sum(p.numel() for p in job.model.parameters()),
-        "student_error_before": student_before["error"],
-        "history": [s.to_dict() for s in history],
-    })
+    return Outcome(
+        section={
+            "config": config.model_dump(mode="json"),
+            "teacher": {
+                "error": teacher_eval["error"],
+                "samples": teacher_eval["samples"],
+                "params": sum(p.numel() for p in teacher.parameters()),
+            },
+            "student_params": sum(p.numel() for p in job.model.parameters()),
+            "student_error_before": student_before["error"],
+            "history": [s.to_dict() for s in history],
+        }
+    )

@@ -74,7 +74,9 @@ def l_step(
         weight_decay=config.weight_decay,
     )
     n = len(train_set.tensors[1])
-    batches = permuted_batches(train_set, config.batch_size, torch.Generator().manual_seed(config.seed + step))
+    batches = permuted_batches(
+        train_set, config.batch_size, torch.Generator().manual_seed(config.seed + step)
+    )
     totals = EpochTotals()
     for _epoch in range(config.epochs):  # the statistics are those of the last epoch
         totals = run_epoch(

@@ -13,7 +13,6 @@ The defaults are the schedule of seed 001 (LeNet-5 on MNIST): μ_k = 5e-5 · 1.1
 from __future__ import annotations
 
 import math
-
 from typing import ClassVar
 
 from pydantic import Field, model_validator

@@ -90,7 +90,8 @@ def apply(step: LowRankStep, work: Work, ctx: StepContext) -> None:
     """Replace the whole tensor by two factors (the record stores them, no values)."""
     if work.tensor.ndim < 2:
         raise SpecError(
-            f"{ctx.label}: tensor {ctx.name!r} of shape {tuple(work.tensor.shape)} has no matrix view for lowrank"
+            f"{ctx.label}: tensor {ctx.name!r} of shape {tuple(work.tensor.shape)} "
+            "has no matrix view for lowrank"
         )
     factored = factorize(work.tensor, step)
     work.record.factors = (factored.left, factored.right)

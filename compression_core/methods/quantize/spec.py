@@ -9,7 +9,6 @@ from pydantic import Field
 
 from compression_core.methods.base import StepSpec
 
-
 MAX_CODEBOOK = 65536
 
 

@@ -1,4 +1,4 @@
-"""Deep Compression's retraining (a whole-model method, and what data-aware jobs run by default): README.md."""
+"""Deep Compression's retraining (a whole-model method; data-aware jobs run it by default): see README.md."""
 
 from compression_core.methods.base import ModelMethod
 from compression_core.methods.retrain.spec import RetrainSpec

@@ -45,7 +45,9 @@ def target_keeps(state_dict: Mapping[str, torch.Tensor], spec: SpecBase) -> dict
     return keeps
 
 
-def _pruned(params: Mapping[str, torch.Tensor], targets: Mapping[str, int], fraction: float) -> list[TensorRecord]:
+def _pruned(
+    params: Mapping[str, torch.Tensor], targets: Mapping[str, int], fraction: float
+) -> list[TensorRecord]:
     records = []
     for name, kappa in targets.items():
         weight = params[name]

@@ -28,7 +28,7 @@ class RetrainSpec(MethodSpec):
     title: ClassVar[str] = "retraining"
     fallback: ClassVar[bool] = True  # a job with model and data but no method: evaluation around the rules
     requirement: ClassVar[str] = (
-        "retrain: `retrain` needs `data` (a built-in or the uploaded data file) and `model` (the architecture)"
+        "retrain: `retrain` needs `data` (a built-in or the uploaded data file) and `model` (the network)"
     )
 
     prune_schedule: list[float] = Field(

@@ -79,7 +79,8 @@ def structured_positions(
 
 
 def apply(step: StructuredStep, work: Work, ctx: StepContext) -> None:
-    """Zero the weakest channels: the record stores the kept channels' positions, the next step their values."""
+    """Zero the weakest channels: the record stores the kept channels' positions, the next step their
+    values."""
     positions, removed = structured_positions(work.tensor, step, label=f"{ctx.label}: {ctx.name!r}")
     work.values = work.values[positions]
     work.record.positions = positions.cpu()

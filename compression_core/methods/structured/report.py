@@ -16,4 +16,6 @@ def report(job: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
         return
     names = [e["name"] for e in metrics["tensors"] if e.get("method", "").startswith("structured")]
     example = job.data.eval_set.tensors[0][:8]
-    metrics["structured"] = structured_report(model, names, example, job.spec.model.arch, job.spec.model.kwargs)
+    metrics["structured"] = structured_report(
+        model, names, example, job.spec.model.arch, job.spec.model.kwargs
+    )

@@ -1,9 +1,10 @@
 """Soft weight-sharing: retrain with the mixture prior, merge close components, quantize to their means.
 
 `run_sws` is the library entry point (model and data in, records and history out; its epochs run through
-the one training loop with the prior as penalty); `run.py` wires it into the pipeline. Each selected tensor becomes a prune + codebook record: the positions of its non-zero weights,
-a codebook of the (merged) component means it uses and one index per kept weight, so the `.bin` format and
-the metrics apply unchanged. Weights taken by the zero component are exact zeros.
+the one training loop with the prior as penalty); `run.py` wires it into the pipeline. Each selected tensor
+becomes a prune + codebook record: the positions of its non-zero weights, a codebook of the (merged)
+component means it uses and one index per kept weight, so the `.bin` format and the metrics apply unchanged.
+Weights taken by the zero component are exact zeros.
 """
 
 from __future__ import annotations
@@ -149,7 +150,11 @@ def run_sws(
         _check_finite(prior, weights, epoch)
         seen = max(totals.seen, 1)
         stats = SWSEpochStats(
-            epoch, spec.epochs, totals.loss_sum / seen, totals.penalty_sum / max(totals.batches, 1), totals.correct / seen
+            epoch,
+            spec.epochs,
+            totals.loss_sum / seen,
+            totals.penalty_sum / max(totals.batches, 1),
+            totals.correct / seen,
         )
         if eval_set is not None and (epoch % spec.eval_every == 0 or epoch == spec.epochs):
             ev = evaluate(model, eval_set, device=device, timing=False)

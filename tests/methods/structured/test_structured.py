@@ -18,9 +18,9 @@ from compression_core.methods.structured.apply import (
     shrunk_architecture,
     zero_channels,
 )
+from compression_core.methods.structured.spec import StructuredStep
 from compression_core.models import build_model
 from compression_core.pipeline import compress_file
-from compression_core.methods.structured.spec import StructuredStep
 from compression_core.spec import Spec, parse_spec
 
 

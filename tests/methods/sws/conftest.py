@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from compression_core.data import DataSplits
-from compression_core.training.finetune import RetrainConfig, train_epochs
 from compression_core.models import build_model
+from compression_core.training.finetune import RetrainConfig, train_epochs
 
 MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 48, 10]}}
 # a schedule long enough for 1,437 digits (the paper's defaults assume 60,000 MNIST digits per epoch)
