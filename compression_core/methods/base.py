@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from compression_core.spec.base import Strict
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # the spec side (schemas) stays torch-free
     import torch
@@ -42,14 +42,20 @@ __all__ = [
 CompressFn = Callable[..., tuple[list["TensorRecord"], dict[str, Any]]]  # (state_dict, spec, span=...)
 
 
-class StepSpec(Strict):
+class _Strict(BaseModel):
+    # as compression_core.spec.base.Strict; not imported from there, because importing the spec package
+    # assembles the Spec model from the registry, which imports this module
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepSpec(_Strict):
     """A per-tensor step's spec model; subclasses set `type: Literal["name"] = "name"`."""
 
     type: str
     after: ClassVar[frozenset[str]] = frozenset()  # step types this one may follow (empty: first only)
 
 
-class MethodSpec(Strict):
+class MethodSpec(_Strict):
     """A whole-model method's spec model (the value of its top-level field)."""
 
     field: ClassVar[str]  # the top-level spec key, e.g. "lc"

@@ -24,8 +24,6 @@ from compression_core.methods.base import MethodSpec, ModelMethod, StepMethod, r
 if TYPE_CHECKING:
     import torch
 
-    from compression_core.select import Selection
-
 __all__ = [
     "BUILTINS",
     "ENTRY_POINT_GROUP",
@@ -195,9 +193,10 @@ def method_label(spec: Mapping[str, Any]) -> str:
 
 
 def shared_keeps(
-    weights: Mapping[str, torch.Tensor], selections: Mapping[str, Selection], device: str | None = None
+    weights: Mapping[str, torch.Tensor], selections: Mapping[str, Any], device: str | None = None
 ) -> dict[str, int]:
-    """κ per tensor from the steps that decide over a whole rule at once (global pruning)."""
+    """κ per tensor from the steps that decide over a whole rule at once (global pruning); `selections`
+    are `compression_core.select.Selection`s (not imported: `select` imports the spec, built from here)."""
     keeps: dict[str, int] = {}
     for method in step_methods().values():
         if method.shared is not None:

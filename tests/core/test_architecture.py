@@ -4,7 +4,11 @@ registry, small files. Every import counts, at module level, inside functions an
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import compression_core
 
@@ -43,7 +47,12 @@ def _imports(module: str, path: Path) -> set[str]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 targets.add(sub if sub in MODULES else base)
-    return {t for t in targets if t in MODULES and t != module}
+    # importing a.b.c runs a/__init__ and a/b/__init__ first (unless the importer is inside them already)
+    ancestors = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
+    for target in list(targets):
+        parts = target.split(".")
+        targets.update(".".join(parts[:i]) for i in range(2, len(parts)))
+    return {t for t in targets if t in MODULES and t != module and t not in ancestors}
 
 
 GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
@@ -80,6 +89,8 @@ def test_the_import_graph_is_read_from_the_source():
     assert "compression_core.job.context" in GRAPH["compression_core.methods.lc.run"]
     # function-level imports count too
     assert "compression_core.evaluate" in GRAPH["compression_core.training.loop"]
+    # and so do the packages an import initializes on the way
+    assert "compression_core.spec" in GRAPH["compression_core.methods.prune.spec"]
 
 
 def test_compression_core_has_no_import_cycle():
@@ -112,3 +123,20 @@ def test_no_source_file_is_over_600_lines():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+@pytest.mark.parametrize(
+    "first", ["compression_core.methods.prune.spec", "compression_core.methods", "compression_core.spec"]
+)
+def test_the_spec_builds_in_a_fresh_interpreter_without_torch(first):
+    """Whatever is imported first, the registry and the spec assemble (no import cycle at run time), and the
+    service publishes the JSON Schema without importing torch."""
+    code = (
+        f"import sys, {first}\n"
+        "from compression_core.spec import parse_spec, spec_json_schema\n"
+        "assert 'lc' in spec_json_schema()['properties']\n"
+        'parse_spec(\'{"rules": [{"steps": [{"type": "prune", "keep": 1}]}]}\')\n'
+        "assert 'torch' not in sys.modules, 'the spec imported torch'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
