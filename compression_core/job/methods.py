@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from compression_core.errors import SpecError
 from compression_core.job.context import JobContext
 from compression_core.job.outcome import assemble
 from compression_core.methods import registry
@@ -24,7 +25,7 @@ def run_methods(job: JobContext, compress: CompressFn) -> tuple[list[TensorRecor
     prepare = [(m, c) for m, c in present if m.spec.stage == "prepare"]
     main: list[tuple[ModelMethod, Any]] = [(m, c) for m, c in present if m.spec.stage != "prepare"]
     if len(main) > 1:
-        raise ValueError(f"methods {[m.name for m, _ in main]} each compress the model; give one of them")
+        raise SpecError(f"methods {[m.name for m, _ in main]} each compress the model; give one of them")
     if not main:
         method = registry.fallback()
         main = [(method, method.spec())]
