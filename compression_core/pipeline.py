@@ -150,12 +150,20 @@ def compress_file(
 
     clock = time.perf_counter()
     data_job = None
+    deploy = None
     if needs_data(spec):  # model / data / retrain: evaluation and retraining around the same steps
         data_job = DataAwareJob(
             spec, state_dict, data_path=data_path, device=device, teacher_path=teacher_path
         )
+        compress: Callable[..., Any] = functools.partial(compress_state_dict, device=device)
+        # --- deploy (issue 12), 1 of 2: physical structured pruning before any retraining --------------
+        if spec.model is not None:
+            from compression_core.deploy.stage import DeployStage
+
+            deploy = DeployStage.start(data_job, lambda stage, f, msg: _report(progress, stage, f, msg))
+            compress = deploy.wrap(compress)
         records, metrics = data_job.compress(
-            functools.partial(compress_state_dict, device=device),
+            compress,
             progress=lambda stage, fraction, message: _report(progress, stage, fraction, message),
             should_cancel=should_cancel,
             span=(_LOAD_END, _COMPRESS_END),
@@ -189,13 +197,21 @@ def compress_file(
     clock = time.perf_counter()
     decoded = decode_state_dict(encoded.data)
     timing["decode"] = time.perf_counter() - clock
-    if data_job is not None:
+    if data_job is not None and deploy is None:
         data_job.finish(decoded, metrics)  # evaluation.after: the decoded artifact, as downloaded
     clock = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "model.bin", encoded.data)
     save_state_dict(decoded, out_dir / "model.pth")
     timing["write"] = time.perf_counter() - clock
+    # --- deploy (issue 12), 2 of 2: architecture.json, evaluation.after of load_model(out_dir), -------
+    # model.onnx (checked in onnxruntime), model.int8.onnx, metrics["deployment"] (compression_core/deploy/)
+    if deploy is not None:
+        clock = time.perf_counter()
+        deploy.finish(
+            out_dir, metrics, model_path=model_path, progress=lambda st, f, msg: _report(progress, st, f, msg)
+        )
+        timing["deploy"] = time.perf_counter() - clock
 
     for entry in metrics["tensors"]:
         add_stream_stats(entry, encoded.streams.get(entry["name"], []))

@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from compression_core.deploy.spec import ExportFormat, Importance, PhysicalPruningFields
 from compression_core.distill_spec import DistillSpec
 from compression_core.errors import SpecError
 from compression_core.lc.spec import LCSpec
+from compression_core.methods.int8.spec import Int8Spec
 from compression_core.sws.spec import SWSSpec
 from compression_core.training_spec import DataSpec, ModelSpec, RetrainSpec
 
@@ -132,9 +134,10 @@ class ChannelNorm(StrEnum):
     l2 = "l2"
 
 
-class StructuredStep(_Strict):
-    """Channel pruning: zero the round(sparsity · C) slices along `dim` (output channels / rows for dim 0)
-    with the smallest L1 or L2 norm; shapes are kept (see compression_core/methods/structured.py)."""
+class StructuredStep(PhysicalPruningFields):  # deploy (issue 12): Torch-Pruning options in deploy/spec.py
+    """Channel pruning. Without `model`: zero the round(sparsity · C) slices along `dim` (output channels /
+    rows for dim 0) with the smallest L1 or L2 norm, shapes kept (compression_core/methods/structured.py).
+    With `model`: remove output channels physically with Torch-Pruning (compression_core/deploy/)."""
 
     type: Literal["structured"] = "structured"
     sparsity: float = Field(ge=0.0, lt=1.0, description="fraction of the channels set to 0")
@@ -217,6 +220,13 @@ class Spec(_Strict):
     distill: DistillSpec | None = Field(
         default=None, description="train the student `model` from the job's teacher file before compression"
     )
+    # deploy (issue 12): int8 and export formats of the deployment stage (compression_core/deploy/)
+    int8: Int8Spec | None = Field(
+        default=None, description="post-training static int8 of model.onnx (needs model and data)"
+    )
+    export: list[ExportFormat] | None = Field(
+        default=None, max_length=4, description='deployable formats; default ["onnx"] when `model` is given'
+    )
 
     @model_validator(mode="after")
     def _data_aware_fields(self) -> Spec:
@@ -236,7 +246,43 @@ class Spec(_Strict):
             raise ValueError("distill: distillation needs `model` (the student) and `data`")
         if self.distill is not None and (self.lc is not None or self.sws is not None):
             raise ValueError("distill: combine distillation with rules or `retrain`, not with `lc` or `sws`")
+        self._deploy_fields()
         return self
+
+    def _deploy_fields(self) -> None:
+        """deploy (issue 12): what the Torch-Pruning options, `int8` and `export` need."""
+        structured = [(i, r.structured) for i, r in enumerate(self.rules) if r.structured is not None]
+        for index, step in structured:
+            if self.model is None and step is not None and step.physical_options_set:
+                raise ValueError(
+                    f"rules.{index}: importance, scope, round_to and ignore remove channels physically "
+                    "and need `model` (the architecture to prune)"
+                )
+            if self.model is not None and step is not None:
+                if step.dim != 0:
+                    raise ValueError(
+                        f"rules.{index}: with `model`, structured pruning removes output channels (dim 0)"
+                    )
+                if step.importance is Importance.taylor and self.data is None:
+                    raise ValueError(f"rules.{index}: taylor importance needs `data` (gradients)")
+        if structured and self.model is not None and (self.lc is not None or self.sws is not None):
+            raise ValueError(
+                "rules: physical structured pruning combines with `retrain`, not with `lc` or `sws`"
+            )
+        if self.int8 is not None and (self.model is None or self.data is None):
+            raise ValueError("int8: static int8 needs `model` (to export) and `data` (to calibrate)")
+        if self.export and self.model is None:
+            raise ValueError("export: exporting needs `model` (the architecture to run)")
+
+    @property
+    def export_formats(self) -> list[ExportFormat]:
+        """What the job exports: the list given, else ONNX whenever a model is named (int8 needs it)."""
+        formats = list(self.export) if self.export is not None else []
+        if self.export is None and self.model is not None:
+            formats = [ExportFormat.onnx]
+        if self.int8 is not None and ExportFormat.onnx not in formats:
+            formats.append(ExportFormat.onnx)
+        return formats
 
 
 def spec_json_schema() -> dict[str, Any]:
