@@ -174,7 +174,13 @@ def _read_bin(path: Path) -> bytes:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-COMMANDS: tuple[Callable[..., None], ...] = (compress, decode, inspect)
+def _deploy_commands() -> tuple[Callable[..., None], ...]:
+    from compression_core.deploy.check_cli import check  # deploy (issue 12): `mcs check`
+
+    return (check,)
+
+
+COMMANDS: tuple[Callable[..., None], ...] = (compress, decode, inspect, *_deploy_commands())
 
 
 def register(app: typer.Typer) -> None:

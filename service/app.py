@@ -14,7 +14,7 @@ from service import observability, problems
 from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
 from service.maintenance import Reaper, requeue_on_startup
-from service.routes import artifacts, health, jobs, spec, ui
+from service.routes import artifacts, health, jobs, spec, ui, validate
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.dispatcher = dispatcher
     problems.install(app)
     observability.install(app, settings, sessions)
-    for module in (jobs, artifacts, health, spec, ui):
+    for module in (validate, jobs, artifacts, health, spec, ui):  # validate: deploy (issue 12)
         app.include_router(module.router)
     return app

@@ -150,6 +150,8 @@ def plan_structured(
     graph = graph or _graph(model, example)
     pruned, refused = [], []
     for target in targets:
+        if matches_any(target.layer, ignore):  # `ignore` wins over a rule's selector
+            continue
         module = modules.get(target.layer)
         if not isinstance(module, PRUNABLE):
             kind = type(module).__name__ if module is not None else "no such layer"
@@ -217,6 +219,9 @@ def prune_structured(
     graph = _graph(model, example)
     plan = plan_structured(model, example, targets, ignore, graph)
     plan.raise_if_refused()
+    targets = [t for t in targets if not matches_any(t.layer, ignore)]
+    if not targets:
+        return [], plan
     kinds = {t.importance for t in targets}
     rounds = {t.round_to for t in targets}
     if len(kinds) > 1 or len(rounds) > 1:
