@@ -14,14 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    import os
 
     from torch import nn
 
 __all__ = ["load_model"]
 
 
-def load_model(out_dir: str | Path) -> nn.Module:
+def load_model(out_dir: str | os.PathLike[str]) -> nn.Module:
     """The deployed module of a job's output folder (see `compression_core.deploy.architecture`)."""
     from compression_core.deploy.architecture import load_model as _load
 

@@ -19,6 +19,7 @@ each pruning operation the root layer, whether output or input channels went, an
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def build_deployed(record: Mapping[str, Any]) -> nn.Module:
     return model
 
 
-def load_model(out_dir: str | Path) -> nn.Module:
+def load_model(out_dir: str | os.PathLike[str]) -> nn.Module:
     """The deployed module of a job's output folder: architecture built, recorded pruning applied, weights
     from `model.pth` loaded strictly (`torch.load(weights_only=True)`), in eval mode."""
     from compression_core.io import load_state_dict

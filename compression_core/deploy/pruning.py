@@ -328,23 +328,20 @@ def replay_history(model: nn.Module, example: torch.Tensor, history: Sequence[Se
     if not history:
         return model
     modules = dict(model.named_modules())
-    entries = []
+    entries: list[tuple[str, bool, list[int]]] = []
     for entry in history:
-        if len(entry) != 3:
+        if not isinstance(entry, list | tuple) or len(entry) != 3:
             raise SpecError(f"architecture: a pruning entry must be [layer, out, indices], got {entry!r}")
         name, out, idxs = entry
-        module = modules.get(str(name))
-        if not isinstance(module, PRUNABLE + (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        if not isinstance(modules.get(str(name)), PRUNABLE):
             raise SpecError(
                 f"architecture: the pruning record names {name!r}, not a prunable layer of the model"
             )
-        size = int(module.weight.shape[0 if out else 1])
         if not isinstance(idxs, list) or any(not isinstance(i, int) or i < 0 for i in idxs):
             raise SpecError(f"architecture: indices of {name!r} must be non-negative integers")
-        entries.append([str(name), bool(out), list(idxs)])
-        del size  # indices are checked against the layer's size as it is when the entry is replayed (below)
+        entries.append((str(name), bool(out), [int(i) for i in idxs]))
     graph = _graph(model, example)
-    for name, out, idxs in entries:
+    for name, out, idxs in entries:  # sizes as they are when each entry is replayed
         module = modules[name]
         current = int(module.weight.shape[0] if out else module.weight.shape[1])
         if idxs and max(idxs) >= current or len(set(idxs)) != len(idxs) or len(idxs) >= current:

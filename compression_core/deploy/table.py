@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,10 @@ def _runner(loaded: Any, runtime: str, device: str) -> Runner:
     return lambda x: loaded.run(None, {name: x.cpu().numpy().astype(np.float32)})
 
 
+def _load_and_run(candidate: Candidate, device: str, batch: torch.Tensor) -> Any:
+    return _runner(candidate.load(), candidate.runtime, device)(batch)
+
+
 def deployment_table(
     candidates: list[Candidate],
     inputs: torch.Tensor,
@@ -82,9 +87,7 @@ def deployment_table(
     memory_method = ""
     for candidate in candidates:
         cdev = device if candidate.runtime == "pytorch" else "cpu"
-        memory, memory_method_row = peak_memory(
-            lambda c=candidate, d=cdev: _runner(c.load(), c.runtime, d)(many), cdev
-        )
+        memory, memory_method_row = peak_memory(partial(_load_and_run, candidate, cdev, many), cdev)
         run = _runner(candidate.load(), candidate.runtime, cdev)
         row: dict[str, Any] = {
             "name": candidate.name,
@@ -94,10 +97,10 @@ def deployment_table(
             "file_bytes": candidate.path.stat().st_size,
             "latency": {
                 "batch1": latency(
-                    lambda r=run: r(one), 1, runs=options.runs_batch1, warmup=options.warmup, sync=sync
+                    partial(run, one), 1, runs=options.runs_batch1, warmup=options.warmup, sync=sync
                 ),
                 "throughput": latency(
-                    lambda r=run: r(many), len(many), runs=options.runs_throughput, warmup=1, sync=sync
+                    partial(run, many), len(many), runs=options.runs_throughput, warmup=1, sync=sync
                 ),
             },
             "peak_memory_bytes": memory,
