@@ -130,7 +130,8 @@ def build_deployed(record: Mapping[str, Any]) -> nn.Module:
 
 def load_model(out_dir: str | os.PathLike[str]) -> nn.Module:
     """The deployed module of a job's output folder: architecture built, recorded pruning applied, weights
-    from `model.pth` loaded strictly (`torch.load(weights_only=True)`), in eval mode."""
+    from `model.pth` loaded strictly (`torch.load(weights_only=True)`; `model.bin` decoded when it is the only
+    weights file), in eval mode."""
     from compression_core.io import load_state_dict
     from compression_core.models import load_into
 
@@ -141,5 +142,10 @@ def load_model(out_dir: str | os.PathLike[str]) -> nn.Module:
         raise InputError(f"{ARCHITECTURE_FILE}: weights must be a file name in the same folder, not {name!r}")
     weights = out_dir / name
     model = build_deployed(record)
-    load_into(model, load_state_dict(weights))
+    if not weights.is_file() and (out_dir / "model.bin").is_file():  # only the compact file downloaded
+        from compression_core.format import decode_state_dict
+
+        load_into(model, decode_state_dict((out_dir / "model.bin").read_bytes()))
+    else:
+        load_into(model, load_state_dict(weights))
     return model.eval()

@@ -92,6 +92,11 @@ def test_architecture_json_is_checked_before_anything_is_built(resnet_job, tmp_p
     record = json.loads((out / "architecture.json").read_text())
     assert record["format"] == "mcs-architecture" and record["model"]["input_shape"] == [3, 64, 64]
     assert record["pruning"]["history"] and record["pruning"]["library"].startswith("torch-pruning")
+    (tmp_path / "model.bin").write_bytes((out / "model.bin").read_bytes())  # only the compact file
+    (tmp_path / "architecture.json").write_text(json.dumps(record))
+    from_bin = load_model(tmp_path)
+    assert torch.equal(from_bin.conv1.weight, load_model(out).conv1.weight)
+    (tmp_path / "model.bin").unlink()
     (tmp_path / "model.pth").write_bytes((out / "model.pth").read_bytes())
     for broken, message in (
         ({**record, "version": 2}, "version 2 is not supported"),
