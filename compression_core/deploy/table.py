@@ -68,8 +68,11 @@ def _runner(loaded: Any, runtime: str, device: str) -> Runner:
     return lambda x: loaded.run(None, {name: x.cpu().numpy().astype(np.float32)})
 
 
-def _load_and_run(candidate: Candidate, device: str, batch: torch.Tensor) -> Any:
-    return _runner(candidate.load(), candidate.runtime, device)(batch)
+def _load_and_run(candidate: Candidate, device: str, batch: torch.Tensor, keep: list[Any]) -> None:
+    """Load from the file and run one batch (what peak memory covers); the loaded object goes to `keep`."""
+    loaded = candidate.load()
+    _runner(loaded, candidate.runtime, device)(batch)
+    keep.append(loaded)
 
 
 def deployment_table(
@@ -87,8 +90,10 @@ def deployment_table(
     memory_method = ""
     for candidate in candidates:
         cdev = device if candidate.runtime == "pytorch" else "cpu"
-        memory, memory_method_row = peak_memory(partial(_load_and_run, candidate, cdev, many), cdev)
-        run = _runner(candidate.load(), candidate.runtime, cdev)
+        kept: list[Any] = []
+        memory, memory_method_row = peak_memory(partial(_load_and_run, candidate, cdev, many, kept), cdev)
+        loaded = kept[0]  # latency and errors reuse what the memory measurement loaded
+        run = _runner(loaded, candidate.runtime, cdev)
         row: dict[str, Any] = {
             "name": candidate.name,
             "runtime": candidate.runtime,
@@ -108,7 +113,6 @@ def deployment_table(
         }
         memory_method = memory_method_row
         if dataset is not None:
-            loaded = candidate.load()
             if candidate.runtime == "pytorch":
                 row["errors"] = torch_errors(loaded.to(cdev), dataset, cdev)
             else:
