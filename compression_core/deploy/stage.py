@@ -209,8 +209,19 @@ class DeployStage:
         formats = spec.export_formats
         deployment: dict[str, Any] = {"exported": [f.value for f in formats]}
         if ExportFormat.onnx in formats:
-            self._onnx(out_dir, deployed, deployment, progress)
-            self._table(out_dir, deployed, deployment, model_path, progress)
+            try:
+                self._onnx(out_dir, deployed, deployment, progress)
+            except CompressionError as error:
+                if spec.export is not None or spec.int8 is not None:
+                    raise  # asked for: the job fails with the reason
+                # the default export of an architecture the exporter cannot take: the job keeps its other
+                # artifacts and says why there is no model.onnx
+                log.warning("default ONNX export skipped: %s", error)
+                (out_dir / "model.onnx").unlink(missing_ok=True)
+                deployment["exported"] = []
+                deployment["onnx_error"] = str(error)
+            else:
+                self._table(out_dir, deployed, deployment, model_path, progress)
         metrics["deployment"] = deployment
 
     def _onnx(

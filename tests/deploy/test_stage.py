@@ -145,3 +145,24 @@ def test_lenet5_int8_is_small_and_as_accurate(tmp_path, one_thread):
     assert fp32["top1_error"] < 0.15  # the model learned something, so the comparison means something
     assert abs(q8["top1_error"] - fp32["top1_error"]) <= 0.005
     assert metrics["evaluation"]["after"]["error"] == pytest.approx(rows["model.pth"]["errors"]["top1_error"])
+
+
+def test_a_default_export_that_fails_leaves_the_job_and_says_why(tmp_path, monkeypatch, one_thread):
+    import compression_core.deploy.onnx_export as onnx_export
+    from compression_core.errors import CompressionError
+
+    def refuse(*args, **kwargs):
+        raise CompressionError("ONNX export failed: an operator the exporter does not know")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", refuse)
+    _save(build_model({"arch": "lenet300"}), tmp_path / "m.safetensors")
+    spec = parse_spec(json.dumps({"model": {"arch": "lenet300"}}))
+    metrics = compress_file(tmp_path / "m.safetensors", spec, tmp_path / "out")
+    assert metrics["deployment"]["exported"] == []
+    assert "does not know" in metrics["deployment"]["onnx_error"]
+    assert (
+        not (tmp_path / "out" / "model.onnx").exists() and (tmp_path / "out" / "architecture.json").exists()
+    )
+    asked = parse_spec(json.dumps({"model": {"arch": "lenet300"}, "export": ["onnx"]}))
+    with pytest.raises(CompressionError, match="does not know"):
+        compress_file(tmp_path / "m.safetensors", asked, tmp_path / "out2")
