@@ -6,6 +6,7 @@ to install when they are missing.
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -16,11 +17,11 @@ def load_model(out_dir: str | os.PathLike[str]) -> Any:
     """Build the architecture named in `out_dir/architecture.json`, apply its recorded pruning and load
     `out_dir/model.pth` strictly; returns a `torch.nn.Module` in eval mode (see compression_core.load_model).
     Download `architecture.json` and `model.pth` of the job into `out_dir` first."""
-    try:
-        from compression_core import load_model as library_load_model
+    try:  # an optional, dynamic import: the mcs-client distribution depends on neither torch nor the library
+        library = importlib.import_module("compression_core")
     except ImportError as exc:  # the standalone client: torch and the library are optional extras
         raise ImportError(
             "load_model needs PyTorch and the compression library (torch, torchvision, torch-pruning and "
             f"compression_core); install them next to the client ({exc})"
         ) from exc
-    return library_load_model(out_dir)
+    return library.load_model(out_dir)

@@ -36,7 +36,7 @@ def _friendly_errors() -> Iterator[None]:
 
 
 def _load_spec_arg(spec: str) -> Any:
-    from compression_core.spec import example_names, example_spec, load_spec
+    from compression_core.spec.parse import example_names, example_spec, load_spec
 
     if not Path(spec).exists() and spec.removeprefix("example:") in example_names():
         return example_spec(spec.removeprefix("example:"))
@@ -98,9 +98,9 @@ def compress(
     """Compress a model's weights as a spec says; writes model.bin, model.pth and metrics.json."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from compression_core.job.pipeline import Progress as JobProgress
+    from compression_core.job.pipeline import compress_file
     from compression_core.metrics import TABLE_COLUMNS, table_rows
-    from compression_core.pipeline import Progress as JobProgress
-    from compression_core.pipeline import compress_file
 
     with _friendly_errors():
         parsed = _load_spec_arg(spec)
@@ -174,13 +174,39 @@ def _read_bin(path: Path) -> bytes:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-def _deploy_commands() -> tuple[Callable[..., None], ...]:
-    from compression_core.deploy.check_cli import check  # deploy (issue 12): `mcs check`
+def check(
+    model: Annotated[
+        Path, typer.Argument(help="state dict: .safetensors or .pth (only names and shapes are read)")
+    ],
+    spec: Annotated[
+        str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Which layers the spec's structured and int8 plans would prune or quantize, and which they cannot
+    (exit code 2 when a layer is refused or the file does not fit; docs/deployable-models.md)."""
+    import json
 
-    return (check,)
+    from compression_core.deploy.check_report import report_tables
+    from compression_core.deploy.preflight import preflight, upload_shapes
+
+    with _friendly_errors():
+        report = preflight(_load_spec_arg(spec), upload_shapes(model))
+    if as_json:
+        console.print_json(json.dumps(report))
+    else:
+        for table in report_tables(report):
+            console.print(table)
+        console.print(f"checked in {report['seconds']:.1f} s")
+    for error in report["errors"]:
+        err_console.print(
+            f"[red]refused:[/red] {error['field']}: {error['message']}", highlight=False, soft_wrap=True
+        )
+    if not report["ok"]:
+        raise typer.Exit(2)
 
 
-COMMANDS: tuple[Callable[..., None], ...] = (compress, decode, inspect, *_deploy_commands())
+COMMANDS: tuple[Callable[..., None], ...] = (compress, decode, inspect, check)  # check: deploy (issue 12)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,13 +13,12 @@ import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from compression_core.errors import CompressionError
-from compression_core.methods.int8.spec import CalibrationMethod, Int8Spec
 
 __all__ = ["WEIGHT_OPS", "int8_layers", "module_name", "quantize_int8"]
 
@@ -54,8 +53,19 @@ class _Reader:
         pass
 
 
+class Int8Options(Protocol):
+    """What quantization reads from the `int8` spec (compression_core/methods/int8/spec.py)."""
+
+    calibration_samples: int
+    per_channel: bool
+    exclude: list[str]
+
+    @property
+    def calibration(self) -> Any: ...
+
+
 def quantize_int8(
-    fp32_path: str | Path, out_path: str | Path, calibration: torch.Tensor, spec: Int8Spec
+    fp32_path: str | Path, out_path: str | Path, calibration: torch.Tensor, spec: Int8Options
 ) -> dict[str, Any]:
     """Write the int8 QDQ model; returns which weight layers were quantized and which stayed float."""
     import onnx
@@ -71,9 +81,9 @@ def quantize_int8(
         if spec.exclude and any(fnmatch.fnmatchcase(module_name(n.name), p) for p in spec.exclude)
     ]
     methods = {
-        CalibrationMethod.minmax: OrtCalibration.MinMax,
-        CalibrationMethod.entropy: OrtCalibration.Entropy,
-        CalibrationMethod.percentile: OrtCalibration.Percentile,
+        "minmax": OrtCalibration.MinMax,
+        "entropy": OrtCalibration.Entropy,
+        "percentile": OrtCalibration.Percentile,
     }
     samples = calibration[: spec.calibration_samples]
     with tempfile.TemporaryDirectory(prefix="mcs-int8-") as tmp:
@@ -92,7 +102,7 @@ def quantize_int8(
                 per_channel=spec.per_channel,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                calibrate_method=methods[spec.calibration],
+                calibrate_method=methods[str(getattr(spec.calibration, "value", spec.calibration))],
                 nodes_to_exclude=excluded or None,
                 extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
             )

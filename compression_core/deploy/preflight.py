@@ -119,15 +119,16 @@ def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -
             structured["note"] = "taylor importance needs the data's gradients; counts follow the sparsities"
         structured["params_before"] = count_parameters(model)
         report["structured"] = structured
-    if spec.int8 is not None:
-        report["int8"] = _int8_plan(small, example, spec)
+    int8 = spec.method("int8")
+    if int8 is not None:
+        report["int8"] = _int8_plan(small, example, list(int8.exclude))
     report["export"] = [f.value for f in spec.export_formats]
     report["ok"] = not errors
     report["seconds"] = time.perf_counter() - started
     return report
 
 
-def _int8_plan(model: torch.nn.Module, example: torch.Tensor, spec: Spec) -> dict[str, Any]:
+def _int8_plan(model: torch.nn.Module, example: torch.Tensor, exclude: list[str]) -> dict[str, Any]:
     import fnmatch
 
     import onnx
@@ -135,7 +136,6 @@ def _int8_plan(model: torch.nn.Module, example: torch.Tensor, spec: Spec) -> dic
     from compression_core.deploy.int8 import WEIGHT_OPS, module_name, quantizable_ops
     from compression_core.deploy.onnx_export import export_onnx
 
-    assert spec.int8 is not None
     supported = set(quantizable_ops())
     with tempfile.TemporaryDirectory(prefix="mcs-preflight-") as tmp:
         try:
@@ -148,7 +148,7 @@ def _int8_plan(model: torch.nn.Module, example: torch.Tensor, spec: Spec) -> dic
     for node in graph.node:
         name = module_name(node.name)
         if node.op_type in WEIGHT_OPS:
-            if any(fnmatch.fnmatchcase(name, p) for p in spec.int8.exclude):
+            if any(fnmatch.fnmatchcase(name, p) for p in exclude):
                 floating.append({"layer": name, "op": node.op_type, "reason": "excluded by int8.exclude"})
             elif node.op_type in supported:
                 quantized.append(name)

@@ -9,10 +9,18 @@ compression_core/methods/structured.py stays as it was, and these fields must ke
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ExportFormat", "Importance", "PhysicalPruningFields", "PruneScope"]
+__all__ = [
+    "ExportFormat",
+    "Importance",
+    "PhysicalPruningFields",
+    "PruneScope",
+    "check_deploy_fields",
+    "export_formats",
+]
 
 MAX_IGNORED = 10_000
 
@@ -71,3 +79,40 @@ class PhysicalPruningFields(BaseModel):
             or self.round_to is not None
             or bool(self.ignore)
         )
+
+
+def check_deploy_fields(spec: Any) -> None:
+    """What the Torch-Pruning options and `export` need (ValueError, as the spec's validators raise)."""
+    model, data = getattr(spec, "model", None), getattr(spec, "data", None)
+    for index, rule in enumerate(getattr(spec, "rules", [])):
+        step = rule.step("structured")
+        if not isinstance(step, PhysicalPruningFields):
+            continue
+        if model is None and step.physical_options_set:
+            raise ValueError(
+                f"rules.{index}: importance, scope, round_to and ignore remove channels physically "
+                "and need `model` (the architecture to prune)"
+            )
+        if model is not None and getattr(step, "dim", 0) != 0:
+            raise ValueError(
+                f"rules.{index}: with `model`, structured pruning removes output channels (dim 0)"
+            )
+        if model is not None and step.importance is Importance.taylor and data is None:
+            raise ValueError(f"rules.{index}: taylor importance needs `data` (gradients)")
+        if model is not None and any(getattr(spec, f, None) is not None for f in ("lc", "sws")):
+            raise ValueError(
+                f"rules.{index}: physical structured pruning combines with `retrain`, not with `lc` or `sws`"
+            )
+    if getattr(spec, "export", None) and model is None:
+        raise ValueError("export: exporting needs `model` (the architecture to run)")
+
+
+def export_formats(spec: Any) -> list[ExportFormat]:
+    """What a job exports: the list given, else ONNX whenever a model is named; int8 needs ONNX."""
+    given = getattr(spec, "export", None)
+    formats = list(given) if given is not None else []
+    if given is None and getattr(spec, "model", None) is not None:
+        formats = [ExportFormat.onnx]
+    if getattr(spec, "int8", None) is not None and ExportFormat.onnx not in formats:
+        formats.append(ExportFormat.onnx)
+    return formats

@@ -33,7 +33,9 @@ from compression_core.metrics import summarize, tensor_metrics
 from compression_core.models import BUILTIN_MODELS, build_model, load_into
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
-from compression_core.spec import DefaultDtype, Rule, Spec
+from compression_core.spec.base import DefaultDtype
+from compression_core.spec.model import RuleBase as Rule
+from compression_core.spec.model import SpecBase as Spec
 
 __all__ = ["DeployStage", "example_input", "structured_targets"]
 
@@ -80,7 +82,7 @@ def structured_targets(
     modules = dict(model.named_modules())
     targets, ignore = [], []
     for name, sel in select_tensors(state_dict, spec).items():
-        step = sel.rule.structured
+        step: Any = sel.rule.step("structured")  # methods/structured/spec.py's StructuredStep
         if step is None:
             continue
         layer = name.removesuffix(".weight")
@@ -116,6 +118,7 @@ class DeployStage:
         self.plan = StructuredPlan([], [])
         self.params_before = count_parameters(job.model)
         self.before: dict[str, Any] | None = None
+        self.deployed: nn.Module | None = None  # load_model(out_dir), once `finish` wrote the files
 
     @classmethod
     def start(cls, job: Any, progress: ProgressFn | None = None) -> DeployStage:
@@ -192,6 +195,7 @@ class DeployStage:
         )
         atomic_write_bytes(out_dir / ARCHITECTURE_FILE, json.dumps(record, indent=1).encode())
         deployed = load_model(out_dir)  # the round trip a user makes: architecture.json + model.pth
+        self.deployed = deployed
         evaluation = metrics.setdefault("evaluation", {})
         if self.before is not None:  # the upload's accuracy; the job's "before" saw the pruned model
             evaluation["pruned_before_retraining"] = evaluation.get("before")
@@ -212,7 +216,7 @@ class DeployStage:
             try:
                 self._onnx(out_dir, deployed, deployment, progress)
             except CompressionError as error:
-                if spec.export is not None or spec.int8 is not None:
+                if spec.export is not None or getattr(spec, "int8", None) is not None:
                     raise  # asked for: the job fails with the reason
                 # the default export of an architecture the exporter cannot take: the job keeps its other
                 # artifacts and says why there is no model.onnx
@@ -227,7 +231,6 @@ class DeployStage:
     def _onnx(
         self, out_dir: Path, deployed: nn.Module, deployment: dict[str, Any], progress: ProgressFn | None
     ) -> None:
-        from compression_core.deploy.int8 import quantize_int8
         from compression_core.deploy.onnx_export import check_onnx, export_onnx
 
         if progress:
@@ -245,23 +248,19 @@ class DeployStage:
                 f"{check.get('max_abs_diff')} (relative {check.get('max_rel_diff')}) on {CHECK_SAMPLES} "
                 "inputs"
             )
-        int8 = self.spec.int8
-        if int8 is None:
-            return
-        if progress:
-            progress("int8", 0.94, "model.int8.onnx")
-        data = self.job.data
-        assert data is not None
-        deployment["int8"] = quantize_int8(
-            out_dir / "model.onnx", out_dir / "model.int8.onnx", data.train.tensors[0].float(), int8
-        )
-        real = data.eval_set.tensors[0][:CHECK_SAMPLES].float()
-        int8_check = check_onnx(deployed, out_dir / "model.int8.onnx", real, rtol=float("inf"))
-        # int8 differs from float by design: the check is that it runs and gives the output's shape; the
-        # differences are reported, and its accuracy is in the deployment table
-        deployment["int8_check"] = dict(int8_check)
-        if "error" in int8_check:
-            raise CompressionError(f"model.int8.onnx does not run like model.pth: {int8_check['error']}")
+        self._deploy_methods(out_dir, deployment, progress)
+
+    def _deploy_methods(self, out_dir: Path, deployment: dict[str, Any], progress: ProgressFn | None) -> None:
+        """The registry's "deploy" methods the spec names (int8), each adding its section."""
+        from compression_core.methods import registry
+        from compression_core.methods.base import resolve
+
+        for method, config in registry.present_methods(self.spec):
+            if method.spec.stage != "deploy":
+                continue
+            if progress:
+                progress(method.name, 0.94, f"{method.spec.title}")
+            deployment[method.name] = resolve(method.run)(config, self, out_dir)
 
     def _table(
         self,

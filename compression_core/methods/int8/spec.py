@@ -9,8 +9,11 @@ the same onnxruntime that checks and times `model.onnx` (measured in benchmarks/
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from compression_core.methods.base import MethodSpec
 
 __all__ = ["CalibrationMethod", "Int8Spec", "MAX_CALIBRATION_SAMPLES"]
 
@@ -23,10 +26,15 @@ class CalibrationMethod(StrEnum):
     percentile = "percentile"
 
 
-class Int8Spec(BaseModel):
+class Int8Spec(MethodSpec):
     """Static int8: weights per channel (symmetric int8), activations uint8 from calibration ranges."""
 
-    model_config = ConfigDict(extra="forbid")
+    field: ClassVar[str] = "int8"
+    title: ClassVar[str] = "static int8"
+    description: ClassVar[str] = "post-training static int8 of model.onnx (needs model and data)"
+    needs: ClassVar[tuple[str, ...]] = ("model", "data")
+    stage: ClassVar[str] = "deploy"  # runs in the deployment stage, after model.pth is written
+    requirement: ClassVar[str] = "int8: static int8 needs `model` (to export) and `data` (to calibrate)"
 
     calibration_samples: int = Field(
         default=256,
