@@ -225,6 +225,8 @@ def compress_file(
         deploy.finish(
             out_dir, metrics, model_path=model_path, progress=data_job.progress if data_job else None
         )
+        if data_job is not None and not deploy.history:  # the steps' reports, on the deployed model
+            report_steps(data_job, deploy.deployed, metrics)
         timing["deploy"] = time.perf_counter() - clock
 
     for entry in metrics["tensors"]:
