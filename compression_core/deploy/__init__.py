@@ -8,5 +8,6 @@ cheap for the spec package (no torch, no import cycle).
 - `architecture.py`: `architecture.json` and `load_model(out_dir)`
 - `onnx_export.py`, `int8.py`: `model.onnx`, `model.int8.onnx` (the `int8` method, methods/int8/), checks
 - `measure.py`, `table.py`: errors, latency percentiles, peak memory; the seed-003 table
-- `stage.py`: the job's deployment stage; `preflight.py`, `check_report.py`: `mcs check`, `POST /jobs/validate`
+- `stage.py`: the job's deployment stage
+- `preflight.py`, `check_report.py`: `mcs check` and `POST /jobs/validate`
 """
