@@ -139,6 +139,19 @@ def compress_file(
     from compression_core.format import decode_state_dict, encode_records
 
     model_path, out_dir = Path(model_path), Path(out_dir)
+    if spec.search is not None:  # a search runs its trials here, one after another (methods/search)
+        from compression_core.methods.search.run import run_search
+
+        return run_search(
+            model_path,
+            spec,
+            out_dir,
+            progress=progress,
+            should_cancel=should_cancel,
+            device=device,
+            data_path=data_path,
+            teacher_path=teacher_path,
+        )
     if data_path is not None and spec.data is None:
         log.info("data-free compression ignores the data set %s", data_path)
     timing: dict[str, float] = {}

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from compression_core.distill_spec import DistillSpec
 from compression_core.errors import SpecError
 from compression_core.lc.spec import LCSpec
+from compression_core.methods.search.spec import SearchSpec
 from compression_core.sws.spec import SWSSpec
 from compression_core.training_spec import DataSpec, ModelSpec, RetrainSpec
 
@@ -217,6 +218,10 @@ class Spec(_Strict):
     distill: DistillSpec | None = Field(
         default=None, description="train the student `model` from the job's teacher file before compression"
     )
+    # search jobs (compression_core/methods/search): the rest of the spec run many times, fields varied
+    search: SearchSpec | None = Field(
+        default=None, description="grid / budget / sensitivity search over numeric fields of this spec"
+    )
 
     @model_validator(mode="after")
     def _data_aware_fields(self) -> Spec:
@@ -236,6 +241,10 @@ class Spec(_Strict):
             raise ValueError("distill: distillation needs `model` (the student) and `data`")
         if self.distill is not None and (self.lc is not None or self.sws is not None):
             raise ValueError("distill: combine distillation with rules or `retrain`, not with `lc` or `sws`")
+        if self.search is not None:  # every trial's spec must be valid before anything is queued
+            from compression_core.methods.search.run import check_search
+
+            check_search(self)
         return self
 
 

@@ -20,15 +20,26 @@ from typing import Any
 
 from service.settings import Settings
 
-ARTIFACT_NAMES = ("model.pth", "model.bin", "metrics.json", "report.html")
+ARTIFACT_NAMES = (
+    "model.pth",
+    "model.bin",
+    "metrics.json",
+    "report.html",
+    "search.csv",  # search jobs (worker/search.py): the table of trials and its plots
+    "pareto.png",
+    "sensitivity.png",
+)
 ARTIFACT_MEDIA_TYPES = {
     "model.pth": "application/octet-stream",
     "model.bin": "application/octet-stream",
     "metrics.json": "application/json",
     "report.html": "text/html; charset=utf-8",
+    "search.csv": "text/csv; charset=utf-8",
+    "pareto.png": "image/png",
+    "sensitivity.png": "image/png",
 }
 # Published only when present: a job whose report could not be drawn still succeeds without one.
-OPTIONAL_ARTIFACTS = frozenset({"report.html"})
+OPTIONAL_ARTIFACTS = frozenset({"report.html", "search.csv", "pareto.png", "sensitivity.png"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -1,17 +1,22 @@
-"""The one task: run a job by id. Everything else is in `worker.runner` and `compression_core`."""
+"""The tasks: run a job by id, and advance a search. Everything else is in `worker.runner`, `worker.search`
+and `compression_core`."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from functools import lru_cache
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import compression_core.pipeline  # noqa: F401 - imported once in the parent (no CUDA init), shared by forks
 from service.db import init_db, make_engine, make_session_factory
+from service.models import Job
 from service.settings import get_settings
-from worker.celery_app import TASK_RUN_JOB, app
+from worker.celery_app import TASK_ADVANCE_SEARCH, TASK_RUN_JOB, app
 from worker.runner import run_job as run
+from worker.search import advance, is_search
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,19 @@ def _sessions() -> sessionmaker[Session]:
 @app.task(name=TASK_RUN_JOB)
 def run_job(job_id: str) -> str:
     log.info("job started")  # the job id is on every record (worker.celery_app sets it per task)
-    state = run(job_id, get_settings(), _sessions())
+    with _sessions()() as session:
+        spec = session.scalar(select(Job.spec).where(Job.id == uuid.UUID(job_id)))
+    if spec is not None and is_search(spec):  # a search plans its trials as child jobs and returns
+        state = advance(job_id, get_settings(), _sessions(), first=True)
+    else:
+        state = run(job_id, get_settings(), _sessions())
     log.info("job ended: %s", state, extra={"state": str(state)})
+    return state
+
+
+@app.task(name=TASK_ADVANCE_SEARCH)
+def advance_search(job_id: str) -> str:
+    """A search's next round (sent when its last running trial ended, or by the API's reaper)."""
+    state = advance(job_id, get_settings(), _sessions(), first=False)
+    log.info("search step: %s", state, extra={"state": str(state)})
     return state

@@ -9,7 +9,7 @@ import yaml
 from svc_helpers import ROOT
 
 from service.settings import Settings
-from worker.celery_app import TASK_RUN_JOB, make_celery
+from worker.celery_app import TASK_ADVANCE_SEARCH, TASK_RUN_JOB, make_celery
 
 
 def test_compose_has_the_services_and_the_right_wiring() -> None:
@@ -59,7 +59,10 @@ def test_celery_is_json_only_with_late_acks_and_time_limits(tmp_path: Path) -> N
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/13", hard_time_limit_s=100)
     app = make_celery(settings)
     app.loader.import_default_modules()
-    assert {name for name in app.tasks if not name.startswith("celery.")} == {TASK_RUN_JOB}
+    assert {name for name in app.tasks if not name.startswith("celery.")} == {
+        TASK_RUN_JOB,
+        TASK_ADVANCE_SEARCH,
+    }
     conf = app.conf
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
