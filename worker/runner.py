@@ -149,8 +149,9 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             teacher_path=root / inputs["teacher"] if "teacher" in inputs else None,
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
-        lease.progress("report", 1.0, "writing report.html")
-        write_report(job_id, work, root / inputs["model"])
+        if parent_id is None:  # a trial's report is its search's (the table and the plot)
+            lease.progress("report", 1.0, "writing report.html")
+            write_report(job_id, work, root / inputs["model"])
         if lease.should_stop():  # lost the lease (or cancelled) while finishing: publish nothing
             raise Cancelled("stopped before publishing")
         artifacts = [

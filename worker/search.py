@@ -11,7 +11,6 @@ sends a continuation for a parent whose children all ended but which nobody adva
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -72,14 +71,14 @@ def release(lease: Lease, **values: Any) -> bool:
 
 def free_slots(settings: Settings, queue: str) -> int:
     """How many trials to run at once: MCS_SEARCH_SLOTS, else the pool sizes of the workers consuming the
-    queue (Celery inspect, 1 s), else 1."""
+    queue (Celery inspect, 2 x 0.5 s), else 1."""
     if settings.search_slots is not None:
         return settings.search_slots
     from worker.celery_app import app
 
     name = settings.queue_name(queue)
     try:
-        inspector = app.control.inspect(timeout=1.0)
+        inspector = app.control.inspect(timeout=0.5)
         queues = inspector.active_queues() or {}
         stats = inspector.stats() or {}
     except Exception:  # noqa: BLE001 - a broker without broadcast support: one at a time
@@ -244,7 +243,8 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
             layers = sensitivity.select_layers(load_state_dict(root / parent.inputs["model"]), base, search)
         trials = [child_result(c) for c in children]
         trace = list(((parent.metrics or {}).get("search") or {}).get("trace") or [])
-        plan = plan_next(search, base, trials, free_slots(settings, parent.queue), layers)
+        slots = free_slots(settings, parent.queue) if search.mode == "budget" else 1  # grid: all at once
+        plan = plan_next(search, base, trials, slots, layers)
         if not plan.finished:
             first_index = len(children)
             trace.append(
@@ -341,7 +341,7 @@ def _finish(
         )
         lease.finish(
             JobState.succeeded,
-            metrics=json.loads((work / "metrics.json").read_text()),
+            metrics=metrics,
             artifacts=artifacts,
             progress_stage="done",
             progress_fraction=1.0,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from compression_core.report import plots
 from compression_core.report.headline import Headline, headline, human_bytes, lookup
 from compression_core.report.layers import LayerRow, layer_rows
+from compression_core.report.search import search_html
 
 if TYPE_CHECKING:
     import torch
@@ -173,6 +174,7 @@ def render_report(
 <h1>{_esc(title)}</h1>
 <div class="sub">{len(rows)} tensors</div>
 {_cards(headline(metrics), metrics)}
+{search_html(metrics)}
 <h2>Per-layer</h2>
 {_table(rows)}
 <h2>Plots</h2>

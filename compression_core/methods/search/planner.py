@@ -83,6 +83,8 @@ def plan_next(
     if room <= 0:
         return Plan(note=f"max_trials={search.max_trials} reached")
     if len(search.parameters) == 1:
+        if not done:  # both ends first, whatever the number of workers
+            return _bisect(search, base, done, min(max(2, slots), room))
         return _bisect(search, base, done, min(slots, room))
     return _optuna(search, base, done, min(slots, room))
 
