@@ -57,7 +57,8 @@ def _child(node: Any, part: str | int, path: str, prefix: Path) -> Any:
             raise SearchPathError(path, f"{where} is not a field of the spec")
         return node[part] if part in node else node[str(part)]
     if node is None:
-        raise SearchPathError(path, f"{where}: its parent is not set in the spec")
+        parent = ".".join(str(p) for p in prefix[:-1])
+        raise SearchPathError(path, f"{parent} is not set in the spec (give it to search inside it)")
     raise SearchPathError(path, f"{where}: not a container")
 
 
