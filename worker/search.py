@@ -234,6 +234,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
             return _cancelled(lease, factory)
         if any(c.state not in FINISHED_STATES for c in children):
             release(lease)  # a round is still running; its last child sends the next continuation
+            _advance_if_round_done(settings, factory, parent_id, parent.queue)
             return "waiting"
         storage.fetch_inputs(settings, parent_id, parent.inputs)
         root = job_dir(settings, parent_id)
@@ -271,6 +272,8 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
             log.info(
                 "search %s: round %d sent (%d trials): %s", parent_id, len(trace), len(plan.trials), plan.note
             )
+            # a trial that ended before the release found the parent held and its continuation skipped it
+            _advance_if_round_done(settings, factory, parent_id, parent.queue)
             return "waiting"
         return _finish(lease, settings, parent, search, trials, trace, plan.note)
     except CompressionError as exc:
@@ -379,8 +382,9 @@ def _copy_artifact(settings: Settings, job_id: uuid.UUID, record: dict[str, Any]
             out.write(chunk)
 
 
-def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID) -> None:
-    """After a trial ends: when no sibling is queued or running, ask for the parent's next round."""
+def _advance_if_round_done(
+    settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID, queue: str
+) -> None:
     from worker.celery_app import app, send_advance
 
     with factory() as session:
@@ -389,6 +393,39 @@ def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id
             .where(Job.parent_id == parent_id, Job.state.in_((JobState.queued, JobState.running)))
             .limit(1)
         )
-        queue = session.scalar(select(Job.queue).where(Job.id == parent_id, Job.state == JobState.running))
-    if active is None and queue is not None:
+    if active is None:
+        send_advance(app, settings, str(parent_id), queue)
+
+
+def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID) -> None:
+    """After a trial ends: when no sibling is queued or running, ask for the parent's next round."""
+    from compression_core.spec import Spec
+    from worker.celery_app import app, send_advance
+
+    with factory() as session:
+        parent = session.get(Job, parent_id)
+        if parent is None or parent.state != JobState.running:
+            return
+        children = list(session.scalars(select(Job).where(Job.parent_id == parent_id)))
+        queue, spec, total = (
+            parent.queue,
+            parent.spec,
+            ((parent.metrics or {}).get("search") or {}).get("total"),
+        )
+    active = any(child.state not in FINISHED_STATES for child in children)
+    try:  # progress while the parent waits: trials done / total, best so far
+        search = Spec.model_validate(spec).search
+        fraction, message = _progress(
+            search, [child_result(c) for c in children], int(total or len(children))
+        )
+        with factory() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == parent_id, Job.state == JobState.running, Job.lease_owner.is_(None))
+                .values(progress_fraction=fraction, progress_message=message, updated_at=utcnow())
+            )
+            session.commit()
+    except Exception:  # noqa: BLE001 - progress is a convenience; the continuation below is what matters
+        log.warning("search %s: could not update its progress", parent_id, exc_info=True)
+    if not active:
         send_advance(app, settings, str(parent_id), queue)
