@@ -430,6 +430,9 @@ def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -
         if result.rowcount and values["state"] == JobState.queued:  # type: ignore[attr-defined]
             log.warning("job %s lost its worker; requeued (attempt %d)", job.id, job.attempts + 1)
             dispatcher.send(job.id, job.queue, job.time_limit_s)
+        # a search's trial ended (cancelled or failed): its round may be done
+        elif result.rowcount and job.parent_id is not None:  # type: ignore[attr-defined]
+            dispatcher.send_advance(job.parent_id, job.queue)
         count += result.rowcount  # type: ignore[attr-defined]
     return count
 

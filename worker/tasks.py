@@ -16,7 +16,7 @@ from service.models import Job
 from service.settings import get_settings
 from worker.celery_app import TASK_ADVANCE_SEARCH, TASK_RUN_JOB, app
 from worker.runner import run_job as run
-from worker.search import advance, is_search
+from worker.search import advance, child_finished, is_search
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,16 @@ def _sessions() -> sessionmaker[Session]:
 def run_job(job_id: str) -> str:
     log.info("job started")  # the job id is on every record (worker.celery_app sets it per task)
     with _sessions()() as session:
-        spec = session.scalar(select(Job.spec).where(Job.id == uuid.UUID(job_id)))
+        row = session.execute(
+            select(Job.spec, Job.parent_id).where(Job.id == uuid.UUID(job_id))
+        ).one_or_none()
+    spec, parent_id = row if row is not None else (None, None)
     if spec is not None and is_search(spec):  # a search plans its trials as child jobs and returns
         state = advance(job_id, get_settings(), _sessions(), first=True)
     else:
         state = run(job_id, get_settings(), _sessions())
+        if state == "skipped" and parent_id is not None:  # e.g. failed after max_attempts at the claim
+            child_finished(get_settings(), _sessions(), parent_id)
     log.info("job ended: %s", state, extra={"state": str(state)})
     return state
 

@@ -191,7 +191,7 @@ def sensitivity_png(section: dict[str, Any]) -> bytes | None:
         points = [(v, 100 * e) for v, e in zip(table["values"], row, strict=True) if e is not None]
         if points:
             ax.plot(*zip(*points, strict=True), "o-", label=layer)
-    ax.set_xlabel(table.get("field") or "value")
+    ax.set_xlabel(table.get("step_field") or "value")
     ax.set_ylabel("validation error (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

@@ -37,14 +37,14 @@ def _rule(base: Mapping[str, Any], search: SearchSpec) -> dict[str, Any]:
 
 def _field_and_step(rule: Mapping[str, Any], search: SearchSpec) -> tuple[int, str]:
     for i, step in enumerate(rule["steps"]):
-        name = search.field or _DEFAULT_FIELDS.get(step["type"])
+        name = search.step_field or _DEFAULT_FIELDS.get(step["type"])
         if name is None and step["type"] == "lowrank":
             name = next((n for n in ("energy", "rank", "alpha") if step.get(n) is not None), "rank")
         if name is not None and name in step and name != "type":
             return i, name
-    wanted = search.field or "sparsity, k, energy or rank"
+    wanted = search.step_field or "sparsity, k, energy or rank"
     raise SearchPathError(
-        "field", f"no step of rule #{search.rule} has the field {wanted}", loc=("search", "field")
+        "step_field", f"no step of rule #{search.rule} has the field {wanted}", loc=("search", "step_field")
     )
 
 
@@ -156,7 +156,7 @@ def table(search: SearchSpec, done: Sequence[TrialResult]) -> dict[str, Any]:
     return {
         "layers": layers,
         "values": values,
-        "field": search.field,
+        "step_field": search.step_field,
         "validation_error": grid("validation_error_after"),
         "error": grid("error_after"),
         "ratio": grid("ratio"),

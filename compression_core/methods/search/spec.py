@@ -88,7 +88,7 @@ class SearchSpec(_Strict):
         default=None, max_length=MAX_VALUES, description="sensitivity: the values each layer is tried at"
     )
     rule: int = Field(default=0, ge=0, description="sensitivity: the rule whose step is applied per layer")
-    field: str | None = Field(
+    step_field: str | None = Field(
         default=None, description="sensitivity: the step field varied (default: sparsity, k, energy or rank)"
     )
     layers: list[str] | None = Field(
@@ -120,8 +120,10 @@ class SearchSpec(_Strict):
             if not self.values:
                 raise ValueError("sensitivity: `values` is required")
             return self
-        if self.values is not None or self.layers is not None or self.field is not None:
-            raise ValueError(f"{self.mode}: `values`, `layers` and `field` belong to sensitivity searches")
+        if self.values is not None or self.layers is not None or self.step_field is not None:
+            raise ValueError(
+                f"{self.mode}: `values`, `layers` and `step_field` belong to sensitivity searches"
+            )
         if not self.parameters:
             raise ValueError(f"{self.mode}: give at least one parameter (spec path -> values)")
         if self.mode is SearchMode.grid:
