@@ -242,7 +242,7 @@ class Spec(_Strict):
         if self.distill is not None and (self.lc is not None or self.sws is not None):
             raise ValueError("distill: combine distillation with rules or `retrain`, not with `lc` or `sws`")
         if self.search is not None:  # every trial's spec must be valid before anything is queued
-            from compression_core.methods.search.run import check_search
+            from compression_core.methods.search.check import check_search
 
             check_search(self)
         return self

@@ -14,33 +14,16 @@ from typing import Any
 from compression_core.errors import Cancelled, CompressionError
 from compression_core.io import atomic_write_bytes
 from compression_core.methods.search import sensitivity
-from compression_core.methods.search.paths import validate_trials
-from compression_core.methods.search.planner import budget_probe_points, grid_points, plan_next
+from compression_core.methods.search.planner import plan_next
 from compression_core.methods.search.results import search_section, write_search_files
 from compression_core.methods.search.spec import SearchMode, SearchSpec
 from compression_core.methods.search.trials import TrialResult
 
-__all__ = ["check_search", "finalize", "run_search"]
+__all__ = ["finalize", "run_search"]
 
 log = logging.getLogger(__name__)
 
 BEST_FILES = ("model.bin", "model.pth")
-
-
-def check_search(spec: Any) -> None:
-    """Every trial's spec is valid (a SearchPathError naming the path otherwise), before anything runs."""
-    search: SearchSpec = spec.search
-    if spec.model is None or spec.data is None:
-        raise ValueError("search: a search needs `model` and `data` (each trial is measured on data)")
-    if spec.lc is not None or spec.sws is not None or spec.distill is not None:
-        log.debug("search over a spec with a whole-model method")
-    base = spec.model_dump(mode="json")
-    if search.mode is SearchMode.grid:
-        validate_trials(base, grid_points(search))
-    elif search.mode is SearchMode.budget:
-        validate_trials(base, budget_probe_points(search))
-    else:
-        sensitivity.validate(base, search)
 
 
 def finalize(
