@@ -42,8 +42,8 @@ def reference(arch: str, epochs: int) -> Path:
     import torch
 
     from compression_core.data import load_builtin
-    from compression_core.finetune import RetrainConfig
     from compression_core.train import save_state_dict, train_reference
+    from compression_core.training.finetune import RetrainConfig
 
     torch.manual_seed(0)
     result = train_reference({"arch": arch}, load_builtin("mnist-5k"), RetrainConfig(epochs=epochs))
@@ -77,8 +77,8 @@ def service(workers: int, redis_url: str) -> Iterator[Any]:
     """The API in-process (FastAPI TestClient) + `workers` worker processes over Redis, SQLite."""
     from fastapi.testclient import TestClient
 
+    from mcs_common.settings import Settings
     from service.app import create_app
-    from service.settings import Settings
 
     tag = uuid.uuid4().hex[:8]
     folder = Path(tempfile.mkdtemp(prefix="mcs-bench-search-"))

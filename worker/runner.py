@@ -22,10 +22,10 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import storage
-from service.models import Job, JobState
-from service.settings import Settings
-from service.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
+from mcs_common import storage
+from mcs_common.models import Job, JobState
+from mcs_common.settings import Settings
+from mcs_common.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
 from worker.store import Lease, take_lease
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def write_report(job_id: str, work: Path, model_path: Path) -> None:
 def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> str:
     """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
     from compression_core.errors import Cancelled, CompressionError
+    from compression_core.methods import upload_roles
     from compression_core.methods.search.spec import Holdout
     from compression_core.methods.search.trial import run_trial
     from compression_core.pipeline import compress_file
@@ -146,7 +147,9 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             should_cancel=lambda: bool(should_cancel()),
             device=pick_device(),
             data_path=data_path,
-            teacher_path=root / inputs["teacher"] if "teacher" in inputs else None,
+            inputs={
+                r: root / inputs[r] for r in upload_roles() if r not in ("model", "data") and r in inputs
+            },
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
         if parent_id is None:  # a trial's report is its search's (the table and the plot)

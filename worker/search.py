@@ -25,10 +25,10 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import storage
-from service.models import FINISHED_STATES, Job, JobState, cancel_children, utcnow
-from service.settings import Settings
-from service.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
+from mcs_common import storage
+from mcs_common.models import FINISHED_STATES, Job, JobState, cancel_children, utcnow
+from mcs_common.settings import Settings
+from mcs_common.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
 from worker.store import Lease, take_lease
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def free_slots(settings: Settings, queue: str) -> int:
     queue (Celery inspect, 2 x 0.5 s), else 1."""
     if settings.search_slots is not None:
         return settings.search_slots
-    from worker.celery_app import app
+    from worker.app import app
 
     name = settings.queue_name(queue)
     try:
@@ -127,7 +127,7 @@ def insert_children(
 ) -> list[tuple[uuid.UUID, str, int | None]]:
     """One transaction for the whole round: all children exist or none. A round already inserted by a
     duplicate continuation answers with the children that are still queued (to send them again)."""
-    from service.observability import main_method
+    from compression_core.methods import method_label
 
     search = parent.spec["search"]
     validation = search.get("validation") or {}
@@ -141,7 +141,7 @@ def insert_children(
             inputs=dict(parent.inputs),
             owner=parent.owner,
             time_limit_s=parent.time_limit_s,
-            method=main_method(trial.spec),
+            method=method_label(trial.spec),
             parent_id=parent.id,
             trial_index=first_index + offset,
             trial={"parameters": trial.parameters, "label": trial.label, "validation": validation},
@@ -216,7 +216,8 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
     from compression_core.methods.search import sensitivity
     from compression_core.methods.search.planner import plan_next
     from compression_core.spec import Spec
-    from worker.celery_app import app, send_job
+    from mcs_common.broker import send_job
+    from worker.app import app
 
     parent_id = lease.job_id
     with factory() as session:
@@ -228,7 +229,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
         )
     try:
         spec = Spec.model_validate(parent.spec)
-        search = spec.search
+        search = spec.method("search")
         assert search is not None
         if lease.should_stop():
             return _cancelled(lease, factory)
@@ -385,7 +386,8 @@ def _copy_artifact(settings: Settings, job_id: uuid.UUID, record: dict[str, Any]
 def _advance_if_round_done(
     settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID, queue: str
 ) -> None:
-    from worker.celery_app import app, send_advance
+    from mcs_common.broker import send_advance
+    from worker.app import app
 
     with factory() as session:
         active = session.scalar(
@@ -400,7 +402,8 @@ def _advance_if_round_done(
 def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID) -> None:
     """After a trial ends: when no sibling is queued or running, ask for the parent's next round."""
     from compression_core.spec import Spec
-    from worker.celery_app import app, send_advance
+    from mcs_common.broker import send_advance
+    from worker.app import app
 
     with factory() as session:
         parent = session.get(Job, parent_id)
@@ -414,7 +417,7 @@ def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id
         )
     active = any(child.state not in FINISHED_STATES for child in children)
     try:  # progress while the parent waits: trials done / total, best so far
-        search = Spec.model_validate(spec).search
+        search = Spec.model_validate(spec).method("search")
         fraction, message = _progress(
             search, [child_result(c) for c in children], int(total or len(children))
         )

@@ -11,10 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import compression_core.pipeline  # noqa: F401 - imported once in the parent (no CUDA init), shared by forks
-from service.db import init_db, make_engine, make_session_factory
-from service.models import Job
-from service.settings import get_settings
-from worker.celery_app import TASK_ADVANCE_SEARCH, TASK_RUN_JOB, app
+from mcs_common.broker import TASK_ADVANCE_SEARCH, TASK_RUN_JOB
+from mcs_common.db import init_db, make_engine, make_session_factory
+from mcs_common.models import Job
+from mcs_common.settings import get_settings
+from worker.app import app
 from worker.runner import run_job as run
 from worker.search import advance, child_finished, is_search
 
@@ -31,7 +32,7 @@ def _sessions() -> sessionmaker[Session]:
 
 @app.task(name=TASK_RUN_JOB)
 def run_job(job_id: str) -> str:
-    log.info("job started")  # the job id is on every record (worker.celery_app sets it per task)
+    log.info("job started")  # the job id is on every record (worker.app sets it per task)
     with _sessions()() as session:
         row = session.execute(
             select(Job.spec, Job.parent_id).where(Job.id == uuid.UUID(job_id))

@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import SLOW_SPEC, SPEC, WorkerProcess, wait_for, write_model, write_slow_model
 
+from mcs_common.models import Job, JobState, utcnow
+from mcs_common.settings import Settings
 from service.app import create_app
 from service.auth import create_token
-from service.models import Job, JobState, utcnow
 from service.observability import DURATION_BUCKETS, main_method
-from service.settings import Settings
 
 from .conftest import PG_ADMIN, REDIS_URL, scrape, value
 
@@ -53,6 +53,15 @@ def test_main_method_names_the_step_types_in_order() -> None:
     spec = {"rules": [{"steps": [{"type": "lowrank"}]}, {"steps": [{"type": "prune"}, {"type": "lowrank"}]}]}
     assert main_method(spec) == "lowrank+prune"
     assert main_method({"rules": []}) == "none"
+
+
+def test_main_method_names_the_whole_model_methods_from_the_registry() -> None:
+    lc = {"lc": {"steps": 2}, "rules": [{"steps": [{"type": "prune"}]}, {"steps": [{"type": "lowrank"}]}]}
+    assert main_method(lc) == "lc+prune+lowrank"
+    assert main_method({"sws": {}, "rules": []}) == "sws"
+    assert main_method({"retrain": {}, "distill": {}, "rules": [{"steps": [{"type": "quantize"}]}]}) == (
+        "retrain+distill+quantize"
+    )
 
 
 def test_metrics_need_an_admin_token_unless_public(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from svc_helpers import wait_for
 from test_service_embedded import free_port, serve
 
 from compression_core.data import load_builtin
-from compression_core.finetune import RetrainConfig
 from compression_core.train import save_state_dict, train_reference
+from compression_core.training.finetune import RetrainConfig
 
 MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 32, 10]}}
 

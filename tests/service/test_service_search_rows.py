@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mcs_common.db import init_db, make_engine, make_session_factory
+from mcs_common.models import Job, JobState, utcnow
+from mcs_common.settings import Settings
 from service import jobs
 from service.auth import LOCAL_PRINCIPAL
-from service.db import init_db, make_engine, make_session_factory
-from service.models import Job, JobState, utcnow
-from service.settings import Settings
 from worker.search import claim_round, release
 
 SEARCH = {"version": 1, "search": {"mode": "grid", "parameters": {"rules.0.steps.0.sparsity": [0.5]}}}

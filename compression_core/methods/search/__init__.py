@@ -8,3 +8,8 @@ with numeric fields varied by path.
 - run.py: the whole search in this process, one trial after another (the library and `mcs compress`);
   the service runs the same planner with each trial a child job over the workers (worker/search.py).
 """
+
+from compression_core.methods.base import ModelMethod
+from compression_core.methods.search.spec import SearchSpec
+
+METHOD = ModelMethod(spec=SearchSpec, run="compression_core.methods.search.run:run_search")

@@ -18,11 +18,9 @@ log = logging.getLogger(__name__)
 
 def check_search(spec: Any) -> None:
     """Every trial's spec is valid (a SearchPathError naming the path otherwise), before anything runs."""
-    search: SearchSpec = spec.search
+    search: SearchSpec = spec.method("search")
     if spec.model is None or spec.data is None:
         raise ValueError("search: a search needs `model` and `data` (each trial is measured on data)")
-    if spec.lc is not None or spec.sws is not None or spec.distill is not None:
-        log.debug("search over a spec with a whole-model method")
     base = spec.model_dump(mode="json")
     if search.mode is SearchMode.grid:
         validate_trials(base, grid_points(search))

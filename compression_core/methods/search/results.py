@@ -15,7 +15,7 @@ from compression_core.methods.search.pareto import pareto_front
 from compression_core.methods.search.spec import SearchMode, SearchSpec
 from compression_core.methods.search.trials import TrialResult
 
-__all__ = ["choose_best", "pareto_png", "search_csv", "search_section", "sensitivity_png"]
+__all__ = ["choose_best", "search_csv", "search_section", "write_search_files"]
 
 log = logging.getLogger(__name__)
 
@@ -118,98 +118,16 @@ def _cell(value: Any) -> str:
     return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _figure() -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(7, 4.5), dpi=100)
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def pareto_png(trials: Sequence[TrialResult], section: dict[str, Any]) -> bytes | None:
-    """Test error (%) against stored-bits ratio: every trial, the front as a line, the reference and the
-    chosen trial marked."""
-    ok = [t for t in trials if t.ok and t.error_after is not None and t.ratio]
-    if not ok:
-        return None
-    fig, ax = _figure()
-    ax.scatter(
-        [t.ratio for t in ok], [100 * (t.error_after or 0) for t in ok], s=18, color="#8a9bb0", label="trials"
-    )
-    by_index = {t.index: t for t in ok}
-    front = [by_index[i] for i in section.get("pareto", []) if i in by_index]
-    ax.plot(
-        [t.ratio for t in front],
-        [100 * (t.error_after or 0) for t in front],
-        "o-",
-        color="#1f6feb",
-        label="Pareto front",
-    )
-    before = next((t.error_before for t in ok if t.error_before is not None), None)
-    if before is not None:
-        ax.scatter(
-            [1.0], [100 * before], marker="*", s=140, color="#d1242f", label="uploaded model", zorder=3
-        )
-    best = by_index.get(section.get("best", -1))
-    if best is not None:
-        ax.scatter(
-            [best.ratio],
-            [100 * (best.error_after or 0)],
-            s=160,
-            facecolors="none",
-            edgecolors="#1a7f37",
-            linewidths=2,
-            label="chosen (on validation)",
-            zorder=4,
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("compression ratio (stored bits, log scale)")
-    ax.set_ylabel("test error (%)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def sensitivity_png(section: dict[str, Any]) -> bytes | None:
-    """Validation error (%) of each layer alone against the value (Han et al.'s sensitivity figure)."""
-    table = section.get("sensitivity")
-    if not table or not table.get("layers"):
-        return None
-    fig, ax = _figure()
-    for layer, row in zip(table["layers"], table["validation_error"], strict=True):
-        points = [(v, 100 * e) for v, e in zip(table["values"], row, strict=True) if e is not None]
-        if points:
-            ax.plot(*zip(*points, strict=True), "o-", label=layer)
-    ax.set_xlabel(table.get("step_field") or "value")
-    ax.set_ylabel("validation error (%)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return _png(fig)
-
-
 def write_search_files(out_dir: Path, trials: Sequence[TrialResult], section: dict[str, Any]) -> list[str]:
     """search.csv, pareto.png and sensitivity.png (when there is something to draw) into out_dir."""
     from compression_core.io import atomic_write_bytes
+    from compression_core.report.search import pareto_png, sensitivity_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "search.csv", search_csv(trials, section).encode())
     written = ["search.csv"]
-    for name, draw in (
-        ("pareto.png", lambda: pareto_png(trials, section)),
-        ("sensitivity.png", lambda: sensitivity_png(section)),
-    ):
-        data = draw()
+    for name, draw in (("pareto.png", pareto_png), ("sensitivity.png", sensitivity_png)):
+        data = draw(section)
         if data is not None:
             atomic_write_bytes(out_dir / name, data)
             written.append(name)

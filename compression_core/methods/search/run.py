@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,23 +54,24 @@ def finalize(
 
 
 def run_search(
-    model_path: Path,
+    search: SearchSpec,
     spec: Any,
+    model_path: Path,
     out_dir: Path,
     *,
     progress: Callable[..., None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     device: str = "cpu",
     data_path: Path | None = None,
-    teacher_path: Path | None = None,
+    inputs: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Run every trial here, one after another; the same files as a search job in the service."""
+    """Run every trial here, one after another; the same files as a search job in the service (the
+    registry's "outer" method run: `compress_file` calls it for a spec with a `search` field)."""
     from compression_core.io import load_state_dict
+    from compression_core.job.pipeline import Progress
     from compression_core.methods.search.trial import run_trial
-    from compression_core.pipeline import Progress
     from compression_core.spec import Spec
 
-    search: SearchSpec = spec.search
     base = spec.model_dump(mode="json")
     layers = None
     if search.mode is SearchMode.sensitivity:
@@ -102,7 +103,7 @@ def run_search(
                     should_cancel=should_cancel,
                     device=device,
                     data_path=data_path,
-                    teacher_path=teacher_path,
+                    inputs=inputs,
                 )
                 row = TrialResult.from_metrics(
                     index, planned.parameters, "succeeded", metrics, label=planned.label

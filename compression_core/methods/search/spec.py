@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from compression_core.methods.base import MethodSpec
+from compression_core.spec.base import Strict
 
 __all__ = ["Combine", "Holdout", "Range", "SearchMode", "SearchSpec", "MAX_TRIALS"]
 
@@ -26,10 +29,6 @@ MAX_TRIALS = 256  # a search is many jobs: bound it like any other size a spec d
 MAX_VALUES = 256
 
 Number = int | float
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SearchMode(StrEnum):
@@ -43,7 +42,7 @@ class Combine(StrEnum):
     zip = "zip"  # the i-th value of every parameter together
 
 
-class Range(_Strict):
+class Range(Strict):
     """A continuous (or integer, when both ends are integers) interval for budget searches."""
 
     low: Number
@@ -63,7 +62,7 @@ class Range(_Strict):
         return isinstance(self.low, int) and isinstance(self.high, int)
 
 
-class Holdout(_Strict):
+class Holdout(Strict):
     """The validation split a search chooses on: a fixed-seed fraction of the training split, never the
     test split (the reported errors are on the test split)."""
 
@@ -71,7 +70,17 @@ class Holdout(_Strict):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
-class SearchSpec(_Strict):
+class SearchSpec(MethodSpec):
+    """A search over the rest of the spec: each trial is the spec with some numeric fields set."""
+
+    field: ClassVar[str] = "search"
+    title: ClassVar[str] = "a search"
+    description: ClassVar[str] = "grid / budget / sensitivity search over numeric fields of this spec"
+    stage: ClassVar[str] = "outer"
+    requirement: ClassVar[str] = "search: a search needs `model` and `data` (each trial is measured on data)"
+    # every trial's spec is valid (a SearchPathError naming the path) before anything is queued
+    checker: ClassVar[str] = "compression_core.methods.search.check:check_search"
+
     mode: SearchMode
     parameters: dict[str, list[Number] | Range] = Field(
         default_factory=dict, description="spec path -> values (grid) or {low, high} (budget)"

@@ -9,7 +9,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,14 @@ def run_trial(
     should_cancel: Callable[[], bool] | None = None,
     device: str = "cpu",
     data_path: Path | None = None,
-    teacher_path: Path | None = None,
+    inputs: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Write out_dir/{model.bin, model.pth, metrics.json} like `compress_file`; returns the metrics."""
     from compression_core.data import load_data
     from compression_core.evaluate import evaluate
+    from compression_core.job.pipeline import _finite, compress_file
     from compression_core.models import build_model, load_into
-    from compression_core.pipeline import _finite, compress_file
-    from compression_core.training_spec import DataSpec
+    from compression_core.spec import DataSpec
 
     if spec.data is None or spec.model is None:
         raise SpecError("search: a trial needs the spec's `model` and `data` (it is measured on data)")
@@ -67,7 +67,7 @@ def run_trial(
             should_cancel=should_cancel,
             device=device,
             data_path=carved,
-            teacher_path=teacher_path,
+            inputs=inputs,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from compression_core.data import DataSplits
-from compression_core.finetune import RetrainConfig
 from compression_core.pipeline import compress_file
 from compression_core.spec import Spec
 from compression_core.train import save_state_dict, train_reference
+from compression_core.training.finetune import RetrainConfig
 
 MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 32, 10]}}
 
