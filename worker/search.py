@@ -379,7 +379,7 @@ def _copy_artifact(settings: Settings, job_id: uuid.UUID, record: dict[str, Any]
         shutil.copyfile(location, target)
         return
     with target.open("wb") as out:  # MCS_STORAGE=s3: an object stream
-        for chunk in location:
+        for chunk in location.chunks():
             out.write(chunk)
 
 

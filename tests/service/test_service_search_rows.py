@@ -123,3 +123,26 @@ def test_deleting_a_finished_search_deletes_its_trials(settings: Settings) -> No
         assert [j.id for j in listed] == [parent] and total == 1  # trials are listed in their search
         jobs.delete_job(session, settings, parent, LOCAL_PRINCIPAL)
     assert _states(factory, [parent, *children]) == []
+
+
+def test_a_trial_whose_worker_died_for_good_fails_and_advances_its_search(settings: Settings) -> None:
+    """The reaper's usual rules: requeued while attempts remain; then failed, a row of the table, and the
+    search is asked for its next round (a lost trial, not a lost search)."""
+    factory = _factory(settings)
+    parent, (child,) = _search(factory, ["running"])
+    with factory() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == child)
+            .values(
+                lease_owner="gone",
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+                attempts=settings.max_attempts,
+            )
+        )
+        session.commit()
+        recorder: Any = Recorder()
+        recorder.send = lambda *args: None
+        assert jobs.reap_expired(session, settings, recorder) == 1
+        assert recorder.advanced == [parent]
+    assert _states(factory, [child, parent]) == [("failed", False), ("running", False)]
