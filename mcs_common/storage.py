@@ -28,6 +28,9 @@ ARTIFACT_NAMES = (
     "architecture.json",  # deploy (issue 12): with a `model` in the spec
     "model.onnx",
     "model.int8.onnx",
+    "search.csv",  # search jobs (worker/search.py): the table of trials and its plots
+    "pareto.png",
+    "sensitivity.png",
 )
 ARTIFACT_MEDIA_TYPES = {
     "model.pth": "application/octet-stream",
@@ -37,10 +40,23 @@ ARTIFACT_MEDIA_TYPES = {
     "architecture.json": "application/json",
     "model.onnx": "application/octet-stream",
     "model.int8.onnx": "application/octet-stream",
+    "search.csv": "text/csv; charset=utf-8",
+    "pareto.png": "image/png",
+    "sensitivity.png": "image/png",
 }
 # Published only when present: a job whose report could not be drawn still succeeds without one; the
-# deployment files exist only when the spec names a model (and int8).
-OPTIONAL_ARTIFACTS = frozenset({"report.html", "architecture.json", "model.onnx", "model.int8.onnx"})
+# deployment files exist only when the spec names a model (and int8), the search files only for searches.
+OPTIONAL_ARTIFACTS = frozenset(
+    {
+        "report.html",
+        "architecture.json",
+        "model.onnx",
+        "model.int8.onnx",
+        "search.csv",
+        "pareto.png",
+        "sensitivity.png",
+    }
+)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

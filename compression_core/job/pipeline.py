@@ -29,7 +29,7 @@ from compression_core.job.context import JobContext
 from compression_core.job.methods import report_steps, run_methods
 from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
-from compression_core.methods.base import CompressFn
+from compression_core.methods.base import CompressFn, resolve
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
@@ -147,6 +147,22 @@ def compress_file(
     from compression_core.format import decode_state_dict, encode_records
 
     model_path, out_dir = Path(model_path), Path(out_dir)
+    outer = [(m, c) for m, c in registry.present_methods(spec) if m.spec.stage == "outer"]
+    if outer:  # e.g. a search: it runs the rest of the spec itself (its trials), here one after another
+        method, config = outer[0]
+        extra = {**({"teacher": Path(teacher_path)} if teacher_path is not None else {}), **(inputs or {})}
+        result: dict[str, Any] = resolve(method.run)(
+            config,
+            spec,
+            model_path,
+            out_dir,
+            progress=progress,
+            should_cancel=should_cancel,
+            device=device,
+            data_path=data_path,
+            inputs=extra,
+        )
+        return result
     if data_path is not None and spec.data is None:
         log.info("data-free compression ignores the data set %s", data_path)
     timing: dict[str, float] = {}

@@ -15,6 +15,7 @@ from compression_core.report import plots
 from compression_core.report.deployment import deployment_html, latency_chart
 from compression_core.report.headline import Headline, headline, human_bytes, lookup
 from compression_core.report.layers import LayerRow, layer_rows
+from compression_core.report.search import search_html
 
 if TYPE_CHECKING:
     import torch
@@ -177,6 +178,7 @@ def render_report(
 <div class="sub">{len(rows)} tensors</div>
 {_cards(headline(metrics), metrics)}
 {deployment_html(metrics)}
+{search_html(metrics)}
 <h2>Per-layer</h2>
 {_table(rows)}
 <h2>Plots</h2>

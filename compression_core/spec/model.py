@@ -95,6 +95,7 @@ class SpecBase(Strict):
                     + " and ".join(f"`{n}`" for n in clash)
                     + "; give one"
                 )
+            getattr(self, cls.field).check(self)
         check_deploy_fields(self)  # deploy (issue 12): Torch-Pruning options, int8 and export
         return self
 
