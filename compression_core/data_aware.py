@@ -90,11 +90,17 @@ class DataAwareJob:
         self.teacher_path = teacher_path
 
     def _evaluate(self, model: nn.Module) -> dict[str, Any] | None:
+        """The reported evaluation (the test split), tagged with its `split` and `n`."""
         if self.data is None:
             return None
-        return evaluate(
-            model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes
-        ).to_dict()
+        ev = evaluate(model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes)
+        return {**ev.to_dict(), **self.data.info(self.data.eval_split)}
+
+    def monitored(self, section: dict[str, Any]) -> dict[str, Any]:
+        """A history section tagged with the split its per-epoch errors come from (the validation split)."""
+        if self.data is None:
+            return section
+        return {**section, **self.data.info(self.data.choice_split)}
 
     def evaluate_before(self) -> None:
         """Record the uploaded model's accuracy as `evaluation.before` (every data-aware method starts so)."""
@@ -106,10 +112,13 @@ class DataAwareJob:
         """What metrics.json says about the data set: its name, sizes and the split evaluated on."""
         if self.data is None:
             return None
+        evaluated = self.data.eval_split
         return {
             "name": self.data.name,
             "sizes": self.data.sizes,
-            "evaluated_on": "test" if self.data.test is not None else "train (no test split uploaded)",
+            "evaluated_on": evaluated if evaluated == "test" else f"{evaluated} (no test split uploaded)",
+            "chosen_on": self.data.choice_split,
+            "validation_fraction": self.spec.data.validation if self.spec.data is not None else None,
         }
 
     def compress(
@@ -154,7 +163,7 @@ class DataAwareJob:
             nonlocal done
             done += 1
             self.history.append(stats)
-            err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
+            err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
             progress(
                 stats.stage,
                 lo + (hi - lo) * 0.9 * done / total_epochs,
@@ -196,7 +205,7 @@ class DataAwareJob:
                     prune_cfg.model_copy(
                         update={"seed": prune_cfg.seed + i}
                     ),  # a new shuffle order each round
-                    eval_set=self.data.test,
+                    eval_set=self.data.choice_set,
                     device=self.device,
                     on_epoch=on_epoch,
                     should_cancel=should_cancel,
@@ -218,7 +227,7 @@ class DataAwareJob:
                 records,
                 self.data.train,
                 tune_cfg,
-                eval_set=self.data.test,
+                eval_set=self.data.choice_set,
                 device=self.device,
                 on_epoch=on_epoch,
                 should_cancel=should_cancel,
@@ -234,7 +243,7 @@ class DataAwareJob:
         data_summary = self.data_summary()
         if data_summary is not None:
             metrics["evaluation"]["data"] = data_summary
-        metrics["training"] = {"history": [s.to_dict() for s in self.history]}
+        metrics["training"] = self.monitored({"history": [s.to_dict() for s in self.history]})
         if distilled is not None:
             metrics["distill"] = distilled
         return records, metrics

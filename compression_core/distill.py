@@ -118,10 +118,11 @@ def run_distill(
     progress("distill", lo, "loading the teacher")
     teacher = load_teacher(config, teacher_path)
     teacher_eval = evaluate(teacher, data.eval_set, device=job.device, timing=False).to_dict()
+    reported = data.info(data.eval_split)
     student_before = evaluate(job.model, data.eval_set, device=job.device, timing=False).to_dict()
 
     def on_epoch(stats: EpochStats) -> None:
-        err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
+        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
         progress(
             "distill",
             lo + (hi - lo) * stats.epoch / stats.epochs,
@@ -133,7 +134,7 @@ def run_distill(
         teacher,
         data.train,
         config,
-        eval_set=data.test,
+        eval_set=data.choice_set,  # per-epoch errors on validation; the test split is only reported
         device=job.device,
         on_epoch=on_epoch,
         should_cancel=should_cancel,
@@ -144,9 +145,12 @@ def run_distill(
         "teacher": {
             "error": teacher_eval["error"],
             "samples": teacher_eval["samples"],
+            **reported,
             "params": sum(p.numel() for p in teacher.parameters()),
         },
         "student_params": sum(p.numel() for p in job.model.parameters()),
         "student_error_before": student_before["error"],
+        "student_error_before_split": reported,
         "history": [s.to_dict() for s in history],
+        "history_split": data.info(data.choice_split),
     }

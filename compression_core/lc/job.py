@@ -3,8 +3,9 @@ compression. `DataAwareJob.compress` hands over here; `compress_file` then encod
 files and `DataAwareJob.finish` evaluates the decoded `.bin`, exactly as for direct compression.
 
 metrics.json gains an `lc` section: the configuration, the μ schedule's ends and one entry per LC step
-(μ, learning rate, train loss, penalty, ||w - Δ(Θ)|| / ||w||, test error of Δ(Θ), kept / codebook / rank
-per tensor); step 0 is the direct compression the run started from.
+(μ, learning rate, train loss, penalty, ||w - Δ(Θ)|| / ||w||, error of Δ(Θ), kept / codebook / rank
+per tensor); step 0 is the direct compression the run started from. The per-step errors (`test_error` fields)
+are measured on the section's `split` (the validation split; `n` samples); only `evaluation.after` is test.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _step_message(stats: LCStepStats, steps: int) -> str:
     if stats.train_loss is not None:
         parts.append(f"loss {stats.train_loss:.4f}")
     if stats.test_error is not None:
-        parts.append(f"test error of Δ(Θ) {100 * stats.test_error:.2f}%")
+        parts.append(f"validation error of Δ(Θ) {100 * stats.test_error:.2f}%")
     return ", ".join(parts)
 
 
@@ -58,7 +59,7 @@ def run_lc_job(
         job.model,
         spec,
         data.train,
-        eval_set=data.eval_set,
+        eval_set=data.choice_set,  # per-step errors on validation; only evaluation.after reports test
         device=job.device,
         on_step=on_step,
         should_cancel=should_cancel,
@@ -99,14 +100,16 @@ def run_lc_job(
             data=job.data_summary(),
         ),
         "training": {"algorithm": "lc", "history": []},
-        "lc": {
-            "config": spec.lc.model_dump(mode="json"),
-            "mu_first": spec.lc.mu0,
-            "mu_last": spec.lc.mu_schedule()[-1],
-            "direct_compression_test_error": history[0]["test_error"],
-            "final_test_error": evaluated[-1]["test_error"] if evaluated else None,
-            "history": history,
-        },
+        "lc": job.monitored(
+            {
+                "config": spec.lc.model_dump(mode="json"),
+                "mu_first": spec.lc.mu0,
+                "mu_last": spec.lc.mu_schedule()[-1],
+                "direct_compression_error": history[0]["test_error"],
+                "final_error": evaluated[-1]["test_error"] if evaluated else None,
+                "history": history,
+            }
+        ),
     }
     job.evaluation = metrics["evaluation"]
     return records, metrics

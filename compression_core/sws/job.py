@@ -4,7 +4,8 @@ the selected tensors as prune + codebook records. Tensors outside `sws.select` g
 the records and `DataAwareJob.finish` evaluates the decoded `.bin`, exactly as for direct compression.
 
 metrics.json gains an `sws` section: the configuration, the learned and merged mixture, sparsity, the
-number of components left and one entry per epoch (cross-entropy, prior term, test error before quantizing).
+number of components left and one entry per epoch (cross-entropy, prior term, error before quantizing, on the
+section's `split`: the validation split).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run_sws_job(
     job.evaluate_before()
 
     def on_epoch(stats: SWSEpochStats) -> None:
-        err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
+        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
         progress(
             "sws",
             lo + (hi - lo) * 0.9 * stats.epoch / stats.epochs,
@@ -59,7 +60,7 @@ def run_sws_job(
         job.model,
         spec.sws,
         data.train,
-        eval_set=data.eval_set,
+        eval_set=data.choice_set,  # per-epoch errors on validation; only evaluation.after reports test
         device=job.device,
         on_epoch=on_epoch,
         should_cancel=should_cancel,
@@ -83,14 +84,16 @@ def run_sws_job(
     job.evaluation = metrics["evaluation"]
     metrics["training"] = {"algorithm": "sws", "history": []}
     metrics["timing"]["seconds"]["sws"] = sum(h.seconds for h in result.history)
-    metrics["sws"] = {
-        "config": spec.sws.model_dump(mode="json"),
-        **result.summary,
-        "learned": {
-            "means": result.learned.means.tolist(),
-            "sigmas": torch.from_numpy(-0.5 * result.learned.log_precisions).exp().tolist(),
-            "pis": torch.from_numpy(result.learned.log_pis).exp().tolist(),
-        },
-        "history": [h.to_dict() for h in result.history],
-    }
+    metrics["sws"] = job.monitored(
+        {
+            "config": spec.sws.model_dump(mode="json"),
+            **result.summary,
+            "learned": {
+                "means": result.learned.means.tolist(),
+                "sigmas": torch.from_numpy(-0.5 * result.learned.log_precisions).exp().tolist(),
+                "pis": torch.from_numpy(result.learned.log_pis).exp().tolist(),
+            },
+            "history": [h.to_dict() for h in result.history],
+        }
+    )
     return records, metrics

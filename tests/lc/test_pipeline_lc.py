@@ -52,7 +52,8 @@ def test_lc_spec_runs_through_the_pipeline(model_path, digits, tmp_path):
     assert [h["step"] for h in lc["history"]] == [0, 1, 2, 3, 4]
     assert [h["test_error"] is not None for h in lc["history"]] == [True, False, True, False, True]
     assert lc["config"]["steps"] == 4 and lc["mu_last"] == pytest.approx(2e-3 * 8)
-    assert lc["direct_compression_test_error"] == lc["history"][0]["test_error"]
+    assert lc["direct_compression_error"] == lc["history"][0]["test_error"]
+    assert (lc["split"], lc["n"]) == ("validation", 144)  # per-step errors choose nothing from the test split
 
     # the artifact: the decoded .bin is model.pth, satisfies the constraints and is what evaluation.after saw
     decoded = decode_state_dict(tmp_path / "out" / "model.bin")
@@ -67,8 +68,12 @@ def test_lc_spec_runs_through_the_pipeline(model_path, digits, tmp_path):
     after = metrics["evaluation"]["after"]
     model = load_into(build_model(MLP), decoded)
     assert evaluate(model, digits.test, timing=False).error == pytest.approx(after["error"])
-    assert after["error"] == pytest.approx(lc["final_test_error"])
+    model.eval()
+    with torch.no_grad():  # the last step's error is the final model's, on the validation split
+        wrong = (model(digits.validation.tensors[0]).argmax(1) != digits.validation.tensors[1]).sum()
+    assert lc["final_error"] == pytest.approx(int(wrong) / 144)
     assert after["samples"] == 360 and metrics["evaluation"]["before"]["samples"] == 360
+    assert after["split"] == "test" and after["n"] == 360
 
     # LC counting and the per-tensor rows are there, as for direct compression
     totals = metrics["totals"]
