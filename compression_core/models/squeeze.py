@@ -1,4 +1,4 @@
-"""Fire-module students: seed 002's route to a smaller network by architecture (SqueezeNet, Iandola et al. 2016).
+"""Fire-module students: seed 002's route to a smaller network by design (SqueezeNet, Iandola et al. 2016).
 
 A Fire module replaces a k x k convolution by a 1x1 "squeeze" convolution to few channels followed by parallel
 1x1 and 3x3 "expand" convolutions whose outputs are concatenated (ReLU after each), so a layer with C_out
