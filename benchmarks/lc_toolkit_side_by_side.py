@@ -87,7 +87,8 @@ def main() -> int:
     state = reference(args.data, args.reference_epochs, args.cache)
     mus = [MU0 * GROWTH**k for k in (0, 10, 20, STEPS - 1)]
     print(
-        f"\nrank selected at α = {args.alpha:g} (storage criterion), toolkit | ours, on {args.data}'s reference"
+        f"\nrank selected at α = {args.alpha:g} (storage criterion), toolkit | ours, "
+        f"on {args.data}'s reference"
     )
     print(f"{'layer':10}{'||W||²':>9}{'mu':>10}{'normalize=False':>20}{'normalize=True':>20}")
     agree = True
