@@ -7,8 +7,9 @@ Seed 004 (CIFAR-10): VGG-13 teacher (9,416,010 parameters) 85.5%, Custom MiniVGG
 
 Here, per data set (`mnist-5k`, `fashion-mnist`) and family, with ONE schedule for all three runs:
 - the original (`lenet5`, `vgg-small`) trained alone: it is also the teacher;
-- the Fire-module student (`squeezenet-lenet5`, `squeezenet-vgg`, see compression_core/models/squeeze.py)
-  trained alone;
+- the Fire-module student (`squeezenet-lenet5` with LeNet-5's fc1/fc2 head, the same with SqueezeNet's
+  1x1-conv + average-pool head (family `lenet-squeeze-head`), `squeezenet-vgg`; see
+  compression_core/models/squeeze.py) trained alone;
 - the same student distilled from that original (compression_core.distill: alpha·T²·KL + (1-alpha)·CE),
   for every (T, alpha) of the grid.
 Every choice (the epoch each run keeps, and T/alpha) is made on the validation split; the test split is only
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import tempfile
 import time
@@ -46,9 +48,16 @@ from compression_core.evaluate import evaluate  # noqa: E402
 from compression_core.finetune import EpochStats, RetrainConfig, train_epochs  # noqa: E402
 from compression_core.models import build_model  # noqa: E402
 
-FAMILIES = {"lenet": ("lenet5", "squeezenet-lenet5"), "vgg": ("vgg-small", "squeezenet-vgg")}
+ModelSpecDict = dict[str, object]
+SQUEEZE_HEAD: ModelSpecDict = {"arch": "squeezenet-lenet5", "kwargs": {"head": "squeeze"}}
+FAMILIES: dict[str, tuple[ModelSpecDict, ModelSpecDict]] = {  # original, Fire-module student
+    "lenet": ({"arch": "lenet5"}, {"arch": "squeezenet-lenet5"}),
+    "lenet-squeeze-head": ({"arch": "lenet5"}, SQUEEZE_HEAD),
+    "vgg": ({"arch": "vgg-small"}, {"arch": "squeezenet-vgg"}),
+}
 SEED_002 = {  # family: (original size, accuracy %), (squeezed size, accuracy %) on MNIST
     "lenet": (("269 KB", 99.07), ("72 KB", 98.42)),
+    "lenet-squeeze-head": (("269 KB", 99.07), ("72 KB", 98.42)),
     "vgg": (("79 MB", 97.85), ("2.9 MB", 99.6)),
 }
 SEED_004 = {"teacher": (9_416_010, 85.5), "student": (1_575_690, 79.7), "student + KD": (1_575_690, 81.4)}
@@ -73,12 +82,21 @@ def _layers(model: nn.Module) -> int:
     return sum(1 for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters()))
 
 
+def _label(spec: ModelSpecDict) -> str:
+    kwargs = spec.get("kwargs")
+    return f"{spec['arch']}{'' if not kwargs else ' ' + json.dumps(kwargs)}"
+
+
 def _train_best(
-    arch: str, splits: DataSplits, config: RetrainConfig, teacher: nn.Module | None, kd: tuple[float, float]
+    arch: ModelSpecDict,
+    splits: DataSplits,
+    config: RetrainConfig,
+    teacher: nn.Module | None,
+    kd: tuple[float, float],
 ) -> tuple[nn.Module, float, int, float]:
     """Train `arch` (seeded), keeping the weights of the epoch with the lowest validation error."""
     torch.manual_seed(config.seed)
-    model = build_model({"arch": arch})
+    model = build_model(arch)
     best: dict[str, object] = {"error": 2.0}
     started = time.perf_counter()
 
@@ -117,14 +135,14 @@ def family_runs(family: str, splits: DataSplits, args: argparse.Namespace) -> li
         epochs=args.epochs, optimizer="adam", lr=args.lr, batch_size=args.batch_size, gamma=1.0, seed=0
     )
     teacher, err, ep, secs = _train_best(original, splits, config, None, (0, 0))
-    runs = [_run(f"{original} (original, teacher)", teacher, err, ep, secs, splits)]
+    runs = [_run(f"{_label(original)} (original, teacher)", teacher, err, ep, secs, splits)]
     alone, err, ep, secs = _train_best(student, splits, config, None, (0, 0))
-    runs.append(_run(f"{student} alone", alone, err, ep, secs, splits))
+    runs.append(_run(f"{_label(student)} alone", alone, err, ep, secs, splits))
     teacher.eval()
     candidates = []
     for temperature, alpha in args.grid:
         model, err, ep, secs = _train_best(student, splits, config, teacher, (temperature, alpha))
-        run = _run(f"{student} + KD", model, err, ep, secs, splits)
+        run = _run(f"{_label(student)} + KD", model, err, ep, secs, splits)
         run.setting = f"T={temperature:g}, alpha={alpha:g}"
         candidates.append(run)
         print(f"  KD {run.setting}: validation error {100 * err:.2f}% (epoch {ep}), {secs:.0f} s")
@@ -138,7 +156,7 @@ def print_tables(family: str, splits: DataSplits, runs: list[Run], schedule: str
     n = runs[0].test_samples
     print(f"\n== seed 002 columns, {family} on {describe(splits)}; {schedule} ==")
     print(
-        f"{'Type':34}{'Model Size':>12}{'Accuracy (test)':>22}{'epoch':>7}{'seconds':>9}"
+        f"{'Type':52}{'Model Size':>12}{'Accuracy (test)':>22}{'epoch':>7}{'seconds':>9}"
         f"{'seed 002 (MNIST)':>22}"
     )
     seed = SEED_002[family]
@@ -147,7 +165,7 @@ def print_tables(family: str, splits: DataSplits, runs: list[Run], schedule: str
         right = n - round(run.test_error * n)
         acc = f"{100 * (1 - run.test_error):.2f}% ({right}/{n})"
         print(
-            f"{run.label:34}{_size(run.size_bytes):>12}{acc:>22}{run.epoch:>7}{run.seconds:>9.0f}{seed_cell:>22}"
+            f"{run.label:52}{_size(run.size_bytes):>12}{acc:>22}{run.epoch:>7}{run.seconds:>9.0f}{seed_cell:>22}"
         )
     print(f"  KD setting: {runs[2].setting}")
     print(f"\n== seed 004 columns (KD table), {family} on {splits.name} ==")
@@ -181,7 +199,9 @@ def print_tables(family: str, splits: DataSplits, runs: list[Run], schedule: str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist-5k", "fashion-mnist"])
-    parser.add_argument("--families", nargs="+", default=["lenet", "vgg"], choices=sorted(FAMILIES))
+    parser.add_argument(
+        "--families", nargs="+", default=["lenet", "lenet-squeeze-head", "vgg"], choices=sorted(FAMILIES)
+    )
     parser.add_argument("--epochs", type=int, default=3, help="one schedule for all runs (seed 002: 20)")
     parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     parser.add_argument("--batch-size", type=int, default=64)
