@@ -88,6 +88,7 @@ class DataAwareJob:
         self.history: list[EpochStats] = []
         self.evaluation: dict[str, Any] = {}
         self.teacher_path = teacher_path
+        self.checkpoint_dir: Any = None  # where long runs checkpoint (compress_file sets it)
 
     def _evaluate(self, model: nn.Module) -> dict[str, Any] | None:
         """The reported evaluation (the test split), tagged with its `split` and `n`."""

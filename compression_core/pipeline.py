@@ -134,8 +134,12 @@ def compress_file(
     device: str = "cpu",
     data_path: Path | None = None,
     teacher_path: Path | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics."""
+    """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics.
+
+    `checkpoint_dir` (the job's folder, which outlives one worker's attempt): long runs (LC) save their
+    state there after every finished step and resume from it."""
     from compression_core.format import decode_state_dict, encode_records
 
     model_path, out_dir = Path(model_path), Path(out_dir)
@@ -154,6 +158,7 @@ def compress_file(
         data_job = DataAwareJob(
             spec, state_dict, data_path=data_path, device=device, teacher_path=teacher_path
         )
+        data_job.checkpoint_dir = checkpoint_dir  # seeds: resumable LC
         records, metrics = data_job.compress(
             functools.partial(compress_state_dict, device=device),
             progress=lambda stage, fraction, message: _report(progress, stage, fraction, message),

@@ -137,6 +137,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             device=pick_device(),
             data_path=data_path,
             teacher_path=root / inputs["teacher"] if "teacher" in inputs else None,
+            checkpoint_dir=root / "checkpoint",  # the job's folder: a later attempt resumes LC from it
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
         lease.progress("report", 1.0, "writing report.html")

@@ -63,6 +63,7 @@ def run_lc_job(
         device=job.device,
         on_step=on_step,
         should_cancel=should_cancel,
+        checkpoint_dir=job.checkpoint_dir,
     )
     float16 = spec.default.dtype is DefaultDtype.float16
     state = job.model.state_dict()
@@ -107,6 +108,7 @@ def run_lc_job(
                 "mu_last": spec.lc.mu_schedule()[-1],
                 "direct_compression_error": history[0]["test_error"],
                 "final_error": evaluated[-1]["test_error"] if evaluated else None,
+                "resumed_at_step": result.resumed_at,
                 "history": history,
             }
         ),

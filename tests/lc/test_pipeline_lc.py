@@ -101,3 +101,29 @@ def test_float16_default_applies_to_uncompressed_tensors(model_path, tmp_path):
     compress_file(model_path, _spec(default={"dtype": "float16"}), tmp_path / "out")
     records = {r.name: r for r in decode_records((tmp_path / "out" / "model.bin").read_bytes())[0]}
     assert records["fc1.bias"].method == "dense-fp16"
+
+
+def test_lc_job_stopped_after_some_steps_resumes_at_the_next_step(model_path, tmp_path):
+    """A worker restart: the job's folder keeps the checkpoint, the next attempt continues at step 3 of 4."""
+    seen = []
+
+    def stop_after_step_2() -> bool:
+        return any(p.stage == "lc" and p.message.startswith("LC step 2/4") for p in seen)
+
+    with pytest.raises(Cancelled):
+        compress_file(
+            model_path,
+            _spec(),
+            tmp_path / "attempt1",
+            progress=seen.append,
+            should_cancel=stop_after_step_2,
+            checkpoint_dir=tmp_path / "job",
+        )
+    again = []
+    metrics = compress_file(
+        model_path, _spec(), tmp_path / "attempt2", progress=again.append, checkpoint_dir=tmp_path / "job"
+    )
+    lc_messages = [p.message for p in again if p.stage == "lc"]
+    assert lc_messages[0].startswith("LC step 3/4") and lc_messages[-1].startswith("LC step 4/4")
+    assert metrics["lc"]["resumed_at_step"] == 3
+    assert [h["step"] for h in metrics["lc"]["history"]] == [0, 1, 2, 3, 4]
