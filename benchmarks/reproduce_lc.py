@@ -79,7 +79,7 @@ SEED_STEPS, SEED_EPOCHS = 30, 10
 
 def reference(epochs: int, cache_dir: Path) -> Path:
     """The LeNet-5 reference, trained once and cached (the training is deterministic for a seed)."""
-    path = cache_dir / f"lenet5-mnist5k-seedrecipe-e{epochs}-s0.safetensors"
+    path = cache_dir / f"lenet5-mnist-5k-seedrecipe-e{epochs}-s0-val.safetensors"  # 3,600 train
     if path.exists():
         print(f"reference: cached {path}")
         return path
