@@ -56,6 +56,7 @@ from _bench_data import bench_data, cached_reference, describe  # noqa: E402
 from seed001_tables import ROWS, TABLES, Row, rules_of  # noqa: E402
 
 from compression_core.data import load_builtin, load_upload  # noqa: E402
+from compression_core.errors import CompressionError  # noqa: E402
 from compression_core.evaluate import evaluate  # noqa: E402
 from compression_core.finetune import RetrainConfig  # noqa: E402
 from compression_core.format.reader import decode_state_dict  # noqa: E402
@@ -221,8 +222,22 @@ def run_row(
         {**spec.model_dump(mode="json", exclude_none=True), "rules": rules_of(row), "data": {"upload": True}}
     )
     spec = shortened(adjusted(spec, None, args.mu_scale), args.steps, args.epochs)
+    assert spec.lc is not None
+    if args.lr is not None:
+        l_step = spec.lc.l_step.model_copy(update={"lr": args.lr})
+        spec = spec.model_copy(update={"lc": spec.lc.model_copy(update={"l_step": l_step})})
     started = time.perf_counter()
-    metrics = compress_file(model_path, spec, out, data_path=data_path)
+    try:
+        metrics = compress_file(model_path, spec, out, data_path=data_path)
+    except CompressionError as error:  # e.g. an L step that diverged: a row of the table, not the end
+        print(f"  {row.label}: {error}")
+        return {
+            "table": row.table,
+            "label": row.label,
+            "seed": row.seed,
+            "failed": str(error).split(";")[0],
+            "seconds": time.perf_counter() - started,
+        }
     seconds = time.perf_counter() - started
     splits = load_upload(data_path)
     model = load_into(build_model({"arch": "lenet5"}), decode_state_dict(out / "model.bin"))
@@ -248,7 +263,8 @@ def run_row(
 def print_tables(results: list[dict[str, Any]], data: str, schedule: str) -> None:
     for table in dict.fromkeys(r["table"] for r in results):
         rows = [r for r in results if r["table"] == table]
-        chosen = min(rows, key=lambda r: r["val_error"])
+        ok = [r for r in rows if "failed" not in r]
+        chosen = min(ok, key=lambda r: r["val_error"]) if ok else None
         name = f"Table {table}" if table.isdigit() else table
         print(f"\n== seed 001 {name}: {TABLES[table]} ({data}; {schedule}) ==")
         print(
@@ -264,6 +280,9 @@ def print_tables(results: list[dict[str, Any]], data: str, schedule: str) -> Non
                 else (f"{seed[0]:.2f}", f"{seed[1]:.2f}", f"{seed[2]}", f"{seed[3]:.1f}")
             )
             mark = " <- chosen on validation" if r is chosen else ""
+            if "failed" in r:
+                print(f"{r['label']:36}  {r['failed']} (seed: test {s_test}%, ratio {s_ratio})")
+                continue
             print(
                 f"{r['label']:36}{s_train + ' / ' + format(100 * r['train_error'], '.2f'):>14}"
                 f"{s_test + ' / ' + format(100 * r['test_error'], '.2f'):>14}"
@@ -271,9 +290,10 @@ def print_tables(results: list[dict[str, Any]], data: str, schedule: str) -> Non
                 f"{s_ratio + ' / ' + format(r['lc_ratio'], '.1f'):>14}"
                 f"{100 * r['val_error']:>10.2f}{r['seconds']:>5.0f}{mark}"
             )
-        n = rows[0]["test_samples"]
-        print(f"  test errors on {n} samples (1 sample = {100 / n:.2f} points); ", end="")
-        print(f"validation on {rows[0]['val_samples']}")
+        if ok:
+            n = ok[0]["test_samples"]
+            print(f"  test errors on {n} samples (1 sample = {100 / n:.2f} points); ", end="")
+            print(f"validation on {ok[0]['val_samples']}")
 
 
 def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -285,7 +305,9 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for table in dict.fromkeys(r["table"] for r in results):
-        rows = sorted((r for r in results if r["table"] == table), key=lambda r: r["lc_ratio"])
+        rows = sorted(
+            (r for r in results if r["table"] == table and "failed" not in r), key=lambda r: r["lc_ratio"]
+        )
         name = f"T{table}" if table.isdigit() else table
         ax.plot(
             [r["lc_ratio"] for r in rows],
@@ -319,6 +341,8 @@ def run_tables(args: argparse.Namespace) -> int:
             for i, row in enumerate(rows):
                 results.append(run_row(row, ref, data_path, args, Path(tmp) / str(i)))
                 r = results[-1]
+                if "failed" in r:
+                    continue
                 print(
                     f"  {row.table:>13} {row.label:36} test {100 * r['test_error']:.2f}% "
                     f"ratio {r['lc_ratio']:.1f}x ({r['seconds']:.0f} s)",
