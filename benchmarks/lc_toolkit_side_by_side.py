@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compression_core.data import load_builtin  # noqa: E402
-from compression_core.finetune import RetrainConfig  # noqa: E402
+from compression_core.spec.fields import RetrainConfig  # noqa: E402
 from compression_core.io import load_state_dict  # noqa: E402
-from compression_core.methods.lowrank import select_rank  # noqa: E402
-from compression_core.spec import LowRankStep  # noqa: E402
+from compression_core.methods.lowrank.apply import select_rank  # noqa: E402
+from compression_core.methods.lowrank.spec import LowRankStep  # noqa: E402
 from compression_core.train import save_state_dict, train_reference  # noqa: E402
 
 SEED_ALPHA = 2.5e-9

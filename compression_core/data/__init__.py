@@ -31,7 +31,7 @@ from compression_core.data.splits import (
     split_info,
 )
 from compression_core.errors import InputError, SpecError
-from compression_core.training_spec import DataSpec
+from compression_core.spec.fields import DataSpec
 
 __all__ = [
     "BUILTIN_DATASETS",

