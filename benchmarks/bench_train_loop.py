@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compression_core.data import load_builtin  # noqa: E402
-from compression_core.training.loop import train_epochs  # noqa: E402
-from compression_core.spec.fields import RetrainConfig  # noqa: E402
 from compression_core.models import build_model  # noqa: E402
+from compression_core.spec.fields import RetrainConfig  # noqa: E402
+from compression_core.training.loop import train_epochs  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 import tempfile
 import time
@@ -34,10 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compression_core.data import load_builtin  # noqa: E402
-from compression_core.spec.fields import RetrainConfig  # noqa: E402
 from compression_core.io import load_state_dict  # noqa: E402
 from compression_core.methods.lowrank.apply import select_rank  # noqa: E402
 from compression_core.methods.lowrank.spec import LowRankStep  # noqa: E402
+from compression_core.spec.fields import RetrainConfig  # noqa: E402
 from compression_core.train import save_state_dict, train_reference  # noqa: E402
 
 SEED_ALPHA = 2.5e-9
@@ -75,12 +76,23 @@ def our_rank(weight: torch.Tensor, alpha: float, mu: float, normalize: bool) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--toolkit", type=Path, required=True, help="a checkout of LC-model-compression")
+    parser.add_argument(
+        "--toolkit",
+        type=Path,
+        default=os.environ.get("MCS_LC_TOOLKIT"),
+        help="a checkout of LC-model-compression (default: $MCS_LC_TOOLKIT)",
+    )
     parser.add_argument("--data", default="mnist-5k", choices=["mnist-5k", "fashion-mnist"])
     parser.add_argument("--reference-epochs", type=int, default=8)
     parser.add_argument("--alpha", type=float, default=SEED_ALPHA)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mcs-reproduce-lc")
     args = parser.parse_args()
+    if args.toolkit is None or not (Path(args.toolkit) / "lc" / "compression_types").is_dir():
+        print(
+            "not run: give --toolkit (or MCS_LC_TOOLKIT) pointing at a checkout of "
+            "UCMerced-ML/LC-model-compression"
+        )
+        return 0
     torch.set_num_threads(1)
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -52,8 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_data import bench_data, cached_reference, describe  # noqa: E402
-from seed001_tables import ROWS, TABLES, Row, rules_of  # noqa: E402
+from helpers.bench_data import bench_data, cached_reference, describe  # noqa: E402
+from helpers.seed001_tables import ROWS, TABLES, Row, rules_of  # noqa: E402
 
 from compression_core.data import load_builtin, load_upload  # noqa: E402
 from compression_core.errors import CompressionError  # noqa: E402

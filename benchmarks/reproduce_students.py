@@ -10,7 +10,7 @@ Here, per data set (`mnist-5k`, `fashion-mnist`) and family, with ONE schedule f
 - the Fire-module student (`squeezenet-lenet5` with LeNet-5's fc1/fc2 head, the same with SqueezeNet's
   1x1-conv + average-pool head (family `lenet-squeeze-head`), `squeezenet-vgg`; see
   compression_core/models/squeeze.py) trained alone;
-- the same student distilled from that original (compression_core.methods.distill: alpha·T²·KL + (1-alpha)·CE),
+- the same student distilled from that original (methods/distill: alpha·T²·KL + (1-alpha)·CE),
   for every (T, alpha) of the grid.
 Every choice (the epoch each run keeps, and T/alpha) is made on the validation split; the test split is only
 reported, with its sample count. Model size: float32 bytes of the state dict.
@@ -40,14 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_data import bench_data, describe  # noqa: E402
+from helpers.bench_data import bench_data, describe  # noqa: E402
 
 from compression_core.data import DataSplits  # noqa: E402
-from compression_core.methods.distill.algorithm import DistillSpec, distill  # noqa: E402
 from compression_core.evaluate import evaluate  # noqa: E402
+from compression_core.methods.distill.algorithm import DistillSpec, distill  # noqa: E402
+from compression_core.models import build_model  # noqa: E402
 from compression_core.spec.fields import RetrainConfig  # noqa: E402
 from compression_core.training.loop import EpochStats, train_epochs  # noqa: E402
-from compression_core.models import build_model  # noqa: E402
 
 ModelSpecDict = dict[str, object]
 SQUEEZE_HEAD: ModelSpecDict = {"arch": "squeezenet-lenet5", "kwargs": {"head": "squeeze"}}

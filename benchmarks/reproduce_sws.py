@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_data import bench_data, cached_reference, describe  # noqa: E402
+from helpers.bench_data import bench_data, cached_reference, describe  # noqa: E402
 
 from compression_core.data import load_upload  # noqa: E402
 from compression_core.evaluate import evaluate  # noqa: E402

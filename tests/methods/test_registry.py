@@ -125,9 +125,9 @@ def _check_toy_job(tmp_path: Path) -> None:
 
 
 def _check_service_accepts(tmp_path: Path) -> None:
+    from mcs_common.settings import Settings
     from service.app import create_app
     from service.observability import main_method
-    from mcs_common.settings import Settings
     from service.uploads import file_parts
 
     assert "scale" in file_parts()

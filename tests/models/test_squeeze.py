@@ -8,10 +8,10 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from compression_core.data import load_builtin
-from compression_core.spec.fields import RetrainConfig
-from compression_core.training.loop import train_epochs
 from compression_core.models import build_model
 from compression_core.models.squeeze import Fire
+from compression_core.spec.fields import RetrainConfig
+from compression_core.training.loop import train_epochs
 
 PAIRS = [  # (student, its original)
     ({"arch": "squeezenet-lenet5"}, {"arch": "lenet5"}),

@@ -65,14 +65,14 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
         training={"algorithm": "sws", "history": []},
         section=job.monitored(
             {
-            "config": config.model_dump(mode="json"),
-            **result.summary,
-            "learned": {
-                "means": result.learned.means.tolist(),
-                "sigmas": torch.from_numpy(-0.5 * result.learned.log_precisions).exp().tolist(),
-                "pis": torch.from_numpy(result.learned.log_pis).exp().tolist(),
-            },
-            "history": [h.to_dict() for h in result.history],
+                "config": config.model_dump(mode="json"),
+                **result.summary,
+                "learned": {
+                    "means": result.learned.means.tolist(),
+                    "sigmas": torch.from_numpy(-0.5 * result.learned.log_precisions).exp().tolist(),
+                    "pis": torch.from_numpy(result.learned.log_pis).exp().tolist(),
+                },
+                "history": [h.to_dict() for h in result.history],
             }
         ),
     )

@@ -11,9 +11,9 @@ import numpy as np
 from torch.utils.data import TensorDataset
 
 from compression_core.data import DataSplits, load_builtin
-from compression_core.spec.fields import RetrainConfig
 from compression_core.io import load_state_dict
 from compression_core.models import build_model, load_into
+from compression_core.spec.fields import RetrainConfig
 from compression_core.train import save_state_dict, train_reference
 
 __all__ = ["bench_data", "cached_reference", "describe"]
