@@ -400,7 +400,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for mix in args.mixes:
             results.append(run_mix(mix, model_path, args, Path(tmp)))
-    print("\nsummary (mnist-5k: 3,600 training, 400 validation, 1,000 test digits; the seed used full MNIST):")
+    print("\nsummary (mnist-5k: 3,600 train, 400 validation, 1,000 test digits; the seed used full MNIST):")
     for r in results:
         print(
             f"  ({r['mix']}) {r['steps']}x{r['epochs']}: LC ratio {r['lc_ratio']:.1f}x "
