@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MCS    := $(VENV)/bin/mcs
 
-.PHONY: install run test lint services bench clean
+.PHONY: install run test lint services datasets bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ install: $(VENV)/.installed
 services:
 	bash scripts/ensure-services.sh
 
-run: install
+datasets:
+	bash scripts/ensure-datasets.sh
+
+run: install datasets
 	$(MCS) serve --demo
 
 test: install services

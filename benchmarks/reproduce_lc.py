@@ -50,8 +50,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compression_core.data import load_builtin  # noqa: E402
+from helpers.bench_data import bench_data, cached_reference, describe  # noqa: E402
+from helpers.seed001_tables import ROWS, TABLES, Row, rules_of  # noqa: E402
+
+from compression_core.data import load_builtin, load_upload  # noqa: E402
+from compression_core.errors import CompressionError  # noqa: E402
+from compression_core.evaluate import evaluate  # noqa: E402
+from compression_core.format.reader import decode_state_dict  # noqa: E402
+from compression_core.models import build_model, load_into  # noqa: E402
 from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import Spec, load_spec  # noqa: E402
 from compression_core.train import save_state_dict, train_reference  # noqa: E402
@@ -72,7 +80,7 @@ SEED_STEPS, SEED_EPOCHS = 30, 10
 
 def reference(epochs: int, cache_dir: Path) -> Path:
     """The LeNet-5 reference, trained once and cached (the training is deterministic for a seed)."""
-    path = cache_dir / f"lenet5-mnist5k-seedrecipe-e{epochs}-s0.safetensors"
+    path = cache_dir / f"lenet5-mnist-5k-seedrecipe-e{epochs}-s0-val.safetensors"  # 3,600 train
     if path.exists():
         print(f"reference: cached {path}")
         return path
@@ -202,6 +210,155 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     }
 
 
+def run_row(
+    row: Row, model_path: Path, data_path: Path, args: argparse.Namespace, out: Path
+) -> dict[str, Any]:
+    """One row of seed 001's tables through the pipeline (LC, .bin, decoded evaluation)."""
+    base = load_spec(
+        ROOT / "compression_core" / "examples" / "lc-lenet5-mnist5k-prune-conv-quantize-linear.json"
+    )
+    spec = base.model_copy(update={"rules": [], "data": None})
+    spec = Spec.model_validate(
+        {**spec.model_dump(mode="json", exclude_none=True), "rules": rules_of(row), "data": {"upload": True}}
+    )
+    spec = shortened(adjusted(spec, None, args.mu_scale), args.steps, args.epochs)
+    assert spec.lc is not None
+    if args.lr is not None:
+        l_step = spec.lc.l_step.model_copy(update={"lr": args.lr})
+        spec = spec.model_copy(update={"lc": spec.lc.model_copy(update={"l_step": l_step})})
+    started = time.perf_counter()
+    try:
+        metrics = compress_file(model_path, spec, out, data_path=data_path)
+    except CompressionError as error:  # e.g. an L step that diverged: a row of the table, not the end
+        print(f"  {row.label}: {error}")
+        return {
+            "table": row.table,
+            "label": row.label,
+            "seed": row.seed,
+            "failed": str(error).split(";")[0],
+            "seconds": time.perf_counter() - started,
+        }
+    seconds = time.perf_counter() - started
+    splits = load_upload(data_path)
+    model = load_into(build_model({"arch": "lenet5"}), decode_state_dict(out / "model.bin"))
+    train = evaluate(model, splits.train, timing=False)
+    assert splits.validation is not None
+    val = evaluate(model, splits.validation, timing=False)
+    after = metrics["evaluation"]["after"]
+    return {
+        "table": row.table,
+        "label": row.label,
+        "seed": row.seed,
+        "train_error": train.error,
+        "val_error": val.error,
+        "val_samples": val.samples,
+        "test_error": after["error"],
+        "test_samples": after["samples"],
+        "lc_params": metrics["totals"]["lc_params"],
+        "lc_ratio": metrics["totals"]["lc_ratio"],
+        "seconds": seconds,
+    }
+
+
+def print_tables(results: list[dict[str, Any]], data: str, schedule: str) -> None:
+    for table in dict.fromkeys(r["table"] for r in results):
+        rows = [r for r in results if r["table"] == table]
+        ok = [r for r in rows if "failed" not in r]
+        chosen = min(ok, key=lambda r: r["val_error"]) if ok else None
+        name = f"Table {table}" if table.isdigit() else table
+        print(f"\n== seed 001 {name}: {TABLES[table]} ({data}; {schedule}) ==")
+        print(
+            f"{'compression (conv1 conv2 fc1 fc2)':36}{'train err %':>14}{'test err %':>14}"
+            f"{'# compressed':>18}{'ratio':>14}{'val err %':>10}{'s':>5}"
+        )
+        print(f"{'':36}{'seed / ours':>14}{'seed / ours':>14}{'seed / ours':>18}{'seed / ours':>14}")
+        for r in rows:
+            seed = r["seed"]
+            s_train, s_test, s_params, s_ratio = (
+                ("-", "-", "-", "-")
+                if seed is None
+                else (f"{seed[0]:.2f}", f"{seed[1]:.2f}", f"{seed[2]}", f"{seed[3]:.1f}")
+            )
+            mark = " <- chosen on validation" if r is chosen else ""
+            if "failed" in r:
+                print(f"{r['label']:36}  {r['failed']} (seed: test {s_test}%, ratio {s_ratio})")
+                continue
+            print(
+                f"{r['label']:36}{s_train + ' / ' + format(100 * r['train_error'], '.2f'):>14}"
+                f"{s_test + ' / ' + format(100 * r['test_error'], '.2f'):>14}"
+                f"{s_params + ' / ' + str(r['lc_params']):>18}"
+                f"{s_ratio + ' / ' + format(r['lc_ratio'], '.1f'):>14}"
+                f"{100 * r['val_error']:>10.2f}{r['seconds']:>5.0f}{mark}"
+            )
+        if ok:
+            n = ok[0]["test_samples"]
+            print(f"  test errors on {n} samples (1 sample = {100 / n:.2f} points); ", end="")
+            print(f"validation on {ok[0]['val_samples']}")
+
+
+def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Test error against LC ratio, one series per scheme (seed 001's Figures 4-5 style), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for table in dict.fromkeys(r["table"] for r in results):
+        rows = sorted(
+            (r for r in results if r["table"] == table and "failed" not in r), key=lambda r: r["lc_ratio"]
+        )
+        name = f"T{table}" if table.isdigit() else table
+        ax.plot(
+            [r["lc_ratio"] for r in rows],
+            [100 * r["test_error"] for r in rows],
+            marker="o",
+            label=f"{name}: {TABLES[table]}",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("LC compression ratio (weights, LC toolkit counting)")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_tables(args: argparse.Namespace) -> int:
+    """`--tables`: seed 001's rows on each data set, tables printed in its columns, and a PNG plot."""
+    started = time.perf_counter()
+    for data in args.data:
+        splits, data_path = bench_data(data, args.train_limit or None, args.cache_dir)
+        print(f"\ndata: {describe(splits)}")
+        ref = cached_reference("lenet5", splits, args.reference_epochs, args.cache_dir)
+        rows = [r for r in ROWS if r.table in args.tables]
+        if args.rows_per_table:
+            rows = [r for t in args.tables for r in [x for x in rows if x.table == t][: args.rows_per_table]]
+        results = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, row in enumerate(rows):
+                results.append(run_row(row, ref, data_path, args, Path(tmp) / str(i)))
+                r = results[-1]
+                if "failed" in r:
+                    continue
+                print(
+                    f"  {row.table:>13} {row.label:36} test {100 * r['test_error']:.2f}% "
+                    f"ratio {r['lc_ratio']:.1f}x ({r['seconds']:.0f} s)",
+                    flush=True,
+                )
+        schedule = f"LC {args.steps} steps x {args.epochs} L-step epochs (seed: 30 x 10)"
+        print_tables(results, data, schedule)
+        png = args.plot_dir / f"seed001-lc-{data}.png"
+        plot(results, png, f"seed 001 schemes on {data} ({schedule})")
+        print(f"plot: {png}")
+        if args.json:
+            args.json.with_name(f"{args.json.stem}-{data}.json").write_text(json.dumps(results, indent=1))
+    print(f"\ntotal wall time {time.perf_counter() - started:.0f} s (shared, loaded 2-core CPU)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mixes", nargs="+", default=["a", "b"], choices=sorted(SEED))
@@ -217,6 +374,18 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a shared CPU)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "mcs-reproduce-lc")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--tables",
+        nargs="+",
+        choices=sorted(TABLES),
+        help="run seed 001's Tables/Figures rows instead of --mixes",
+    )
+    parser.add_argument(
+        "--rows-per-table", type=int, default=0, help="only the first N rows of each (0: all)"
+    )
+    parser.add_argument("--data", nargs="+", default=["mnist-5k", "fashion-mnist"], help="with --tables")
+    parser.add_argument("--train-limit", type=int, default=0, help="with --tables: first N training samples")
+    parser.add_argument("--plot-dir", type=Path, default=Path("."), help="with --tables: where the PNGs go")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.full:
@@ -224,12 +393,14 @@ def main() -> int:
     if args.steps < 1 or args.epochs < 1 or not (math.isfinite(args.mu_scale) and args.mu_scale > 0):
         parser.error("--steps, --epochs and --mu-scale must be positive")
     args.cache_dir.mkdir(parents=True, exist_ok=True)
+    if args.tables:
+        return run_tables(args)
     model_path = reference(args.reference_epochs, args.cache_dir)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for mix in args.mixes:
             results.append(run_mix(mix, model_path, args, Path(tmp)))
-    print("\nsummary (mnist-5k: 4,000 training digits, 1,000 test digits; the seed used full MNIST):")
+    print("\nsummary (mnist-5k: 3,600 train, 400 validation, 1,000 test digits; the seed used full MNIST):")
     for r in results:
         print(
             f"  ({r['mix']}) {r['steps']}x{r['epochs']}: LC ratio {r['lc_ratio']:.1f}x "

@@ -45,8 +45,21 @@ BENCHMARKS = (
     Benchmark("bench_coding.py", ("--quick",), True, "Huffman vs dahuffman, zstd and fixed-width packing"),
     Benchmark("bench_service.py", ("--jobs", "5", "--seconds", "3"), True, "service overhead vs bare calls"),
     Benchmark("reproduce_deep_compression.py", (), False, "Deep Compression on both LeNets (mnist-5k)"),
+    Benchmark(
+        "bench_train_loop.py",
+        ("--samples", "1000", "--repeats", "3"),
+        True,
+        "training loop vs a bare PyTorch loop",
+    ),
     Benchmark("reproduce_lc.py", (), False, "seed 001: the LC algorithm on LeNet-5, shortened schedule"),
-    Benchmark("reproduce_sws.py", (), False, "seed 004: soft weight-sharing on LeNet-300-100"),
+    Benchmark(
+        "lc_toolkit_side_by_side.py",
+        (),
+        False,
+        "seed 001's alpha: the LC toolkit's rank selection beside ours",
+    ),
+    Benchmark("reproduce_sws.py", (), False, "seed 004 / SWS paper: soft weight-sharing on both LeNets"),
+    Benchmark("reproduce_students.py", (), False, "seeds 002/004: Fire-module students, KD table"),
     Benchmark("bench_load.py", ("--clients", "8", "--seconds", "10"), False, "bounded load test, loopback"),
 )
 

@@ -51,7 +51,7 @@ def train_reference(
         model,
         data.train,
         config,
-        eval_set=data.test,
+        eval_set=data.choice_set,  # monitored on validation; the final evaluation reports the test split
         device=device,
         on_epoch=on_epoch,
         should_cancel=should_cancel,

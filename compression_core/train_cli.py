@@ -73,7 +73,11 @@ def train(
             task = bar.add_task("", total=epochs)
 
             def on_epoch(stats: EpochStats) -> None:
-                err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
+                err = (
+                    ""
+                    if stats.test_error is None
+                    else f", {splits.choice_split} error {100 * stats.test_error:.2f}%"
+                )
                 bar.update(task, advance=1, description=f"loss {stats.train_loss:.4f}{err}")
 
             result = train_reference(
@@ -84,7 +88,7 @@ def train(
         raise typer.Exit(2) from None
     save_state_dict(result.model, output)
     ev = result.evaluation
-    which = "test" if splits.test is not None else "training (no test split)"
+    which = splits.eval_split if splits.test is not None else f"{splits.eval_split} (no test split)"
     console.print(
         f"{arch} on {splits.name}: {which} error {100 * ev.error:.2f}% "
         f"({round(ev.error * ev.samples)}/{ev.samples} samples wrong), top-5 {100 * ev.top5:.2f}%; "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the local Redis and PostgreSQL the tests use, if they are not already running, and install the
-# headless browser the web-page tests drive (Debian's chromium), if it is missing.
+# headless browser the web-page tests drive (Debian's chromium) and the Fashion-MNIST data set
+# (Debian's dataset-fashion-mnist, via ensure-datasets.sh), if they are missing.
 set -u
 if ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (Debian package) for the browser tests"
@@ -8,6 +9,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium \
     || echo "warning: could not install chromium; the browser tests will fail"
 fi
+bash "$(dirname "$0")/ensure-datasets.sh"
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   echo "starting redis on 127.0.0.1:6379"
   mkdir -p /var/lib/redis /var/log/redis

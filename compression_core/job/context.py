@@ -63,17 +63,24 @@ class JobContext:
         self.progress: ProgressFn = progress or (lambda stage, fraction, message: None)
         self.should_cancel = should_cancel
         self.span = span
+        self.checkpoint_dir: Path | None = None  # where long runs checkpoint (compress_file sets it)
 
     def check_cancel(self, where: str) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled(f"cancelled {where}")
 
     def _evaluate(self, model: nn.Module) -> dict[str, Any] | None:
+        """The reported evaluation (the test split), tagged with its `split` and `n`."""
         if self.data is None:
             return None
-        return evaluate(
-            model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes
-        ).to_dict()
+        ev = evaluate(model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes)
+        return {**ev.to_dict(), **self.data.info(self.data.eval_split)}
+
+    def monitored(self, section: dict[str, Any]) -> dict[str, Any]:
+        """A history section tagged with the split its per-epoch errors come from (the validation split)."""
+        if self.data is None:
+            return section
+        return {**section, **self.data.info(self.data.choice_split)}
 
     def evaluate_before(self) -> None:
         """Record the uploaded model's accuracy as `evaluation.before` (every data-aware method starts so)."""
@@ -85,10 +92,13 @@ class JobContext:
         """What metrics.json says about the data set: its name, sizes and the split evaluated on."""
         if self.data is None:
             return None
+        evaluated = self.data.eval_split
         return {
             "name": self.data.name,
             "sizes": self.data.sizes,
-            "evaluated_on": "test" if self.data.test is not None else "train (no test split uploaded)",
+            "evaluated_on": evaluated if evaluated == "test" else f"{evaluated} (no test split uploaded)",
+            "chosen_on": self.data.choice_split,
+            "validation_fraction": self.spec.data.validation if self.spec.data is not None else None,
         }
 
     def decoded_model(self, decoded: Mapping[str, torch.Tensor]) -> nn.Module:

@@ -140,10 +140,13 @@ def compress_file(
     data_path: Path | None = None,
     teacher_path: Path | None = None,
     inputs: Mapping[str, Path] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics.
 
-    `inputs` are the extra files the spec's methods take, by upload role (`teacher_path` is `teacher`)."""
+    `inputs` are the extra files the spec's methods take, by upload role (`teacher_path` is `teacher`).
+    `checkpoint_dir` (the job's folder, which outlives one worker's attempt): long runs (LC) save their
+    state there after every finished step and resume from it."""
     from compression_core.format import decode_state_dict, encode_records
 
     model_path, out_dir = Path(model_path), Path(out_dir)
@@ -189,6 +192,7 @@ def compress_file(
             should_cancel=should_cancel,
             span=(_LOAD_END, _COMPRESS_END),
         )
+        data_job.checkpoint_dir = checkpoint_dir  # seeds: resumable LC
         compress: CompressFn = functools.partial(compress_state_dict, device=device)
         # --- deploy (issue 12), 1 of 2: physical structured pruning before the methods train ------------
         if spec.model is not None:

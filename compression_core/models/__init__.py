@@ -3,7 +3,8 @@
 A job names its architecture as data (`{"arch": "resnet18", "kwargs": {"num_classes": 10}}`); the worker
 builds it from code installed on the worker. Code is never loaded from an upload:
 
-- built-ins: `lenet300`, `lenet5`, `mlp` (see `builtin.py`);
+- built-ins: `lenet300`, `lenet5`, `mlp` (see `builtin.py`) and the Fire-module students `squeezenet-lenet5`,
+  `squeezenet-vgg` (with its original `vgg-small`) and `squeezenet1_1-mnist` (see `squeeze.py`);
 - private architectures: the operator installs a package that declares an entry point in the group
   `mcs.models` (`[project.entry-points."mcs.models"] mynet = "mypkg.nets:MyNet"`); the entry point's
   object is called with the spec's kwargs and must return an `nn.Module`;

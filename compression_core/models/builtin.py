@@ -1,4 +1,5 @@
-"""The built-in architectures: the two LeNets of Deep Compression / the LC toolkit and a generic MLP.
+"""The built-in architectures: the two LeNets of Deep Compression / the LC toolkit, a generic MLP, and the
+Fire-module students of seed 002 (`squeeze.py`).
 
 Parameter names follow the papers' layer names (`fc1.weight`, `conv1.weight`, ...) so a spec's
 selectors read like the tables they reproduce.
@@ -10,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from compression_core.models.squeeze import SqueezeLeNet5, SqueezeNet11Gray, SqueezeVGG, VGGSmall
 
 
 class LeNet300(nn.Module):
@@ -76,4 +79,13 @@ class MLP(nn.Module):
         return x
 
 
-BUILTIN_MODELS: dict[str, type[nn.Module]] = {"lenet300": LeNet300, "lenet5": LeNet5, "mlp": MLP}
+BUILTIN_MODELS: dict[str, type[nn.Module]] = {
+    "lenet300": LeNet300,
+    "lenet5": LeNet5,
+    "mlp": MLP,
+    # seed 002's Fire-module students and their originals (squeeze.py)
+    "squeezenet-lenet5": SqueezeLeNet5,
+    "vgg-small": VGGSmall,
+    "squeezenet-vgg": SqueezeVGG,
+    "squeezenet1_1-mnist": SqueezeNet11Gray,
+}

@@ -3,7 +3,8 @@ no torch import, so the service can publish the JSON Schema cheaply).
 
 ```json
 "model":   {"arch": "lenet300", "kwargs": {}},
-"data":    {"builtin": "mnist-5k"}            or {"upload": true}  (the data file sent with the job)
+"data":    {"builtin": "mnist-5k"}            or {"upload": true}  (the data file sent with the job);
+           "validation": 0.1 (default) of the training data is carved off as the validation split
 "retrain": {"prune_schedule": [0.5, 0.75, 0.9, 1.0],
             "prune":    {"epochs": 2, "lr": 0.005},   retraining after each pruning iteration
             "finetune": {"epochs": 3, "lr": 0.001}}   retraining after quantization / low-rank
@@ -21,7 +22,7 @@ from compression_core.spec.base import Strict
 
 __all__ = ["BUILTIN_DATASET_NAMES", "DataSpec", "ModelSpec", "OptimizerName", "RetrainConfig"]
 
-BUILTIN_DATASET_NAMES = ("digits", "mnist-5k")
+BUILTIN_DATASET_NAMES = ("digits", "fashion-mnist", "mnist-5k")
 
 
 class ModelSpec(Strict):
@@ -61,6 +62,13 @@ class DataSpec(Strict):
     builtin: str | None = Field(default=None, description=f"one of {list(BUILTIN_DATASET_NAMES)}")
     upload: bool = Field(
         default=False, description="use the .npz/.safetensors data file uploaded with the job"
+    )
+    validation: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=0.5,
+        description="fraction of the training data carved off (fixed seed) as the validation split that "
+        "schedules and searches choose on; 0 disables it (an upload's x_val/y_val replace it)",
     )
 
     @model_validator(mode="after")

@@ -67,7 +67,16 @@ def test_torchvision_weights_are_never_downloaded():
 
 def test_registry_lists_the_three_sources():
     names = available_architectures()
-    assert names["builtin"] == ["lenet300", "lenet5", "mlp"]
+    assert names["builtin"] == [
+        "lenet300",
+        "lenet5",
+        "mlp",
+        "squeezenet-lenet5",
+        "squeezenet-vgg",
+        "squeezenet1_1-mnist",
+        "vgg-small",
+    ]
+    assert "squeezenet1_1" in names["torchvision"]
     assert "resnet18" in names["torchvision"]
     assert "fasterrcnn_resnet50_fpn" not in names["torchvision"]  # classifiers only
 

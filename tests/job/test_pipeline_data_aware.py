@@ -54,8 +54,14 @@ def test_retrain_spec_runs_end_to_end(reference, digits, tmp_path):
     assert {"prune-retrain 1/2", "prune-retrain 2/2", "finetune"} <= {s for s, _ in stages}
     history = metrics["training"]["history"]
     assert [h["stage"] for h in history] == ["prune-retrain 1/2", "prune-retrain 2/2", "finetune"]
+    # per-epoch errors come from the validation split; only evaluation.before/after report the test split
+    assert (metrics["training"]["split"], metrics["training"]["n"]) == ("validation", 144)
+    assert all(h["test_samples"] == 144 for h in history)
     before, after = metrics["evaluation"]["before"], metrics["evaluation"]["after"]
     assert before["samples"] == after["samples"] == 360
+    assert before["split"] == after["split"] == "test" and before["n"] == after["n"] == 360
+    assert metrics["evaluation"]["data"]["sizes"] == {"train": 1293, "validation": 144, "test": 360}
+    assert metrics["evaluation"]["data"]["chosen_on"] == "validation"
     # evaluation.after describes exactly the artifact the user downloads
     model = load_into(build_model(MLP), decode_state_dict(tmp_path / "model.bin"))
     assert evaluate(model, digits.test, timing=False).error == pytest.approx(after["error"])
@@ -80,7 +86,11 @@ def test_uploaded_data_file(reference, digits, tmp_path):
     np.savez(tmp_path / "d.npz", x_train=x.numpy(), y_train=y.numpy())
     spec = _spec(model=MLP, data={"upload": True}, retrain={"finetune": {"epochs": 1, "batch_size": 64}})
     metrics = compress_file(reference, spec, tmp_path / "out", data_path=tmp_path / "d.npz")
-    assert metrics["evaluation"]["data"]["evaluated_on"].startswith("train")
+    # no test split uploaded: results are reported on the carved validation split, never on training data
+    assert metrics["evaluation"]["data"]["evaluated_on"].startswith("validation")
+    assert (
+        metrics["evaluation"]["after"]["n"] == 36 and metrics["evaluation"]["after"]["split"] == "validation"
+    )
     with pytest.raises(SpecError, match="no data file was uploaded"):
         compress_file(reference, spec, tmp_path / "out2")
 

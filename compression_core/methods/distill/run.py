@@ -29,9 +29,10 @@ def run(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcome:
     teacher = load_teacher(config, teacher_path)
     teacher_eval = evaluate(teacher, data.eval_set, device=job.device, timing=False).to_dict()
     student_before = evaluate(job.model, data.eval_set, device=job.device, timing=False).to_dict()
+    reported = data.info(data.eval_split)
 
     def on_epoch(stats: EpochStats) -> None:
-        err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
+        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
         job.progress(
             "distill",
             lo + (hi - lo) * stats.epoch / stats.epochs,
@@ -43,7 +44,7 @@ def run(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcome:
         teacher,
         data.train,
         config,
-        eval_set=data.test,
+        eval_set=data.choice_set,  # per-epoch errors on validation; the test split is only reported
         device=job.device,
         on_epoch=on_epoch,
         should_cancel=job.should_cancel,
@@ -55,10 +56,13 @@ def run(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcome:
             "teacher": {
                 "error": teacher_eval["error"],
                 "samples": teacher_eval["samples"],
+                **reported,
                 "params": sum(p.numel() for p in teacher.parameters()),
             },
             "student_params": sum(p.numel() for p in job.model.parameters()),
             "student_error_before": student_before["error"],
+            "student_error_before_split": reported,
             "history": [s.to_dict() for s in history],
+            "history_split": data.info(data.choice_split),
         }
     )

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from torch.utils.data import TensorDataset
 
 from compression_core.errors import Cancelled, CompressionError, InputError, SpecError
 from compression_core.evaluate import evaluate
+from compression_core.methods.lc.checkpoint import LCCheckpoint, fingerprint
 from compression_core.methods.lc.cstep import c_step, decompressed
 from compression_core.methods.lc.lstep import l_step
 from compression_core.methods.lc.spec import LCSpec
@@ -58,6 +60,7 @@ class LCResult:
     records: dict[str, TensorRecord]  # Θ of every compressed tensor (the last C step)
     history: list[LCStepStats]
     selections: dict[str, Selection]
+    resumed_at: int | None = None  # the first LC step this call ran, when it resumed from a checkpoint
 
 
 def structure_of(record: TensorRecord) -> dict[str, int]:
@@ -113,11 +116,14 @@ def run_lc(
     device: str | torch.device = "cpu",
     on_step: Callable[[LCStepStats], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> LCResult:
     """Compress `model` (trained, in place) with the LC algorithm configured by `spec.lc`.
 
     On return the model holds the compressed weights Δ(Θ) for the selected tensors and the trained values
-    of everything else (biases, ...).
+    of everything else (biases, ...). With `checkpoint_dir` the state after every finished LC step but the
+    last is saved there, and a run that finds a checkpoint of the same spec and weights resumes at the
+    step after it (see checkpoint.py).
     """
     lc: LCSpec | None = spec.method("lc")
     if lc is None:
@@ -157,18 +163,37 @@ def run_lc(
             on_step(stats)
 
     history: list[LCStepStats] = []
-    started = time.perf_counter()
-    weights = current()
-    _check_finite(weights, "in the reference")
-    records = c_step(weights, selections, schedule[0], device=device)  # direct compression Π(w)
-    lambdas = {name: torch.zeros_like(w) for name, w in weights.items()} if lc.multipliers else None
-    finish_stats(LCStepStats(step=0, mu=schedule[0]), records, True, started)
+    checkpoint = saved = None
+    if checkpoint_dir is not None:
+        key = spec.model_dump_json()  # rules, method settings, model and data (its validation split)
+        checkpoint = LCCheckpoint(checkpoint_dir, fingerprint(key, model.state_dict()))
+        saved = checkpoint.load()
+        if saved is not None and not 1 <= saved.step < len(schedule):
+            saved = None
+    lambdas: dict[str, torch.Tensor] | None
+    if saved is None:
+        started = time.perf_counter()
+        weights = current()
+        _check_finite(weights, "in the reference")
+        records = c_step(weights, selections, schedule[0], device=device)  # direct compression Π(w)
+        lambdas = {name: torch.zeros_like(w) for name, w in weights.items()} if lc.multipliers else None
+        finish_stats(LCStepStats(step=0, mu=schedule[0]), records, True, started)
+        deltas = decompressed(records, device)
+        first = 0
+    else:  # resume: the state after step `saved.step`, exactly as that run left it
+        model.load_state_dict(saved.model_state)
+        history = [LCStepStats(**h) for h in saved.history]
+        deltas = {n: t.to(device) for n, t in saved.deltas.items()}
+        lambdas = {n: t.to(device) for n, t in saved.lambdas.items()} if saved.lambdas is not None else None
+        first = saved.step
+        log.info("LC: resuming at step %d of %d from %s", first + 1, len(schedule), checkpoint_dir)
 
     for k, mu in enumerate(schedule):
+        if k < first:
+            continue
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled before LC step {k + 1}")
         started = time.perf_counter()
-        deltas = decompressed(records, device)
         targets = deltas if lambdas is None else {n: deltas[n] + lambdas[n] / mu for n in deltas}
         lstats = l_step(
             model, targets, mu, train_set, lc.l_step, k, device=device, should_cancel=should_cancel
@@ -176,9 +201,9 @@ def run_lc(
         weights = current()
         _check_finite(weights, f"after L step {k + 1}")
         records = c_step(weights, selections, mu, lambdas=lambdas, device=device)
+        deltas = decompressed(records, device)
         if lambdas is not None:
-            new = decompressed(records, device)
-            lambdas = {n: lambdas[n] - mu * (weights[n] - new[n]) for n in lambdas}
+            lambdas = {n: lambdas[n] - mu * (weights[n] - deltas[n]) for n in lambdas}
         last = k == len(schedule) - 1
         stats = LCStepStats(
             step=k + 1,
@@ -189,9 +214,16 @@ def run_lc(
             train_accuracy=lstats.train_accuracy,
         )
         finish_stats(stats, records, last or (k + 1) % lc.eval_every == 0, started)
+        if checkpoint is not None and not last:
+            checkpoint.save(k + 1, model.state_dict(), deltas, lambdas, [h.to_dict() for h in history])
 
     with torch.no_grad():  # the result: w = Δ(Θ) on the compressed tensors
         state = model.state_dict()
-        for name, value in decompressed(records, device).items():
+        for name, value in deltas.items():
             state[name].copy_(value)
-    return LCResult(records=records, history=history, selections=selections)
+    return LCResult(
+        records=records,
+        history=history,
+        selections=selections,
+        resumed_at=None if saved is None else first + 1,
+    )

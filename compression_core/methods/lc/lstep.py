@@ -74,8 +74,8 @@ def l_step(
         weight_decay=config.weight_decay,
     )
     n = len(train_set.tensors[1])
-    batches = permuted_batches(
-        train_set, config.batch_size, torch.Generator().manual_seed(config.seed + step)
+    batches = permuted_batches(  # the data on the device once per L step, batches sliced there
+        train_set, config.batch_size, torch.Generator().manual_seed(config.seed + step), device=device
     )
     totals = EpochTotals()
     for _epoch in range(config.epochs):  # the statistics are those of the last epoch

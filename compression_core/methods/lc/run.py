@@ -3,8 +3,10 @@ compression. The job (`compression_core.job`) then encodes the records, writes t
 decoded `.bin`, exactly as for direct compression.
 
 metrics.json gains an `lc` section: the configuration, the μ schedule's ends and one entry per LC step
-(μ, learning rate, train loss, penalty, ||w - Δ(Θ)|| / ||w||, test error of Δ(Θ), kept / codebook / rank
-per tensor); step 0 is the direct compression the run started from.
+(μ, learning rate, train loss, penalty, ||w - Δ(Θ)|| / ||w||, error of Δ(Θ), kept / codebook / rank
+per tensor); step 0 is the direct compression the run started from. The per-step errors (`test_error` fields)
+are measured on the section's `split` (the validation split; `n` samples); only `evaluation.after` is test.
+With the job's `checkpoint_dir` the run resumes after a worker restart (`resumed_at_step`; checkpoint.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _step_message(stats: LCStepStats, steps: int) -> str:
     if stats.train_loss is not None:
         parts.append(f"loss {stats.train_loss:.4f}")
     if stats.test_error is not None:
-        parts.append(f"test error of Δ(Θ) {100 * stats.test_error:.2f}%")
+        parts.append(f"validation error of Δ(Θ) {100 * stats.test_error:.2f}%")
     return ", ".join(parts)
 
 
@@ -45,10 +47,11 @@ def run(config: LCSpec, job: JobContext, compress: CompressFn) -> Outcome:
         job.model,
         spec,
         data.train,
-        eval_set=data.eval_set,
+        eval_set=data.choice_set,  # per-step errors on validation; only evaluation.after reports test
         device=job.device,
         on_step=on_step,
         should_cancel=job.should_cancel,
+        checkpoint_dir=job.checkpoint_dir,
     )
     float16 = spec.default.dtype is DefaultDtype.float16
     state = job.model.state_dict()
@@ -70,12 +73,15 @@ def run(config: LCSpec, job: JobContext, compress: CompressFn) -> Outcome:
         rules={name: sel.label for name, sel in result.selections.items()},
         seconds=seconds,
         training={"algorithm": "lc", "history": []},
-        section={
-            "config": config.model_dump(mode="json"),
-            "mu_first": config.mu0,
-            "mu_last": config.mu_schedule()[-1],
-            "direct_compression_test_error": history[0]["test_error"],
-            "final_test_error": evaluated[-1]["test_error"] if evaluated else None,
-            "history": history,
-        },
+        section=job.monitored(
+            {
+                "config": config.model_dump(mode="json"),
+                "mu_first": config.mu0,
+                "mu_last": config.mu_schedule()[-1],
+                "direct_compression_error": history[0]["test_error"],
+                "final_error": evaluated[-1]["test_error"] if evaluated else None,
+                "resumed_at_step": result.resumed_at,
+                "history": history,
+            }
+        ),
     )

@@ -79,7 +79,7 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
         nonlocal done
         done += 1
         job.history.append(stats)
-        err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
+        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
         job.progress(
             stats.stage,
             lo + (hi - lo) * 0.9 * done / total_epochs,
@@ -102,7 +102,7 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
                 _pruned(dict(job.model.state_dict()), targets, fraction),
                 job.data.train,
                 prune_cfg.model_copy(update={"seed": prune_cfg.seed + i}),  # a new shuffle order each round
-                eval_set=job.data.test,
+                eval_set=job.data.choice_set,
                 device=job.device,
                 on_epoch=on_epoch,
                 should_cancel=job.should_cancel,
@@ -124,7 +124,7 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
             records,
             job.data.train,
             tune_cfg,
-            eval_set=job.data.test,
+            eval_set=job.data.choice_set,
             device=job.device,
             on_epoch=on_epoch,
             should_cancel=job.should_cancel,
@@ -135,5 +135,5 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
         records=records,
         rules=rules,
         seconds=metrics["timing"]["seconds"],
-        training={"history": [s.to_dict() for s in job.history]},
+        training=job.monitored({"history": [s.to_dict() for s in job.history]}),
     )

@@ -1,8 +1,9 @@
 """The validation split a search chooses on: held out of the training data, never the test split.
 
-Until data sets carry their own validation split, it is carved here: a fixed-seed random `fraction` of the
-training split (the same samples in every trial of a search, so trials are comparable). Trials retrain on
-the rest. To switch to a data set's own split, change `split_validation` only.
+The data set's own validation split (compression_core/data/splits.py: carved from the training data with a
+fixed seed) is used when it has one; otherwise (`data.validation: 0`) a fixed-seed random `fraction` of the
+training split is held out here. Either way the same samples serve every trial of a search, so trials are
+comparable, and trials retrain on the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class TrialData:
 
 
 def split_validation(splits: DataSplits, fraction: float, seed: int) -> TrialData:
+    if splits.validation is not None and len(splits.validation) > 0:
+        return TrialData(splits, splits.validation, fraction, seed)
     x, y = splits.train.tensors
     n = len(y)
     count = min(n - 1, max(1, round(fraction * n)))

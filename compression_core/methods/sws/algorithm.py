@@ -133,7 +133,9 @@ def run_sws(
         ]
     )
     scale = spec.tau / len(train_set)
-    batches = loader_batches(train_set, spec.batch_size, torch.Generator().manual_seed(spec.seed))
+    batches = loader_batches(
+        train_set, spec.batch_size, torch.Generator().manual_seed(spec.seed), device=device
+    )
     history: list[SWSEpochStats] = []
     for epoch in range(1, spec.epochs + 1):
         started = time.perf_counter()

@@ -4,7 +4,8 @@ the selected tensors as prune + codebook records. Tensors outside `sws.select` g
 records and evaluates the decoded `.bin`, exactly as for direct compression.
 
 metrics.json gains an `sws` section: the configuration, the learned and merged mixture, sparsity, the
-number of components left and one entry per epoch (cross-entropy, prior term, test error before quantizing).
+number of components left and one entry per epoch (cross-entropy, prior term, error before quantizing, on the
+section's `split`: the validation split).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
     job.evaluate_before()
 
     def on_epoch(stats: SWSEpochStats) -> None:
-        err = "" if stats.test_error is None else f", test error {100 * stats.test_error:.2f}%"
+        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
         job.progress(
             "sws",
             lo + (hi - lo) * 0.9 * stats.epoch / stats.epochs,
@@ -45,7 +46,7 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
         job.model,
         config,
         data.train,
-        eval_set=data.eval_set,
+        eval_set=data.choice_set,  # per-epoch errors on validation; only evaluation.after reports test
         device=job.device,
         on_epoch=on_epoch,
         should_cancel=job.should_cancel,
@@ -62,14 +63,16 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
         rules={name: "sws" if name in names else rules.get(name) for name in job.original},
         seconds=seconds,
         training={"algorithm": "sws", "history": []},
-        section={
-            "config": config.model_dump(mode="json"),
-            **result.summary,
-            "learned": {
-                "means": result.learned.means.tolist(),
-                "sigmas": torch.from_numpy(-0.5 * result.learned.log_precisions).exp().tolist(),
-                "pis": torch.from_numpy(result.learned.log_pis).exp().tolist(),
-            },
-            "history": [h.to_dict() for h in result.history],
-        },
+        section=job.monitored(
+            {
+                "config": config.model_dump(mode="json"),
+                **result.summary,
+                "learned": {
+                    "means": result.learned.means.tolist(),
+                    "sigmas": torch.from_numpy(-0.5 * result.learned.log_precisions).exp().tolist(),
+                    "pis": torch.from_numpy(result.learned.log_pis).exp().tolist(),
+                },
+                "history": [h.to_dict() for h in result.history],
+            }
+        ),
     )

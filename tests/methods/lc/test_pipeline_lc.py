@@ -52,7 +52,8 @@ def test_lc_spec_runs_through_the_pipeline(model_path, digits, tmp_path):
     assert [h["step"] for h in lc["history"]] == [0, 1, 2, 3, 4]
     assert [h["test_error"] is not None for h in lc["history"]] == [True, False, True, False, True]
     assert lc["config"]["steps"] == 4 and lc["mu_last"] == pytest.approx(2e-3 * 8)
-    assert lc["direct_compression_test_error"] == lc["history"][0]["test_error"]
+    assert lc["direct_compression_error"] == lc["history"][0]["test_error"]
+    assert (lc["split"], lc["n"]) == ("validation", 144)  # per-step errors choose nothing from the test split
 
     # the artifact: the decoded .bin is model.pth, satisfies the constraints and is what evaluation.after saw
     decoded = decode_state_dict(tmp_path / "out" / "model.bin")
@@ -67,8 +68,12 @@ def test_lc_spec_runs_through_the_pipeline(model_path, digits, tmp_path):
     after = metrics["evaluation"]["after"]
     model = load_into(build_model(MLP), decoded)
     assert evaluate(model, digits.test, timing=False).error == pytest.approx(after["error"])
-    assert after["error"] == pytest.approx(lc["final_test_error"])
+    model.eval()
+    with torch.no_grad():  # the last step's error is the final model's, on the validation split
+        wrong = (model(digits.validation.tensors[0]).argmax(1) != digits.validation.tensors[1]).sum()
+    assert lc["final_error"] == pytest.approx(int(wrong) / 144)
     assert after["samples"] == 360 and metrics["evaluation"]["before"]["samples"] == 360
+    assert after["split"] == "test" and after["n"] == 360
 
     # LC counting and the per-tensor rows are there, as for direct compression
     totals = metrics["totals"]
@@ -96,3 +101,29 @@ def test_float16_default_applies_to_uncompressed_tensors(model_path, tmp_path):
     compress_file(model_path, _spec(default={"dtype": "float16"}), tmp_path / "out")
     records = {r.name: r for r in decode_records((tmp_path / "out" / "model.bin").read_bytes())[0]}
     assert records["fc1.bias"].method == "dense-fp16"
+
+
+def test_lc_job_stopped_after_some_steps_resumes_at_the_next_step(model_path, tmp_path):
+    """A worker restart: the job's folder keeps the checkpoint, the next attempt continues at step 3 of 4."""
+    seen = []
+
+    def stop_after_step_2() -> bool:
+        return any(p.stage == "lc" and p.message.startswith("LC step 2/4") for p in seen)
+
+    with pytest.raises(Cancelled):
+        compress_file(
+            model_path,
+            _spec(),
+            tmp_path / "attempt1",
+            progress=seen.append,
+            should_cancel=stop_after_step_2,
+            checkpoint_dir=tmp_path / "job",
+        )
+    again = []
+    metrics = compress_file(
+        model_path, _spec(), tmp_path / "attempt2", progress=again.append, checkpoint_dir=tmp_path / "job"
+    )
+    lc_messages = [p.message for p in again if p.stage == "lc"]
+    assert lc_messages[0].startswith("LC step 3/4") and lc_messages[-1].startswith("LC step 4/4")
+    assert metrics["lc"]["resumed_at_step"] == 3
+    assert [h["step"] for h in metrics["lc"]["history"]] == [0, 1, 2, 3, 4]
