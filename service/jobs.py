@@ -36,7 +36,6 @@ from service.observability import main_method
 from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
 from service.settings import Settings
 from service.storage import ARTIFACT_NAMES, job_dir, open_artifact, remove_job_files, store_inputs
-from service.upload_checks import precheck_state_dict_file
 from service.uploads import StagedUpload
 
 log = logging.getLogger(__name__)
@@ -63,25 +62,16 @@ def parse_spec(text: str) -> dict[str, Any]:
 
 
 def check_state_dict(path: Path, role: str) -> None:
-    """Read an uploaded file with the library's safe loader; refuse anything that is not a state dict."""
+    """Refuse anything that is not a state dict we can compress, from the file's metadata alone: the API
+    never loads an upload's tensors (memory per submit stays O(header)); the worker loads them."""
     from compression_core.errors import InputError
-    from compression_core.io import load_state_dict
+    from compression_core.inspect_upload import inspect_state_dict
 
-    reason = precheck_state_dict_file(path)
-    if reason:
-        raise NotAStateDict(f"{role}: {reason}", [FieldError(field=role, message=reason)])
     try:
-        state = load_state_dict(path)
+        inspect_state_dict(path)
     except InputError as exc:
-        raise NotAStateDict(f"{role}: {exc}", [FieldError(field=role, message=str(exc))]) from exc
-    except Exception as exc:  # noqa: BLE001 - any failure to read an upload means it is not usable
-        log.info("upload %s refused: %r", role, exc)
-        message = "the file could not be read as a state dict (.safetensors, or .pth saved by torch.save)"
+        message = str(exc).removeprefix(f"{path.name}: ")
         raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
-    if not state:
-        raise NotAStateDict(
-            f"{role}: the state dict holds no tensors", [FieldError(field=role, message="empty")]
-        )
 
 
 def _spec_text(staged: StagedUpload) -> str:
