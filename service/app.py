@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from service import observability, problems
 from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
-from service.maintenance import Reaper, requeue_on_startup
+from service.maintenance import LostMessageWatch, Reaper, requeue_on_startup
 from service.routes import artifacts, health, jobs, spec, ui
 from service.settings import Settings, get_settings
 
@@ -44,12 +44,16 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         # torch loads in the background now, not during the first upload's validation
         threading.Thread(target=importlib.import_module, args=("compression_core.io",), daemon=True).start()
         requeue_on_startup(sessions, dispatcher)
-        reaper = Reaper(settings, sessions, dispatcher) if settings.reaper_interval_s > 0 else None
-        if reaper:
-            reaper.start()
+        threads: list[Reaper | LostMessageWatch] = []
+        if settings.reaper_interval_s > 0:
+            threads.append(Reaper(settings, sessions, dispatcher))
+            if settings.embedded:
+                threads.append(LostMessageWatch(settings, sessions, dispatcher))
+        for thread in threads:
+            thread.start()
         yield
-        if reaper:
-            reaper.stop()
+        for thread in threads:
+            thread.stop()
         engine.dispose()
 
     app = FastAPI(

@@ -328,6 +328,36 @@ def requeue_stale(session: Session, settings: Settings, dispatcher: Dispatcher) 
     return len(rows)
 
 
+def requeue_missing(
+    session: Session, dispatcher: Dispatcher, waiting: set[str], older_than_s: float
+) -> list[uuid.UUID]:
+    """Send again the queued jobs, untouched for `older_than_s`, whose id is not among the broker's
+    `waiting` messages: their message is provably gone (embedded broker: a listing of its folder). The age
+    covers a send in flight and a message a worker took but has not leased yet (a duplicate is harmless)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than_s)
+    rows = session.execute(
+        select(Job.id, Job.queue, Job.time_limit_s).where(
+            Job.state == JobState.queued, Job.updated_at < cutoff
+        )
+    ).all()
+    sent = []
+    for job_id, queue, time_limit in rows:
+        if str(job_id) in waiting:
+            continue
+        touched = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.queued, Job.updated_at < cutoff)
+            .values(updated_at=now)
+        )
+        session.commit()
+        if touched.rowcount:  # type: ignore[attr-defined]
+            log.warning("job %s is queued but its broker message is gone; sent again", job_id)
+            dispatcher.send(job_id, queue, time_limit)
+            sent.append(job_id)
+    return sent
+
+
 def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -> int:
     """Running jobs whose worker stopped renewing its lease: requeue them, or fail them after max_attempts."""
     now = utcnow()

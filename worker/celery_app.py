@@ -13,6 +13,7 @@ from kombu import Exchange, Queue
 
 from service.logs import configure_logging, job_id_var
 from service.settings import Settings, get_settings
+from worker import fs_broker
 
 TASK_RUN_JOB = "mcs.run_job"
 
@@ -33,7 +34,9 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings) -> Celery:
     queues = (settings.queue_cpu, settings.queue_gpu)
-    app = Celery("mcs", broker=settings.effective_broker_url, include=["worker.tasks"])
+    # embedded: our filesystem transport (atomic sends, unreadable messages skipped), not Kombu's own
+    broker = f"{fs_broker.SCHEME}://" if settings.embedded else settings.effective_broker_url
+    app = Celery("mcs", broker=broker, include=["worker.tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
