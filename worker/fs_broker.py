@@ -67,7 +67,7 @@ def _write(handle: Any, data: bytes) -> None:
 class AtomicChannel(filesystem.Channel):
     """Sends by rename and receives by claim; skips unreadable messages (see the module docstring)."""
 
-    def _put(self, queue: Any, payload: Any) -> None:
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         headers = payload.get("headers") if isinstance(payload, dict) else None
         task_id = headers.get("id") if isinstance(headers, dict) else None
         folder = self.data_folder_out
