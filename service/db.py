@@ -6,10 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
-
-from service.models import Base
 
 
 def make_engine(url: str) -> Engine:
@@ -34,21 +32,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def init_db(engine: Engine) -> None:
-    """Create the tables if they are missing, and add columns that later versions added (all nullable or
-    defaulted), so a data dir from an earlier version keeps working. No other migrations yet."""
-    Base.metadata.create_all(engine)
-    known = {column["name"] for column in inspect(engine).get_columns("jobs")}
-    added = {
-        "owner": "VARCHAR(64) NOT NULL DEFAULT 'local'",
-        "idempotency_key": "VARCHAR(255)",
-        "request_hash": "VARCHAR(64)",
-        "time_limit_s": "INTEGER",
-        "method": "VARCHAR(64)",
-    }
-    with engine.begin() as connection:
-        for name, ddl in added.items():
-            if name not in known:
-                connection.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {ddl}"))
+    """Bring the schema to the newest Alembic revision (creating it in an empty database, adopting one
+    made before migrations); see `service.migrate`."""
+    from service.migrate import upgrade
+
+    upgrade(engine)
 
 
 def ping(engine: Engine) -> None:
