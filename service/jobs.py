@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, true, update
+from sqlalchemy import false, func, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,6 +92,19 @@ def _spec_text(staged: StagedUpload) -> str:
 
 
 ACTIVE_STATES = (JobState.queued, JobState.running)
+
+
+def lock_owner(session: Session, owner: str) -> None:
+    """Start a transaction that holds, until commit, a lock no other submission of `owner` can pass:
+    a transaction-scoped advisory lock on PostgreSQL; on SQLite the database's write lock, taken by a
+    first statement that writes (nothing) and waits out `busy_timeout` like any writer."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": f"mcs-jobs:{owner}"}
+        )
+    elif dialect == "sqlite":
+        session.execute(update(Job).where(false()).values(state=Job.state))
 
 
 def check_concurrency(session: Session, principal: Principal) -> None:
@@ -200,6 +213,14 @@ def create_job(
         log.error("could not store the inputs of job %s: %r", job.id, exc)
         remove_job_files(settings, job.id)
         raise Unavailable("the artifact store is unreachable; nothing was queued, try again") from exc
+    try:  # count and insert under one per-owner lock, so simultaneous submissions cannot all pass
+        session.rollback()
+        lock_owner(session, principal.owner)
+        check_concurrency(session, principal)
+    except BaseException:
+        session.rollback()
+        remove_job_files(settings, job.id)
+        raise
     session.add(job)
     try:
         session.commit()
