@@ -16,6 +16,7 @@ from service.dispatch import Dispatcher
 from service.maintenance import LostMessageWatch, Reaper, requeue_on_startup
 from service.routes import artifacts, health, jobs, spec, ui
 from service.settings import Settings, get_settings
+from service.uploads import remove_stale_staging
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         # torch loads in the background now, not during the first upload's validation
         threading.Thread(target=importlib.import_module, args=("compression_core.io",), daemon=True).start()
         requeue_on_startup(sessions, dispatcher)
+        if removed := remove_stale_staging(settings.staging_dir):
+            log.info("removed %d upload folder(s) left by requests that died", removed)
         threads: list[Reaper | LostMessageWatch] = []
         if settings.reaper_interval_s > 0:
             threads.append(Reaper(settings, sessions, dispatcher))

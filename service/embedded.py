@@ -38,6 +38,9 @@ class WorkerChild:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["MCS_DATA_DIR"] = str(self.settings.data_dir)
+        env["MCS_PARENT_PID"] = str(
+            os.getpid()
+        )  # the child stops when this process is gone (worker.parent_watch)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
         return env
 

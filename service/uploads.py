@@ -154,6 +154,28 @@ class _Receiver:
             self._file.close()
 
 
+STALE_STAGING_S = 6 * 3600  # an upload folder untouched this long belongs to a request that is gone
+
+
+def remove_stale_staging(staging_root: Path, max_age_s: float = STALE_STAGING_S) -> int:
+    """Remove upload folders left by requests that died (e.g. a killed API); a folder counts as stale
+    when neither it nor any file in it changed for `max_age_s`. Returns how many were removed."""
+    import time
+
+    removed, cutoff = 0, time.time() - max_age_s
+    if not staging_root.is_dir():
+        return 0
+    for folder in staging_root.iterdir():
+        try:
+            times = [folder.lstat().st_mtime, *(p.lstat().st_mtime for p in folder.iterdir())]
+        except OSError:
+            continue
+        if max(times) < cutoff:
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 async def stream_upload(
     content_type: str,
     stream: AsyncIterator[bytes],
