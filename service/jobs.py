@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import false, func, select, text, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from service.auth import Principal
 from service.dispatch import Dispatcher
@@ -33,7 +33,7 @@ from service.errors import (
 )
 from service.models import FINISHED_STATES, Job, JobState, utcnow
 from service.observability import main_method
-from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
+from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, JobSummary, Progress
 from service.settings import Settings
 from service.storage import ARTIFACT_NAMES, job_dir, open_artifact, remove_job_files, store_inputs
 from service.uploads import StagedUpload
@@ -58,7 +58,25 @@ def parse_spec(text: str) -> dict[str, Any]:
         ]
         names = ", ".join(error.field for error in errors)
         raise InvalidSpec(f"the spec is not valid: {names}", errors) from exc
+    check_spec_size(spec)
     return spec.model_dump(mode="json")
+
+
+MAX_RULES = 1_000  # each rule is matched against every tensor: rules x tensors name matches per job
+MAX_PATTERNS = 10_000  # name patterns over all rules
+
+
+def check_spec_size(spec: Any) -> None:
+    """Bound the work a spec's selectors cost (a 1 MiB spec could hold ~100,000 patterns)."""
+    rules = list(getattr(spec, "rules", None) or [])
+    patterns = sum(len(rule.select.patterns) for rule in rules)
+    if len(rules) > MAX_RULES or patterns > MAX_PATTERNS:
+        field = "spec.rules" if len(rules) > MAX_RULES else "spec.rules.select.name"
+        raise InvalidSpec(
+            f"the spec has {len(rules)} rules and {patterns} name patterns; at most {MAX_RULES} rules "
+            f"and {MAX_PATTERNS} patterns",
+            [FieldError(field=field, message="too many")],
+        )
 
 
 def check_state_dict(path: Path, role: str) -> None:
@@ -255,10 +273,19 @@ def get_job(session: Session, job_id: uuid.UUID, principal: Principal) -> Job:
 
 
 def list_jobs(
-    session: Session, principal: Principal, *, state: JobState | None, limit: int, offset: int
+    session: Session,
+    principal: Principal,
+    *,
+    state: JobState | None,
+    limit: int,
+    offset: int,
+    summaries: bool = False,
 ) -> tuple[list[Job], int]:
-    """A page of the caller's jobs (an admin's: everyone's), newest first, and how many match in all."""
+    """A page of the caller's jobs (an admin's: everyone's), newest first, and how many match in all.
+    With `summaries`, the spec and metrics columns are not read (they can be megabytes per job)."""
     query = select(Job).where(_visible(principal))
+    if summaries:
+        query = query.options(defer(Job.spec, raiseload=True), defer(Job.metrics, raiseload=True))
     count = select(func.count()).select_from(Job).where(_visible(principal))
     if state is not None:
         query, count = query.where(Job.state == state), count.where(Job.state == state)
@@ -407,8 +434,8 @@ def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -
     return count
 
 
-def present(settings: Settings, job: Job) -> JobPublic:
-    """The public view of a job, with relative links."""
+def summarize(settings: Settings, job: Job) -> JobSummary:
+    """A job as a listing shows it: no spec, no metrics (load it with `list_jobs(..., summaries=True)`)."""
     base = f"/jobs/{job.id}"
     artifacts = [
         ArtifactPublic(
@@ -416,11 +443,11 @@ def present(settings: Settings, job: Job) -> JobPublic:
         )
         for a in job.artifacts or []
     ]
-    return JobPublic(
+    return JobSummary(
         id=job.id,
         state=JobState(job.state),
         queue=job.queue,  # type: ignore[arg-type]
-        spec=job.spec,
+        method=job.method,
         progress=Progress(
             stage=job.progress_stage, fraction=job.progress_fraction or 0.0, message=job.progress_message
         ),
@@ -430,7 +457,11 @@ def present(settings: Settings, job: Job) -> JobPublic:
         attempts=job.attempts,
         cancel_requested=job.cancel_requested,
         error=job.error,
-        metrics=job.metrics,
         artifacts=artifacts,
         links=JobLinks(self=base, cancel=f"{base}/cancel", artifacts=f"{base}/artifacts"),
     )
+
+
+def present(settings: Settings, job: Job) -> JobPublic:
+    """The public view of a job, with relative links."""
+    return JobPublic(**dict(summarize(settings, job)), spec=job.spec, metrics=job.metrics)

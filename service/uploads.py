@@ -81,6 +81,7 @@ class _Receiver:
         self._digest = hashlib.sha256()
         self._field = bytearray()
         self._head = b""
+        self._file_bytes = 0
         self.pending: list[bytes] = []  # file bytes parsed from the last chunk, written by the caller
 
     def on_part_begin(self) -> None:
@@ -113,6 +114,7 @@ class _Receiver:
             self._file = path.open("wb")
             self._digest = hashlib.sha256()
             self._head = b""
+            self._file_bytes = 0
         elif name not in FIELD_PARTS:
             raise InvalidSubmission(
                 f"unexpected form field {name!r}; expected one of {', '.join(FIELD_PARTS)}"
@@ -121,6 +123,9 @@ class _Receiver:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._file is not None:
+            self._file_bytes += end - start
+            if self._name == "spec_file" and self._file_bytes > self.max_field_bytes:
+                raise PayloadTooLarge(f"file part 'spec_file' is over {self.max_field_bytes} bytes")
             self.pending.append(bytes(data[start:end]))
             if len(self._head) < 2:
                 self._head += data[start : start + 2]

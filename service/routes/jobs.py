@@ -117,13 +117,13 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
-    items, total = jobs.list_jobs(session, principal, state=state, limit=limit, offset=offset)
+    items, total = jobs.list_jobs(session, principal, state=state, limit=limit, offset=offset, summaries=True)
     following = None
     if offset + len(items) < total:
         query = f"limit={limit}&offset={offset + limit}" + (f"&state={state.value}" if state else "")
         following = f"/jobs?{query}"
     return JobList(
-        items=[jobs.present(settings, job) for job in items],
+        items=[jobs.summarize(settings, job) for job in items],
         total=total,
         limit=limit,
         offset=offset,
