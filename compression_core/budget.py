@@ -22,7 +22,7 @@ def byte_budget() -> int:
 
 
 def check_bytes(
-    what: str, nbytes: int, budget: int | None = None, error: type[InputError] = InputError
+    what: str, nbytes: int, budget: int | None = None, error: type[Exception] = InputError
 ) -> None:
     """Raise `error` when `nbytes` exceeds the budget, naming both and the setting."""
     limit = byte_budget() if budget is None else budget
