@@ -16,7 +16,7 @@ from service.dispatch import Dispatcher
 from service.maintenance import LostMessageWatch, Reaper, requeue_on_startup
 from service.routes import artifacts, health, jobs, spec, ui
 from service.settings import Settings, get_settings
-from service.site_guard import SiteGuard
+from service.site_guard import NoSniff, SiteGuard
 from service.uploads import remove_stale_staging
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.dispatcher = dispatcher
     problems.install(app)
     app.add_middleware(SiteGuard, settings=settings)  # auth disabled: loopback Host, same-origin writes
+    app.add_middleware(NoSniff)
     observability.install(app, settings, sessions)
     for module in (jobs, artifacts, health, spec, ui):
         app.include_router(module.router)

@@ -41,12 +41,38 @@ from service.uploads import StagedUpload
 log = logging.getLogger(__name__)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"duplicate keys {repeated}")
+    return dict(pairs)
+
+
+def strict_json(text: str) -> None:
+    """Refuse what JSON parsers disagree on: NaN/Infinity (`alpha: Infinity` zeroed the weights) and
+    repeated keys (one parser keeps the first, another the last)."""
+    try:
+        json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+    except json.JSONDecodeError:
+        return  # not JSON at all: the validation below names it like any other spec error
+    except ValueError as exc:
+        raise InvalidSpec(
+            f"the spec is not strict JSON: {exc}", [FieldError(field="spec", message=str(exc))]
+        ) from exc
+
+
 def parse_spec(text: str) -> dict[str, Any]:
     """Validate a spec with the library's own model; errors name the field as `spec.<path>`."""
     from compression_core.spec import Spec
 
+    strict_json(text)
     try:
-        spec = Spec.model_validate_json(text)
+        spec = Spec.model_validate_json(text, strict=True)  # "k": "4" is a string, not a number
     except ValidationError as exc:
         errors = [
             FieldError(
@@ -303,8 +329,9 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, prin
         .values(state=JobState.cancelled, cancel_requested=True, finished_at=now, updated_at=now)
     )
     if done.rowcount:  # type: ignore[attr-defined]
+        # no revoke broadcast: a worker takes a job only through its lease, which needs `queued`; a
+        # broadcast would leave one control message per dead worker's mailbox (embedded broker) forever
         session.commit()
-        dispatcher.revoke(job_id)
     else:
         session.execute(
             update(Job).where(Job.id == job_id, Job.state == JobState.running).values(cancel_requested=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -103,6 +104,14 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.error("storage full on %s %s: %r", request.method, request.url.path, exc)
+        full = Problem(
+            title="Insufficient Storage",
+            status=507,
+            detail="the server's storage is full; nothing was queued, try again later",
+        )
+        return problem_response(full, headers={"Retry-After": "60"})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     problem = Problem(
         title="Internal Server Error", status=500, detail="an unexpected error; see the server logs"
