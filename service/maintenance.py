@@ -8,9 +8,9 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from mcs_common.settings import Settings
 from service import jobs
 from service.dispatch import Dispatcher
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LostMessageWatch(threading.Thread):
         self.stopped = threading.Event()
 
     def check(self) -> list[uuid.UUID]:
-        from worker.fs_broker import queued_task_ids
+        from mcs_common.fs_broker import queued_task_ids
 
         # listed before the query: a message sent after the listing belongs to a job too young to count
         waiting = queued_task_ids(self.settings.broker_dir / "messages")

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from svc_helpers import SPEC, write_model
 
+from mcs_common.db import init_db, make_engine, make_session_factory
 from service.auth import create_token
-from service.db import init_db, make_engine, make_session_factory
 
 from .stack import free_port, stack_env, start_api
 

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from svc_helpers import ROOT
 from test_service_embedded import clean_env, free_port
 
+from mcs_common.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def children(pid: int) -> list[int]:

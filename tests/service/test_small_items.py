@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import SPEC, write_model
 
+from mcs_common.settings import Settings
 from service.app import create_app
 from service.embedded import uvicorn_config
-from service.settings import Settings
 from service.uploads import _Receiver
 
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from svc_helpers import SPEC, write_model
 
+from mcs_common.models import Job
 from service.jobs import MAX_PATTERNS
-from service.models import Job
 
 
 def test_a_spec_file_over_the_field_cap_is_413(client: TestClient, tmp_path: Path) -> None:

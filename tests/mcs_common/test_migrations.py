@@ -15,9 +15,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 
-from service.db import init_db, make_engine
-from service.migrate import current_revision, head_revision
-from service.models import Base, Job, Token
+from mcs_common.db import init_db, make_engine
+from mcs_common.migrate import current_revision, head_revision
+from mcs_common.models import Base, Job, Token
 
 
 def previous_release_tables(metadata: sa.MetaData, *, with_later_columns: bool = True) -> None:

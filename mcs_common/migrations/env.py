@@ -1,4 +1,4 @@
-"""Alembic's environment: runs on the connection `service.migrate` hands over (its lock held), or, for
+"""Alembic's environment: runs on the connection `mcs_common.migrate` hands over (its lock held), or, for
 the `alembic` command line, on `sqlalchemy.url`. SQLite alters tables in batch mode (copy and move)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from service.models import Base
+from mcs_common.models import Base
 
 
 def run(connection: Connection) -> None:

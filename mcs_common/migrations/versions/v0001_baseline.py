@@ -4,8 +4,8 @@ Revision ID: 0001_baseline
 Revises:
 Create Date: 2026-12-02
 
-The tables are a frozen copy here, not imported from `service.models`: later revisions change the models,
-this revision must keep creating what that release created. `service.migrate` also uses `tables()` to
+The tables are a frozen copy here, not imported from `mcs_common.models`: later revisions change the models,
+this revision must keep creating what that release created. `mcs_common.migrate` also uses `tables()` to
 adopt a database made by that release (it creates what is missing, then stamps this revision).
 """
 

@@ -10,7 +10,7 @@ reads an empty file, dies on the JSON error, and the message is gone (issue 10, 
 - a message file's name carries its task id (the job id), so the API can tell, from one directory
   listing, that a queued job has no message left and send it again (`service.maintenance`).
 
-Registered as the Kombu transport `mcsfs://`; `worker.celery_app` uses it whenever the settings say
+Registered as the Kombu transport `mcsfs://`; `mcs_common.broker` uses it whenever the settings say
 embedded (`filesystem://` or no broker URL).
 """
 

@@ -22,11 +22,11 @@ from fastapi.testclient import TestClient
 from kombu import Connection
 from kombu.transport import filesystem
 
+from mcs_common import fs_broker
+from mcs_common.models import Job, JobState, utcnow
+from mcs_common.settings import Settings
 from service.app import create_app
 from service.maintenance import LOST_MESSAGE_AGE_S, LostMessageWatch
-from service.models import Job, JobState, utcnow
-from service.settings import Settings
-from worker import fs_broker
 
 
 def options(folder: Path) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def test_an_unreadable_message_is_skipped_not_fatal(tmp_path: Path) -> None:
 PRODUCER = """
 import sys
 from kombu import Connection
-import worker.fs_broker
+import mcs_common.fs_broker
 opts = {options!r}
 with Connection("mcsfs://", transport_options=opts) as connection:
     queue = connection.SimpleQueue("jobs")

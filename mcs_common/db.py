@@ -33,8 +33,8 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def init_db(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (creating it in an empty database, adopting one
-    made before migrations); see `service.migrate`."""
-    from service.migrate import upgrade
+    made before migrations); see `mcs_common.migrate`."""
+    from mcs_common.migrate import upgrade
 
     upgrade(engine)
 
