@@ -29,6 +29,7 @@ _DESCRIPTIONS = {
     422: "Invalid input; `errors` names each field.",
     429: "A limit of the token is reached (the detail names it, e.g. max_concurrent_jobs).",
     503: "The database or the broker is unreachable.",
+    507: "The server's storage is full; nothing was queued.",
 }
 
 
