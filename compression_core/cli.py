@@ -36,7 +36,7 @@ def _friendly_errors() -> Iterator[None]:
 
 
 def _load_spec_arg(spec: str) -> Any:
-    from compression_core.spec import example_names, example_spec, load_spec
+    from compression_core.spec.parse import example_names, example_spec, load_spec
 
     if not Path(spec).exists() and spec.removeprefix("example:") in example_names():
         return example_spec(spec.removeprefix("example:"))
@@ -98,9 +98,9 @@ def compress(
     """Compress a model's weights as a spec says; writes model.bin, model.pth and metrics.json."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from compression_core.job.pipeline import Progress as JobProgress
+    from compression_core.job.pipeline import compress_file
     from compression_core.metrics import TABLE_COLUMNS, table_rows
-    from compression_core.pipeline import Progress as JobProgress
-    from compression_core.pipeline import compress_file
 
     with _friendly_errors():
         parsed = _load_spec_arg(spec)

@@ -32,7 +32,7 @@ from torch.utils.data import TensorDataset
 
 from compression_core.budget import check_bytes
 from compression_core.errors import InputError, SpecError
-from compression_core.training_spec import DataSpec
+from compression_core.spec.fields import DataSpec
 
 __all__ = [
     "BUILTIN_DATASETS",

@@ -1,0 +1,10 @@
+"""Magnitude pruning (a per-tensor step): see README.md."""
+
+from compression_core.methods.base import StepMethod
+from compression_core.methods.prune.spec import PruneStep
+
+METHOD = StepMethod(
+    spec=PruneStep,
+    apply="compression_core.methods.prune.apply:apply",
+    shared="compression_core.methods.prune.apply:global_keeps",
+)
