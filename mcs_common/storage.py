@@ -20,15 +20,27 @@ from typing import Any
 
 from mcs_common.settings import Settings
 
-ARTIFACT_NAMES = ("model.pth", "model.bin", "metrics.json", "report.html")
+ARTIFACT_NAMES = (
+    "model.pth",
+    "model.bin",
+    "metrics.json",
+    "report.html",
+    "architecture.json",  # deploy (issue 12): with a `model` in the spec
+    "model.onnx",
+    "model.int8.onnx",
+)
 ARTIFACT_MEDIA_TYPES = {
     "model.pth": "application/octet-stream",
     "model.bin": "application/octet-stream",
     "metrics.json": "application/json",
     "report.html": "text/html; charset=utf-8",
+    "architecture.json": "application/json",
+    "model.onnx": "application/octet-stream",
+    "model.int8.onnx": "application/octet-stream",
 }
-# Published only when present: a job whose report could not be drawn still succeeds without one.
-OPTIONAL_ARTIFACTS = frozenset({"report.html"})
+# Published only when present: a job whose report could not be drawn still succeeds without one; the
+# deployment files exist only when the spec names a model (and int8).
+OPTIONAL_ARTIFACTS = frozenset({"report.html", "architecture.json", "model.onnx", "model.int8.onnx"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

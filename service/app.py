@@ -15,7 +15,7 @@ from mcs_common.settings import Settings, get_settings
 from service import observability, problems
 from service.dispatch import Dispatcher
 from service.maintenance import LostMessageWatch, Reaper, requeue_on_startup
-from service.routes import artifacts, health, jobs, spec, ui
+from service.routes import artifacts, health, jobs, spec, ui, validate
 from service.site_guard import NoSniff, SiteGuard
 from service.uploads import remove_stale_staging
 
@@ -69,6 +69,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.add_middleware(SiteGuard, settings=settings)  # auth disabled: loopback Host, same-origin writes
     app.add_middleware(NoSniff)
     observability.install(app, settings, sessions)
-    for module in (jobs, artifacts, health, spec, ui):
+    for module in (validate, jobs, artifacts, health, spec, ui):  # validate: deploy (issue 12)
         app.include_router(module.router)
     return app

@@ -64,9 +64,9 @@ class MethodSpec(_Strict):
     needs: ClassVar[tuple[str, ...]] = ("model", "data")  # top-level fields it needs
     excludes: ClassVar[tuple[str, ...]] = ()  # top-level method fields it cannot combine with
     inputs: ClassVar[tuple[str, ...]] = ()  # extra upload roles, e.g. ("teacher",)
-    stage: ClassVar[str] = (
-        "compress"  # "prepare": runs first and changes the model; "compress": makes records
-    )
+    # "prepare": runs first and changes the model; "compress": makes records; "deploy": runs on the written
+    # model in the deployment stage, `run(config, stage, out_dir) -> section` (compression_core/deploy/)
+    stage: ClassVar[str] = "compress"
     fallback: ClassVar[bool] = (
         False  # the method data-aware jobs run (with defaults) when the spec names none
     )

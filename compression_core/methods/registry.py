@@ -48,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mcs.methods"
-BUILTINS = ("prune", "quantize", "lowrank", "structured", "retrain", "lc", "sws", "distill")
+BUILTINS = ("prune", "quantize", "lowrank", "structured", "retrain", "lc", "sws", "distill", "int8")
 BASE_UPLOAD_ROLES = ("model", "data")  # every job may send these; methods add theirs (`MethodSpec.inputs`)
 
 _steps: dict[str, StepMethod] = {}
