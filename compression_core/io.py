@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from compression_core.errors import InputError
+from compression_core.inspect_upload import inspect_state_dict, unwrap_state_dict
 
 TORCH_SUFFIXES = {".pth", ".pt", ".bin", ".ckpt"}
 SAFETENSORS_SUFFIXES = {".safetensors"}
-_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -29,6 +29,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    inspect_state_dict(path)  # from metadata: refuse what would expand past the file before loading it
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         loaded: object = _load_safetensors(path)
@@ -43,34 +44,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def as_state_dict(obj: object, *, source: str = "input") -> dict[str, torch.Tensor]:
     """Check a loaded object is a non-empty mapping of str -> tensor, unwrapping {"state_dict": ...}."""
-    if isinstance(obj, Mapping):
-        for key in _WRAPPER_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping):
-        raise InputError(
-            f"{source}: expected a state dict (a mapping of names to tensors), found {_kind(obj)}"
-        )
-    if not obj:
-        raise InputError(f"{source}: the state dict is empty")
-    result: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        if not isinstance(key, str):
-            raise InputError(f"{source}: key {key!r} is a {type(key).__name__}, expected a string")
-        if not isinstance(value, torch.Tensor):
-            raise InputError(f"{source}: value of {key!r} is a {_kind(value)}, expected a tensor")
-        if value.layout != torch.strided:
-            raise InputError(
-                f"{source}: {key!r} is a {value.layout} tensor; only dense tensors are supported"
-            )
-        result[key] = value.detach().cpu().contiguous()
-    return result
-
-
-def _kind(obj: object) -> str:
-    return type(obj).__name__ if obj is not None else "None"
+    return {
+        key: value.detach().cpu().contiguous() for key, value in unwrap_state_dict(obj, source=source).items()
+    }
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from mcs_common import fs_broker
 from mcs_common.settings import Settings
 
 TASK_RUN_JOB = "mcs.run_job"
@@ -34,7 +35,9 @@ def make_celery(settings: Settings, include: tuple[str, ...] = ()) -> Celery:
     """A Celery app on the configured broker; `include` names the task modules a worker loads (the API,
     which only sends by name, loads none)."""
     queues = (settings.queue_cpu, settings.queue_gpu)
-    app = Celery("mcs", broker=settings.effective_broker_url, include=list(include))
+    # embedded: our filesystem transport (atomic sends, unreadable messages skipped), not Kombu's own
+    broker = f"{fs_broker.SCHEME}://" if settings.embedded else settings.effective_broker_url
+    app = Celery("mcs", broker=broker, include=list(include))
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

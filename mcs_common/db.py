@@ -6,10 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
-
-from mcs_common.models import Base
 
 
 def make_engine(url: str) -> Engine:
@@ -34,33 +32,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def init_db(engine: Engine) -> None:
-    """Create the tables if they are missing, and add columns that later versions added (all nullable or
-    defaulted), so a data dir from an earlier version keeps working. No other migrations yet."""
-    Base.metadata.create_all(engine)
-    known = {column["name"] for column in inspect(engine).get_columns("jobs")}
-    added = {
-        "owner": "VARCHAR(64) NOT NULL DEFAULT 'local'",
-        "idempotency_key": "VARCHAR(255)",
-        "request_hash": "VARCHAR(64)",
-        "time_limit_s": "INTEGER",
-        "method": "VARCHAR(64)",
-        # search jobs (issue 11); an Alembic migration replaces this list once migrations land
-        "parent_id": ("UUID" if engine.dialect.name == "postgresql" else "CHAR(32)")
-        + " REFERENCES jobs(id) ON DELETE CASCADE",
-        "trial_index": "INTEGER",
-        "trial": "JSON",
-    }
-    with engine.begin() as connection:
-        for name, ddl in added.items():
-            if name not in known:
-                connection.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {ddl}"))
-        if "parent_id" not in known:
-            connection.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_parent_id ON jobs (parent_id)"))
-            connection.execute(
-                text(
-                    "CREATE UNIQUE INDEX IF NOT EXISTS uq_jobs_parent_trial ON jobs (parent_id, trial_index)"
-                )
-            )
+    """Bring the schema to the newest Alembic revision (creating it in an empty database, adopting one
+    made before migrations); see `mcs_common.migrate`."""
+    from mcs_common.migrate import upgrade
+
+    upgrade(engine)
 
 
 def ping(engine: Engine) -> None:

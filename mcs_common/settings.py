@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     )
     s3_prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. `mcs/`.")
     s3_region: str | None = Field(default=None, description="Region; unset: AWS_DEFAULT_REGION or us-east-1.")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto are "
+        "believed (logged client address, scheme); empty: no one's, not even loopback's.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -14,8 +14,10 @@ from mcs_common.db import init_db, make_engine, make_session_factory
 from mcs_common.settings import Settings, get_settings
 from service import observability, problems
 from service.dispatch import Dispatcher
-from service.maintenance import Reaper, requeue_on_startup
+from service.maintenance import LostMessageWatch, Reaper, requeue_on_startup
 from service.routes import artifacts, health, jobs, spec, ui, validate
+from service.site_guard import NoSniff, SiteGuard
+from service.uploads import remove_stale_staging
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,18 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         # torch loads in the background now, not during the first upload's validation
         threading.Thread(target=importlib.import_module, args=("compression_core.io",), daemon=True).start()
         requeue_on_startup(sessions, dispatcher)
-        reaper = Reaper(settings, sessions, dispatcher) if settings.reaper_interval_s > 0 else None
-        if reaper:
-            reaper.start()
+        if removed := remove_stale_staging(settings.staging_dir):
+            log.info("removed %d upload folder(s) left by requests that died", removed)
+        threads: list[Reaper | LostMessageWatch] = []
+        if settings.reaper_interval_s > 0:
+            threads.append(Reaper(settings, sessions, dispatcher))
+            if settings.embedded:
+                threads.append(LostMessageWatch(settings, sessions, dispatcher))
+        for thread in threads:
+            thread.start()
         yield
-        if reaper:
-            reaper.stop()
+        for thread in threads:
+            thread.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -58,6 +66,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
     app.state.dispatcher = dispatcher
     problems.install(app)
+    app.add_middleware(SiteGuard, settings=settings)  # auth disabled: loopback Host, same-origin writes
+    app.add_middleware(NoSniff)
     observability.install(app, settings, sessions)
     for module in (validate, jobs, artifacts, health, spec, ui):  # validate: deploy (issue 12)
         app.include_router(module.router)

@@ -20,6 +20,7 @@ def _settings(data_dir: Path | None, host: str | None = None, port: int | None =
 
 def register(app: typer.Typer) -> None:
     register_tokens(app)
+    register_migrate(app)
 
     @app.command()
     def serve(
@@ -70,6 +71,23 @@ def register(app: typer.Typer) -> None:
 
 
 DataDir = Annotated[Path | None, typer.Option(help="Data dir [env MCS_DATA_DIR].")]
+
+
+def register_migrate(app: typer.Typer) -> None:
+    @app.command("migrate")
+    def migrate(data_dir: DataDir = None) -> None:
+        """Upgrade the database (MCS_DATABASE_URL, default SQLite in the data dir) to the newest schema.
+
+        `mcs serve` and `mcs worker` do this at start too; run it alone before a rolling upgrade."""
+        from mcs_common.db import make_engine
+        from mcs_common.migrate import upgrade
+
+        settings = _settings(data_dir)
+        settings.ensure_dirs()
+        before, after = upgrade(make_engine(settings.effective_database_url))
+        typer.echo(
+            f"database at revision {after}" + (f" (was {before or 'unversioned'})" if before != after else "")
+        )
 
 
 def _token_session(data_dir: Path | None) -> Any:

@@ -38,6 +38,9 @@ class WorkerChild:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["MCS_DATA_DIR"] = str(self.settings.data_dir)
+        env["MCS_PARENT_PID"] = str(
+            os.getpid()
+        )  # the child stops when this process is gone (worker.parent_watch)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
         return env
 
@@ -71,15 +74,27 @@ class WorkerChild:
             self.process.wait()
 
 
+def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+    """uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 by default; here only configured proxies."""
+    proxies = settings.trusted_proxies.strip()
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        log_config=None,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
+
+
 def serve(settings: Settings, *, with_worker: bool, demo: bool = False, exit_after_demo: bool = False) -> int:
     """Serve until Ctrl-C (or, with exit_after_demo, until the demo ends); return an exit code."""
     settings.check_bind()
     settings.ensure_dirs()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
-    )
+    server = uvicorn.Server(uvicorn_config(settings, app))
     child = WorkerChild(settings) if with_worker else None
     outcome = {"code": 0}
     if child:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, true, update
+from sqlalchemy import false, func, select, text, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 
 from mcs_common.models import FINISHED_STATES, Job, JobState, cancel_children, utcnow
 from mcs_common.settings import Settings
@@ -35,19 +35,52 @@ from service.errors import (
     Unavailable,
 )
 from service.observability import main_method
-from service.schemas import ArtifactPublic, ChildPublic, FieldError, JobLinks, JobPublic, Progress
-from service.upload_checks import precheck_state_dict_file
+from service.schemas import (
+    ArtifactPublic,
+    ChildPublic,
+    FieldError,
+    JobLinks,
+    JobPublic,
+    JobSummary,
+    Progress,
+)
 from service.uploads import StagedUpload, state_dict_roles
 
 log = logging.getLogger(__name__)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"duplicate keys {repeated}")
+    return dict(pairs)
+
+
+def strict_json(text: str) -> None:
+    """Refuse what JSON parsers disagree on: NaN/Infinity (`alpha: Infinity` zeroed the weights) and
+    repeated keys (one parser keeps the first, another the last)."""
+    try:
+        json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+    except json.JSONDecodeError:
+        return  # not JSON at all: the validation below names it like any other spec error
+    except ValueError as exc:
+        raise InvalidSpec(
+            f"the spec is not strict JSON: {exc}", [FieldError(field="spec", message=str(exc))]
+        ) from exc
 
 
 def parse_spec(text: str) -> dict[str, Any]:
     """Validate a spec with the library's own model; errors name the field as `spec.<path>`."""
     from compression_core.spec import Spec
 
+    strict_json(text)
     try:
-        spec = Spec.model_validate_json(text)
+        spec = Spec.model_validate_json(text, strict=True)  # "k": "4" is a string, not a number
     except ValidationError as exc:
         errors = [
             FieldError(
@@ -68,29 +101,38 @@ def parse_spec(text: str) -> dict[str, Any]:
         ]
         names = ", ".join(error.field for error in errors)
         raise InvalidSpec(f"the spec is not valid: {names}", errors) from exc
+    check_spec_size(spec)
     return spec.model_dump(mode="json")
 
 
-def check_state_dict(path: Path, role: str) -> None:
-    """Read an uploaded file with the library's safe loader; refuse anything that is not a state dict."""
-    from compression_core.errors import InputError
-    from compression_core.io import load_state_dict
+MAX_RULES = 1_000  # each rule is matched against every tensor: rules x tensors name matches per job
+MAX_PATTERNS = 10_000  # name patterns over all rules
 
-    reason = precheck_state_dict_file(path)
-    if reason:
-        raise NotAStateDict(f"{role}: {reason}", [FieldError(field=role, message=reason)])
-    try:
-        state = load_state_dict(path)
-    except InputError as exc:
-        raise NotAStateDict(f"{role}: {exc}", [FieldError(field=role, message=str(exc))]) from exc
-    except Exception as exc:  # noqa: BLE001 - any failure to read an upload means it is not usable
-        log.info("upload %s refused: %r", role, exc)
-        message = "the file could not be read as a state dict (.safetensors, or .pth saved by torch.save)"
-        raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
-    if not state:
-        raise NotAStateDict(
-            f"{role}: the state dict holds no tensors", [FieldError(field=role, message="empty")]
+
+def check_spec_size(spec: Any) -> None:
+    """Bound the work a spec's selectors cost (a 1 MiB spec could hold ~100,000 patterns)."""
+    rules = list(getattr(spec, "rules", None) or [])
+    patterns = sum(len(rule.select.patterns) for rule in rules)
+    if len(rules) > MAX_RULES or patterns > MAX_PATTERNS:
+        field = "spec.rules" if len(rules) > MAX_RULES else "spec.rules.select.name"
+        raise InvalidSpec(
+            f"the spec has {len(rules)} rules and {patterns} name patterns; at most {MAX_RULES} rules "
+            f"and {MAX_PATTERNS} patterns",
+            [FieldError(field=field, message="too many")],
         )
+
+
+def check_state_dict(path: Path, role: str) -> None:
+    """Refuse anything that is not a state dict we can compress, from the file's metadata alone: the API
+    never loads an upload's tensors (memory per submit stays O(header)); the worker loads them."""
+    from compression_core.errors import InputError
+    from compression_core.inspect_upload import inspect_state_dict
+
+    try:
+        inspect_state_dict(path)
+    except InputError as exc:
+        message = str(exc).removeprefix(f"{path.name}: ")
+        raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
 
 
 def _spec_text(staged: StagedUpload) -> str:
@@ -111,6 +153,19 @@ def _spec_text(staged: StagedUpload) -> str:
 
 
 ACTIVE_STATES = (JobState.queued, JobState.running)
+
+
+def lock_owner(session: Session, owner: str) -> None:
+    """Start a transaction that holds, until commit, a lock no other submission of `owner` can pass:
+    a transaction-scoped advisory lock on PostgreSQL; on SQLite the database's write lock, taken by a
+    first statement that writes (nothing) and waits out `busy_timeout` like any writer."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": f"mcs-jobs:{owner}"}
+        )
+    elif dialect == "sqlite":
+        session.execute(update(Job).where(false()).values(state=Job.state))
 
 
 def check_concurrency(session: Session, principal: Principal) -> None:
@@ -220,6 +275,14 @@ def create_job(
         log.error("could not store the inputs of job %s: %r", job.id, exc)
         remove_job_files(settings, job.id)
         raise Unavailable("the artifact store is unreachable; nothing was queued, try again") from exc
+    try:  # count and insert under one per-owner lock, so simultaneous submissions cannot all pass
+        session.rollback()
+        lock_owner(session, principal.owner)
+        check_concurrency(session, principal)
+    except BaseException:
+        session.rollback()
+        remove_job_files(settings, job.id)
+        raise
     session.add(job)
     try:
         session.commit()
@@ -254,11 +317,20 @@ def get_job(session: Session, job_id: uuid.UUID, principal: Principal) -> Job:
 
 
 def list_jobs(
-    session: Session, principal: Principal, *, state: JobState | None, limit: int, offset: int
+    session: Session,
+    principal: Principal,
+    *,
+    state: JobState | None,
+    limit: int,
+    offset: int,
+    summaries: bool = False,
 ) -> tuple[list[Job], int]:
-    """A page of the caller's jobs (an admin's: everyone's), newest first, and how many match in all."""
-    # top-level jobs only: a search's trials are listed in the search (`children`)
+    """A page of the caller's jobs (an admin's: everyone's), newest first, and how many match in all.
+    With `summaries`, the spec and metrics columns are not read (they can be megabytes per job).
+    Top-level jobs only: a search's trials are listed in the search (`children`)."""
     query = select(Job).where(_visible(principal), Job.parent_id.is_(None))
+    if summaries:
+        query = query.options(defer(Job.spec, raiseload=True), defer(Job.metrics, raiseload=True))
     count = select(func.count()).select_from(Job).where(_visible(principal), Job.parent_id.is_(None))
     if state is not None:
         query, count = query.where(Job.state == state), count.where(Job.state == state)
@@ -276,8 +348,9 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, prin
         .values(state=JobState.cancelled, cancel_requested=True, finished_at=now, updated_at=now)
     )
     if done.rowcount:  # type: ignore[attr-defined]
+        # no revoke broadcast: a worker takes a job only through its lease, which needs `queued`; a
+        # broadcast would leave one control message per dead worker's mailbox (embedded broker) forever
         session.commit()
-        dispatcher.revoke(job_id)
     else:
         session.execute(
             update(Job).where(Job.id == job_id, Job.state == JobState.running).values(cancel_requested=True)
@@ -407,6 +480,36 @@ def requeue_stale(session: Session, settings: Settings, dispatcher: Dispatcher) 
     return len(rows)
 
 
+def requeue_missing(
+    session: Session, dispatcher: Dispatcher, waiting: set[str], older_than_s: float
+) -> list[uuid.UUID]:
+    """Send again the queued jobs, untouched for `older_than_s`, whose id is not among the broker's
+    `waiting` messages: their message is provably gone (embedded broker: a listing of its folder). The age
+    covers a send in flight and a message a worker took but has not leased yet (a duplicate is harmless)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than_s)
+    rows = session.execute(
+        select(Job.id, Job.queue, Job.time_limit_s).where(
+            Job.state == JobState.queued, Job.updated_at < cutoff
+        )
+    ).all()
+    sent = []
+    for job_id, queue, time_limit in rows:
+        if str(job_id) in waiting:
+            continue
+        touched = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.queued, Job.updated_at < cutoff)
+            .values(updated_at=now)
+        )
+        session.commit()
+        if touched.rowcount:  # type: ignore[attr-defined]
+            log.warning("job %s is queued but its broker message is gone; sent again", job_id)
+            dispatcher.send(job_id, queue, time_limit)
+            sent.append(job_id)
+    return sent
+
+
 def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -> int:
     """Running jobs whose worker stopped renewing its lease: requeue them, or fail them after max_attempts."""
     now = utcnow()
@@ -456,8 +559,8 @@ def present_child(child: Job) -> ChildPublic:
     )
 
 
-def present(settings: Settings, job: Job, children: list[Job] | None = None) -> JobPublic:
-    """The public view of a job, with relative links (a search's: with its trials as `children`)."""
+def summarize(settings: Settings, job: Job, children: list[Job] | None = None) -> JobSummary:
+    """A job as a listing shows it: no spec, no metrics (load it with `list_jobs(..., summaries=True)`)."""
     base = f"/jobs/{job.id}"
     artifacts = [
         ArtifactPublic(
@@ -465,11 +568,11 @@ def present(settings: Settings, job: Job, children: list[Job] | None = None) -> 
         )
         for a in job.artifacts or []
     ]
-    return JobPublic(
+    return JobSummary(
         id=job.id,
         state=JobState(job.state),
         queue=job.queue,  # type: ignore[arg-type]
-        spec=job.spec,
+        method=job.method,
         progress=Progress(
             stage=job.progress_stage, fraction=job.progress_fraction or 0.0, message=job.progress_message
         ),
@@ -479,9 +582,13 @@ def present(settings: Settings, job: Job, children: list[Job] | None = None) -> 
         attempts=job.attempts,
         cancel_requested=job.cancel_requested,
         error=job.error,
-        metrics=job.metrics,
         artifacts=artifacts,
         links=JobLinks(self=base, cancel=f"{base}/cancel", artifacts=f"{base}/artifacts"),
         parent_id=job.parent_id,
         children=None if children is None else [present_child(child) for child in children],
     )
+
+
+def present(settings: Settings, job: Job, children: list[Job] | None = None) -> JobPublic:
+    """The public view of a job, with relative links (a search's: with its trials as `children`)."""
+    return JobPublic(**dict(summarize(settings, job, children)), spec=job.spec, metrics=job.metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +24,39 @@ def requeue_on_startup(factory: sessionmaker[Session], dispatcher: Dispatcher) -
             log.info("requeued %d queued job(s) at startup", count)
     except Exception:  # noqa: BLE001 - a broker down at startup must not stop the API; the reaper retries
         log.warning("could not requeue queued jobs at startup", exc_info=True)
+
+
+LOST_MESSAGE_CHECK_S = 2.0  # embedded broker: how often the message folder is compared with the queued jobs
+LOST_MESSAGE_AGE_S = 5.0  # a queued job untouched this long with no message file is sent again
+
+
+class LostMessageWatch(threading.Thread):
+    """Embedded mode only: every LOST_MESSAGE_CHECK_S, list the broker's message folder and send again
+    each queued job (older than LOST_MESSAGE_AGE_S) that has no message there, so a lost message costs
+    seconds, not `requeue_after_s`."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], dispatcher: Dispatcher) -> None:
+        super().__init__(name="mcs-lost-messages", daemon=True)
+        self.settings, self.factory, self.dispatcher = settings, factory, dispatcher
+        self.stopped = threading.Event()
+
+    def check(self) -> list[uuid.UUID]:
+        from mcs_common.fs_broker import queued_task_ids
+
+        # listed before the query: a message sent after the listing belongs to a job too young to count
+        waiting = queued_task_ids(self.settings.broker_dir / "messages")
+        with self.factory() as session:
+            return jobs.requeue_missing(session, self.dispatcher, waiting, LOST_MESSAGE_AGE_S)
+
+    def run(self) -> None:
+        while not self.stopped.wait(LOST_MESSAGE_CHECK_S):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - try again at the next interval
+                log.warning("lost-message check failed", exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 class Reaper(threading.Thread):

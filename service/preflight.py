@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from service.errors import InvalidSpec, InvalidSubmission, NotAStateDict
-from service.jobs import _spec_text, parse_spec
+from service.jobs import _spec_text, check_state_dict, parse_spec
 from service.schemas import FieldError
 from service.uploads import StagedUpload
 
@@ -30,6 +30,7 @@ def validate_upload(staged: StagedUpload) -> dict[str, Any]:
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
+        check_state_dict(staged.files["model"], "model")  # metadata checks first (views, dtypes, sizes)
         try:
             shapes = upload_shapes(staged.files["model"])
         except InputError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -28,6 +29,7 @@ _DESCRIPTIONS = {
     422: "Invalid input; `errors` names each field.",
     429: "A limit of the token is reached (the detail names it, e.g. max_concurrent_jobs).",
     503: "The database or the broker is unreachable.",
+    507: "The server's storage is full; nothing was queued.",
 }
 
 
@@ -103,6 +105,14 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.error("storage full on %s %s: %r", request.method, request.url.path, exc)
+        full = Problem(
+            title="Insufficient Storage",
+            status=507,
+            detail="the server's storage is full; nothing was queued, try again later",
+        )
+        return problem_response(full, headers={"Retry-After": "60"})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     problem = Problem(
         title="Internal Server Error", status=500, detail="an unexpected error; see the server logs"

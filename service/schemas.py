@@ -45,11 +45,14 @@ class ChildPublic(BaseModel):
     url: str
 
 
-class JobPublic(BaseModel):
+class JobSummary(BaseModel):
+    """A job in a listing: everything but the spec and the metrics report (each can be megabytes);
+    `GET /jobs/{id}` and the `metrics.json` artifact carry those."""
+
     id: uuid.UUID
     state: JobState
     queue: Literal["cpu", "gpu"]
-    spec: dict[str, Any]
+    method: str | None = Field(None, description="The spec's steps, e.g. 'prune+quantize'.")
     progress: Progress
     created_at: datetime
     started_at: datetime | None
@@ -57,7 +60,6 @@ class JobPublic(BaseModel):
     attempts: int = Field(description="Deliveries to a worker so far (more than 1 after a worker was lost).")
     cancel_requested: bool
     error: str | None = Field(None, description="Why the job failed, in words a person can act on.")
-    metrics: dict[str, Any] | None = Field(None, description="The metrics report, once succeeded.")
     artifacts: list[ArtifactPublic] = Field(default_factory=list)
     links: JobLinks
     parent_id: uuid.UUID | None = Field(None, description="The search job this job is a trial of.")
@@ -66,8 +68,13 @@ class JobPublic(BaseModel):
     )
 
 
+class JobPublic(JobSummary):
+    spec: dict[str, Any]
+    metrics: dict[str, Any] | None = Field(None, description="The metrics report, once succeeded.")
+
+
 class JobList(BaseModel):
-    items: list[JobPublic]
+    items: list[JobSummary] = Field(description="Summaries: no spec or metrics (see GET /jobs/{id}).")
     total: int
     limit: int
     offset: int

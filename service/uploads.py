@@ -93,6 +93,7 @@ class _Receiver:
         self._digest = hashlib.sha256()
         self._field = bytearray()
         self._head = b""
+        self._file_bytes = 0
         self.pending: list[bytes] = []  # file bytes parsed from the last chunk, written by the caller
 
     def on_part_begin(self) -> None:
@@ -126,6 +127,7 @@ class _Receiver:
             self._file = path.open("wb")
             self._digest = hashlib.sha256()
             self._head = b""
+            self._file_bytes = 0
         elif name not in FIELD_PARTS:
             raise InvalidSubmission(
                 f"unexpected form field {name!r}; expected one of {', '.join(FIELD_PARTS)}"
@@ -134,6 +136,9 @@ class _Receiver:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._file is not None:
+            self._file_bytes += end - start
+            if self._name == "spec_file" and self._file_bytes > self.max_field_bytes:
+                raise PayloadTooLarge(f"file part 'spec_file' is over {self.max_field_bytes} bytes")
             self.pending.append(bytes(data[start:end]))
             if len(self._head) < 2:
                 self._head += data[start : start + 2]
@@ -165,6 +170,28 @@ class _Receiver:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+STALE_STAGING_S = 6 * 3600  # an upload folder untouched this long belongs to a request that is gone
+
+
+def remove_stale_staging(staging_root: Path, max_age_s: float = STALE_STAGING_S) -> int:
+    """Remove upload folders left by requests that died (e.g. a killed API); a folder counts as stale
+    when neither it nor any file in it changed for `max_age_s`. Returns how many were removed."""
+    import time
+
+    removed, cutoff = 0, time.time() - max_age_s
+    if not staging_root.is_dir():
+        return 0
+    for folder in staging_root.iterdir():
+        try:
+            times = [folder.lstat().st_mtime, *(p.lstat().st_mtime for p in folder.iterdir())]
+        except OSError:
+            continue
+        if max(times) < cutoff:
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 async def stream_upload(

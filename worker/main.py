@@ -28,9 +28,11 @@ def run_worker(queues: list[str], concurrency: int, loglevel: str = "INFO") -> N
     from mcs_common.logs import configure_logging
     from mcs_common.settings import get_settings
     from worker.app import app
+    from worker.parent_watch import watch_parent
 
     configure_logging(loglevel)  # before Celery starts: its start-up warnings are records too
     get_settings().ensure_dirs()
+    watch_parent()  # a child of `mcs serve` stops when its parent is gone
     app.worker_main(worker_argv(queues, concurrency, loglevel))
 
 

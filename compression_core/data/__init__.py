@@ -13,6 +13,7 @@ validation split instead of carving one from the training data). Features are fl
 from __future__ import annotations
 
 import logging
+import math
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compression_core.budget import check_bytes
 from compression_core.data.builtin import BUILTIN_DATASETS, DatasetUnavailable, load_builtin
 from compression_core.data.splits import (
     DEFAULT_VALIDATION_FRACTION,
@@ -52,19 +54,52 @@ REQUIRED_KEYS = ("x_train", "y_train")
 OPTIONAL_KEYS = ("x_test", "y_test", "x_val", "y_val")
 
 
+def _npz_members(path: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Each member's dtype and shape from its .npy header alone (a deflated member of a few bytes can
+    declare gigabytes): object arrays, sample counts and the byte budget are checked before any load."""
+    members = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                key = info.filename.removesuffix(".npy")
+                with archive.open(info) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = header(handle)
+                members[key] = (dtype, tuple(shape))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise InputError(
+            f"{path.name}: not a readable .npz archive (truncated or corrupted: {exc})"
+        ) from None
+    total = 0
+    for key, (dtype, shape) in members.items():
+        if dtype.hasobject:
+            raise InputError(f"{path.name}: refused: {key} is a pickled (object) array")
+        if shape and shape[0] > MAX_SAMPLES:
+            raise InputError(f"{path.name}: {key} has {shape[0]} samples, more than the limit {MAX_SAMPLES}")
+        total += math.prod(shape) * dtype.itemsize
+    check_bytes(
+        f"{path.name}: the arrays {sorted(members)} of shapes {[s for _, s in members.values()]}", total
+    )
+    return members
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):  # np.load would otherwise try it as a pickle (and refuse)
         raise InputError(f"{path.name}: not a readable .npz archive (not a zip file)")
+    _npz_members(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {}
             for key in archive.files:
                 arrays[key] = archive[key]
             return arrays
-    except ValueError as exc:  # numpy refuses object arrays without allow_pickle
-        raise InputError(f"{path.name}: refused: contains pickled (object) arrays ({exc})") from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path.name}: not a readable .npz archive: {exc}") from exc
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:  # headers were fine: the data is cut
+        raise InputError(f"{path.name}: not a readable .npz archive (truncated or corrupted: {exc})") from exc
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from compression_core.budget import check_bytes
 from compression_core.coding import huffman, positions, raw
 from compression_core.errors import FormatError
 from compression_core.format.layout import (
@@ -28,6 +29,8 @@ from compression_core.format.layout import (
     numel,
 )
 from compression_core.records import TensorRecord
+
+SYMBOL_BYTES = 8  # the Huffman and raw decoders hold one int64 symbol per entry while decoding
 
 _NP_INT = {1: "<u1", 2: "<i2", 4: "<i4", 8: "<i8"}
 _TORCH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -266,23 +269,30 @@ def _record(entry: Any, streams: _Streams, batch: _Batch, index: int) -> TensorR
 
 
 def decode_records(
-    data: bytes, *, max_elements: int = DEFAULT_MAX_ELEMENTS
+    data: bytes, *, max_elements: int = DEFAULT_MAX_ELEMENTS, max_bytes: int | None = None
 ) -> tuple[list[TensorRecord], dict]:
     """Records and metadata of a `.bin` file; FormatError on anything malformed.
 
-    `max_elements` caps the total entries the declared shapes may add up to (the decoded state dict's size).
+    `max_elements` caps the total entries the declared shapes may add up to (the decoded state dict's size);
+    `max_bytes` (default: `compression_core.budget`) caps the bytes decoding them needs, by dtype width.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError("decode_records needs bytes")
     data = bytes(data)
     text, payload = _split(data)
     metadata, entries = _parse_manifest(text)
-    total = 0
+    total, total_bytes = 0, 0
     for i, e in enumerate(entries):
         if type(e) is dict:
-            total += numel(_shape(e.get("shape"), f"tensor #{i}"))
+            n = numel(_shape(e.get("shape"), f"tensor #{i}"))
+            total += n
             if total > max_elements:
                 raise FormatError(f"tensors declare more than {max_elements} entries in all")
+            stored = e.get("dtype")
+            dtype = DTYPES.get(stored) if isinstance(stored, str) else None
+            width = torch.empty(0, dtype=dtype).element_size() if dtype is not None else 8
+            total_bytes += n * (width + SYMBOL_BYTES)  # the decoded tensor and the decoder's int64 symbols
+    check_bytes("decoding the tensors this file declares", total_bytes, max_bytes, FormatError)
     streams = _Streams(payload)
     batch = _Batch()
     records = [_record(e, streams, batch, i) for i, e in enumerate(entries)]
@@ -296,7 +306,7 @@ def decode_records(
 
 
 def decode_state_dict(
-    source: bytes | str | Path, *, max_elements: int = DEFAULT_MAX_ELEMENTS
+    source: bytes | str | Path, *, max_elements: int = DEFAULT_MAX_ELEMENTS, max_bytes: int | None = None
 ) -> dict[str, torch.Tensor]:
     """`reconstruct()` of every record in a `.bin` (bytes or a path): equals the model.pth it came with."""
     if isinstance(source, str | Path):
@@ -307,5 +317,5 @@ def decode_state_dict(
             raise FormatError(f"cannot read {path}: {exc}") from exc
     else:
         data = source
-    records, _ = decode_records(data, max_elements=max_elements)
+    records, _ = decode_records(data, max_elements=max_elements, max_bytes=max_bytes)
     return {r.name: r.reconstruct() for r in records}

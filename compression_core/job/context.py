@@ -53,7 +53,7 @@ class JobContext:
         self.spec = spec
         self.device = device
         self.original = dict(state_dict)  # what per-tensor rel_error is measured against
-        self.model: nn.Module = load_into(build_model(spec.model), state_dict)
+        self.model: nn.Module = load_into(build_model(spec.model, fits=state_dict), state_dict)
         self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
         if self.data is not None:
             check_against_model(self.data, self.model)

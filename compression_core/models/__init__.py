@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compression_core.budget import check_bytes
 from compression_core.errors import InputError, SpecError
 from compression_core.models.builtin import BUILTIN_MODELS, MLP, LeNet5, LeNet300
 from compression_core.spec.fields import ModelSpec
@@ -80,8 +81,13 @@ def _as_spec(model_spec: ModelSpec | Mapping[str, Any]) -> ModelSpec:
     return ModelSpec(arch=model_spec.arch, kwargs=dict(getattr(model_spec, "kwargs", {}) or {}))
 
 
-def build_model(model_spec: ModelSpec | Mapping[str, Any]) -> nn.Module:
-    """Build a freshly initialised model from its name and kwargs; raises SpecError for unknown names."""
+def build_model(
+    model_spec: ModelSpec | Mapping[str, Any], fits: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """Build a freshly initialised model from its name and kwargs; raises SpecError for unknown names.
+
+    With `fits` (the weights it will be loaded with), a model that cannot take them is refused from a
+    meta-device probe, before its parameters are allocated."""
     spec = _as_spec(model_spec)
     name, kwargs = spec.arch, dict(spec.kwargs)
     if name in BUILTIN_MODELS:
@@ -93,17 +99,37 @@ def build_model(model_spec: ModelSpec | Mapping[str, Any]) -> nn.Module:
 
         if kwargs.pop("weights", None) is not None:
             log.warning("ignoring weights=%r for %s: pretrained weights are never downloaded", name, name)
-        return _call(lambda **kw: torchvision.models.get_model(name, weights=None, **kw), name, kwargs)
+        return _call(lambda **kw: torchvision.models.get_model(name, weights=None, **kw), name, kwargs, fits)
     else:
         raise SpecError(
             f"unknown architecture {name!r}: use one of the built-ins {sorted(BUILTIN_MODELS)}, "
             f"a torchvision classifier (e.g. resnet18) or an operator-registered "
             f"'{ENTRY_POINT_GROUP}' entry point"
         )
-    return _call(factory, name, kwargs)
+    return _call(factory, name, kwargs, fits)
 
 
-def _call(factory: Any, name: str, kwargs: dict[str, Any]) -> nn.Module:
+def _probe(factory: Any, kwargs: dict[str, Any]) -> nn.Module | None:
+    """The model the kwargs describe, built on the meta device (nothing is allocated); None when the
+    factory cannot build on meta (the real build then reports any error)."""
+    try:
+        with torch.device("meta"):
+            probe = factory(**kwargs)
+    except Exception:  # noqa: BLE001 - only a probe
+        return None
+    return probe if isinstance(probe, nn.Module) else None
+
+
+def _call(
+    factory: Any, name: str, kwargs: dict[str, Any], fits: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    probe = _probe(factory, kwargs)
+    if probe is not None:  # e.g. sizes=[8, 20000000, 3] must not allocate 0.9 GB before it is refused
+        if fits is not None:
+            check_fits(probe, fits)
+        tensors = [*probe.parameters(), *probe.buffers()]
+        nbytes = sum(t.numel() * t.element_size() for t in tensors)
+        check_bytes(f"model {name!r} with kwargs {kwargs}", nbytes, error=SpecError)
     try:
         model = factory(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -116,6 +142,13 @@ def _call(factory: Any, name: str, kwargs: dict[str, Any]) -> nn.Module:
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
     """Load a state dict strictly; a mismatch raises InputError naming every missing, unexpected or
     mis-shaped key (more useful than torch's first-error message when an upload does not fit the arch)."""
+    check_fits(model, state_dict)
+    model.load_state_dict(dict(state_dict), strict=True)
+    return model
+
+
+def check_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """InputError naming every missing, unexpected or mis-shaped key, when `state_dict` does not fit."""
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in state_dict)
     unexpected = sorted(k for k in state_dict if k not in expected)
@@ -131,8 +164,6 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Mo
                 shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
                 parts.append(f"{label} keys: {shown}")
         raise InputError("state dict does not fit the model: " + "; ".join(parts))
-    model.load_state_dict(dict(state_dict), strict=True)
-    return model
 
 
 def exported_programs_trusted() -> bool:

@@ -33,7 +33,11 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 
 @router.get(
-    "", response_model=ArtifactList, summary="A job's artifacts", responses=problem_responses(401, 404, 422)
+    "",
+    operation_id="list_artifacts",
+    response_model=ArtifactList,
+    summary="A job's artifacts",
+    responses=problem_responses(401, 404, 422),
 )
 def list_artifacts(
     job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep

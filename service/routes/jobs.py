@@ -28,6 +28,7 @@ UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["model"],
+                    "additionalProperties": False,  # any other part is refused (422)
                     "properties": {
                         "model": {
                             **_file,
@@ -45,10 +46,28 @@ UPLOAD_BODY: dict[str, Any] = {
                         },
                         "queue": {"type": "string", "enum": ["cpu", "gpu"], "default": "cpu"},
                     },
-                }
+                },
+                # the parts' media types the service accepts (file names: .safetensors/.pth/.pt/.bin/.ckpt
+                # for state dicts, .npz/.safetensors for data; a state dict without a name is sniffed)
+                "encoding": {
+                    "model": {"contentType": "application/octet-stream"},
+                    "teacher": {"contentType": "application/octet-stream"},
+                    "data": {"contentType": "application/octet-stream"},
+                    "spec_file": {"contentType": "application/json, application/octet-stream"},
+                },
             }
         },
     }
+}
+
+
+_JOB_ID = {"job_id": "$response.body#/id"}
+# OpenAPI links: where a client (and a stateful tester) goes from a submitted job
+JOB_LINKS: dict[str, Any] = {
+    "GetJob": {"operationId": "get_job", "parameters": _JOB_ID},
+    "CancelJob": {"operationId": "cancel_job", "parameters": _JOB_ID},
+    "DeleteJob": {"operationId": "delete_job", "parameters": _JOB_ID},
+    "ListArtifacts": {"operationId": "list_artifacts", "parameters": _JOB_ID},
 }
 
 
@@ -61,8 +80,9 @@ UPLOAD_BODY: dict[str, Any] = {
         202: {
             "description": "Queued; `Location` names the job.",
             "headers": {"Location": {"schema": {"type": "string"}}},
+            "links": JOB_LINKS,
         },
-        **problem_responses(401, 413, 415, 422, 429, 503),
+        **problem_responses(401, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra=UPLOAD_BODY,
 )
@@ -117,13 +137,13 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
-    items, total = jobs.list_jobs(session, principal, state=state, limit=limit, offset=offset)
+    items, total = jobs.list_jobs(session, principal, state=state, limit=limit, offset=offset, summaries=True)
     following = None
     if offset + len(items) < total:
         query = f"limit={limit}&offset={offset + limit}" + (f"&state={state.value}" if state else "")
         following = f"/jobs?{query}"
     return JobList(
-        items=[jobs.present(settings, job) for job in items],
+        items=[jobs.summarize(settings, job) for job in items],
         total=total,
         limit=limit,
         offset=offset,
@@ -132,7 +152,11 @@ def list_jobs(
 
 
 @router.get(
-    "/{job_id}", response_model=JobPublic, summary="A job's state", responses=problem_responses(401, 404, 422)
+    "/{job_id}",
+    operation_id="get_job",
+    response_model=JobPublic,
+    summary="A job's state",
+    responses=problem_responses(401, 404, 422),
 )
 def get_job(
     job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
@@ -143,6 +167,7 @@ def get_job(
 
 @router.post(
     "/{job_id}/cancel",
+    operation_id="cancel_job",
     response_model=JobPublic,
     status_code=202,
     summary="Cancel a job: a queued job never runs, a running one stops at its next check",
@@ -161,6 +186,7 @@ def cancel_job(
 
 @router.delete(
     "/{job_id}",
+    operation_id="delete_job",
     status_code=204,
     summary="Delete a finished job and its files",
     responses=problem_responses(401, 404, 409, 422),

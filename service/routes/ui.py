@@ -325,7 +325,9 @@ async def login(request: Request, settings: SettingsDep) -> Response:
 
 
 @router.post("/ui/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    if not same_origin(request):  # a cross-site form must not sign the user out
+        return Response("Cross-site sign-out refused.", status_code=403, media_type="text/plain")
     response = to_login("signed-out")
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -104,3 +104,30 @@ def test_exported_programs_are_refused_by_default(tmp_path, monkeypatch):
     monkeypatch.setenv(TRUST_EXPORTED_ENV, "1")
     with pytest.raises(InputError, match="not a loadable torch.export program"):
         load_exported_program(path)
+
+
+def test_a_model_that_cannot_take_the_weights_is_refused_before_it_is_allocated() -> None:
+    """Issue 10, item 2: `sizes = [8, 20000000, 3]` allocated 0.9 GB before the shape error."""
+    import pytest
+
+    from compression_core.errors import InputError
+    from compression_core.models import build_model
+    from tests.reliability.memory import peak_mib, reset_peak
+
+    weights = build_model({"arch": "mlp", "kwargs": {"sizes": [8, 4, 3]}}).state_dict()
+    before = reset_peak()
+    with pytest.raises(InputError, match=r"fc1.weight \(model \(20000000, 8\), file \(4, 8\)\)"):
+        build_model({"arch": "mlp", "kwargs": {"sizes": [8, 20_000_000, 3]}}, fits=weights)
+    assert peak_mib() - before < 64
+
+
+def test_a_model_over_the_byte_budget_is_a_spec_error(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from compression_core.budget import ENV
+    from compression_core.errors import SpecError
+    from compression_core.models import build_model
+
+    monkeypatch.setenv(ENV, str(1 << 20))
+    with pytest.raises(SpecError, match="over the byte budget"):
+        build_model({"arch": "mlp", "kwargs": {"sizes": [8, 100_000, 3]}})

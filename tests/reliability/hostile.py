@@ -99,6 +99,17 @@ def huge_numel_pth() -> bytes:
     return forged_zip(members, None, 0)
 
 
+def stride_zero_view_pth() -> bytes:
+    """About 1 kB whose tensor is a (16384, 16384) stride-0 view of 4 floats: 1 GiB once contiguous."""
+    return torch_bytes({"w": torch.zeros(4).as_strided((16384, 16384), (0, 0))})
+
+
+def shared_views_pth(count: int = 200) -> bytes:
+    """`count` names for one 1,000-float storage: `count` dense copies once loaded."""
+    shared = torch.zeros(1000)
+    return torch_bytes({f"v{i}": shared for i in range(count)})
+
+
 def hostile_models(marker: str) -> dict[str, tuple[str, bytes]]:
     """name -> (upload filename, bytes). Every one must be refused, and none may run code."""
     good = valid_pth()
@@ -120,5 +131,9 @@ def hostile_models(marker: str) -> dict[str, tuple[str, bytes]]:
         "deflated members": ("deflated.pth", deflated_pth()),
         "safetensors header claims 2^62 bytes": ("lie.safetensors", safetensors_lie),
         "empty file": ("empty.safetensors", b""),
+        "stride-0 view of 1 GiB": ("view.pth", stride_zero_view_pth()),
+        "200 views of one storage": ("views.pth", shared_views_pth()),
+        "float8 tensor": ("f8.pth", torch_bytes({"w": torch.zeros(4, dtype=torch.float8_e4m3fn)})),
+        "complex tensor": ("c.pth", torch_bytes({"w": torch.zeros(4, dtype=torch.complex64)})),
         "not a model": ("text.safetensors", b"hello, I am not a model"),
     }

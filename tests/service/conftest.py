@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
 from mcs_common.db import make_engine
 from mcs_common.models import Base
@@ -59,6 +59,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def reset_database(url: str) -> None:
     engine = make_engine(url)
     Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 
 

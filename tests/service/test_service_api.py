@@ -253,7 +253,7 @@ def test_openapi_documents_every_route_and_problem_responses(client: TestClient)
         ("/jobs", "post"), ("/jobs", "get"), ("/jobs/{job_id}", "get"), ("/jobs/{job_id}", "delete"),
         ("/jobs/{job_id}/cancel", "post"), ("/jobs/{job_id}/artifacts", "get"),
         ("/jobs/{job_id}/artifacts/{name}", "get"), ("/healthz", "get"), ("/readyz", "get"),
-        ("/spec/schema", "get"),
+        ("/spec/schema", "get"), ("/jobs/validate", "post"),
     }  # fmt: skip
     assert {(path, method) for path, ops in paths.items() for method in ops} == expected
     post = paths["/jobs"]["post"]

@@ -53,7 +53,7 @@ class Site:
     def sign_in(self, token: str) -> TestClient:
         """A separate browser (its own cookie jar), signed in with `token`."""
         browser = TestClient(self.client.app, follow_redirects=False)
-        response = browser.post("/ui/login", data={"token": token}, headers={"Origin": "http://testserver"})
+        response = browser.post("/ui/login", data={"token": token}, headers={"Origin": "http://127.0.0.1"})
         assert response.status_code == 303 and response.headers["location"] == "/", response.text
         return browser
 
@@ -99,7 +99,7 @@ def test_without_a_session_the_page_asks_for_a_token(site: Site) -> None:
 
 def test_sign_in_keeps_the_token_in_an_httponly_strict_cookie_never_a_url(site: Site) -> None:
     token = site.token("alice")
-    response = site.client.post("/ui/login", data={"token": token}, headers={"Origin": "http://testserver"})
+    response = site.client.post("/ui/login", data={"token": token}, headers={"Origin": "http://127.0.0.1"})
     assert response.status_code == 303 and response.headers["location"] == "/"
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}={token};")
@@ -234,3 +234,11 @@ def test_with_auth_disabled_the_page_just_works(open_site: Site) -> None:
     assert login.status_code == 303 and login.headers["location"] == "/"
     filtered = open_site.client.get("/?state=succeeded").text
     assert f'id="job-{job}"' not in filtered and "No jobs succeeded yet." in filtered
+
+
+def test_a_cross_site_sign_out_is_refused(site: Site) -> None:
+    """A page elsewhere must not sign the user out (auth enabled: the cookie's page's own check)."""
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
+        response = site.client.post("/ui/logout", headers=headers)
+        assert response.status_code == 403 and "set-cookie" not in response.headers, headers
+    assert site.client.post("/ui/logout", headers={"Origin": "http://127.0.0.1"}).status_code == 303
