@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from compression_core.distill_spec import DistillSpec
 from compression_core.errors import SpecError
 from compression_core.lc.spec import LCSpec
+from compression_core.streaming.spec import OutputsSpec  # stream (issue 14)
 from compression_core.sws.spec import SWSSpec
 from compression_core.training_spec import DataSpec, ModelSpec, RetrainSpec
 
@@ -217,6 +218,7 @@ class Spec(_Strict):
     distill: DistillSpec | None = Field(
         default=None, description="train the student `model` from the job's teacher file before compression"
     )
+    outputs: OutputsSpec = Field(default_factory=OutputsSpec)  # stream (issue 14): dense copy optional
 
     @model_validator(mode="after")
     def _data_aware_fields(self) -> Spec:
