@@ -34,7 +34,12 @@ from compression_core.select import Selection, select_tensors
 from compression_core.spec import DefaultDtype, Spec
 from compression_core.streaming.dense_out import ShardedSafetensorsWriter, TorchFileWriter
 from compression_core.streaming.kappa import streaming_global_keeps
-from compression_core.streaming.pool import OrderedPool, default_workers, single_threaded_kernels
+from compression_core.streaming.pool import (
+    OrderedPool,
+    default_workers,
+    release_free_memory,
+    single_threaded_kernels,
+)
 from compression_core.streaming.source import Source, TensorInfo, open_source
 
 log = logging.getLogger(__name__)
@@ -97,6 +102,7 @@ class _Job:
         del record
         if self.dense is not None:
             self.dense.write(name, decode_entry(encoded).reconstruct())
+        release_free_memory()
         return _Done(encoded, metrics)
 
 

@@ -13,12 +13,13 @@ Core budget: a worker machine with C cores running Celery with concurrency P sho
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -36,6 +37,25 @@ def default_workers(concurrency: int = 1) -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores // max(1, concurrency))
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them per thread arena otherwise, so a pool of
+    threads that each freed one tensor's buffers would look like it still holds them all)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _load_libc()
 
 
 @contextmanager

@@ -29,7 +29,7 @@ import torch
 
 from compression_core.errors import InputError
 
-REMAP_BYTES = 256 << 20
+REMAP_BYTES = 16 << 20  # file pages a mapping may leave resident before it is reopened
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own cap on a header
 MAX_INDEX_BYTES = 64 << 20
 INDEX_SUFFIX = ".safetensors.index.json"
