@@ -45,6 +45,7 @@ from compression_core.streaming.source import Source, TensorInfo, open_source
 log = logging.getLogger(__name__)
 
 _KAPPA_END, _COMPRESS_END = 0.10, 0.97
+_DATA_AWARE_KEYS = ("model", "data", "retrain", "lc", "sws", "distill")
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def compress_stream(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Compress a data-free spec's model (file, sharded index or folder) into `out_dir`; returns metrics."""
-    if spec.model is not None or spec.data is not None:
+    if any(getattr(spec, key, None) is not None for key in _DATA_AWARE_KEYS):
         raise CompressionError("streaming compression is data-free; data-aware specs load the model")
     started = time.perf_counter()
     workers = workers or default_workers()
