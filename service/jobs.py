@@ -67,6 +67,9 @@ def check_state_dict(path: Path, role: str) -> None:
     from compression_core.errors import InputError
     from compression_core.io import load_state_dict
 
+    if path.name.endswith(".safetensors.index.json"):  # stream (issue 14): a sharded checkpoint
+        _check_sharded(path, role)
+        return
     reason = precheck_state_dict_file(path)
     if reason:
         raise NotAStateDict(f"{role}: {reason}", [FieldError(field=role, message=reason)])
@@ -82,6 +85,17 @@ def check_state_dict(path: Path, role: str) -> None:
         raise NotAStateDict(
             f"{role}: the state dict holds no tensors", [FieldError(field=role, message="empty")]
         )
+
+
+def _check_sharded(index: Path, role: str) -> None:
+    """The index and every shard's header, read without the tensors' data (stream, issue 14)."""
+    from compression_core.errors import InputError
+    from compression_core.streaming.source import open_source
+
+    try:
+        open_source(index).close()
+    except InputError as exc:
+        raise NotAStateDict(f"{role}: {exc}", [FieldError(field=role, message=str(exc))]) from exc
 
 
 def _spec_text(staged: StagedUpload) -> str:

@@ -1,0 +1,67 @@
+"""Sharded checkpoints over HTTP: several `model` parts named as in the Hugging Face layout (issue 14)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from safetensors.torch import save_file
+from svc_helpers import SPEC, small_state_dict
+
+from service.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+def write_shards(folder: Path) -> list[Path]:
+    state = small_state_dict()
+    names = sorted(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    weight_map = {}
+    for i, part in enumerate((names[:2], names[2:])):
+        file = f"model-{i + 1:05d}-of-00002.safetensors"
+        save_file({n: state[n] for n in part}, str(folder / file))
+        weight_map.update(dict.fromkeys(part, file))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    return sorted(folder.iterdir())
+
+
+def post(client: TestClient, paths: list[Path]) -> object:
+    files = [("model", (path.name, path.read_bytes())) for path in paths]
+    return client.post("/jobs", files=files, data={"spec": json.dumps(SPEC)})
+
+
+def test_shards_and_index_become_one_model_input(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    paths = write_shards(tmp_path / "ckpt")
+    response = post(client, paths)
+    assert response.status_code == 202, response.text
+    inputs = settings.jobs_dir / response.json()["id"] / "inputs"
+    assert sorted(p.name for p in inputs.iterdir()) == [p.name for p in paths]
+    assert all((inputs / p.name).read_bytes() == p.read_bytes() for p in paths)
+
+
+def test_shards_without_their_index_or_with_a_bad_index_are_refused(
+    client: TestClient, tmp_path: Path
+) -> None:
+    paths = write_shards(tmp_path / "ckpt")
+    shards = [p for p in paths if p.name.endswith(".safetensors")]
+    missing = post(client, shards)
+    assert missing.status_code == 422 and missing.headers["content-type"] == PROBLEM
+    assert "index" in missing.json()["detail"]
+    incomplete = post(client, [shards[0], paths[-1]])  # the index names a shard that was not sent
+    assert incomplete.status_code == 415 and "missing" in incomplete.json()["detail"]  # not a usable model
+
+
+def test_shard_names_never_become_other_paths(client: TestClient, settings: Settings, tmp_path: Path) -> None:
+    paths = write_shards(tmp_path / "ckpt")
+    files = [("model", ("../" + p.name if i == 0 else p.name, p.read_bytes())) for i, p in enumerate(paths)]
+    response = client.post("/jobs", files=files, data={"spec": json.dumps(SPEC)})
+    assert (
+        response.status_code == 422
+    )  # the hostile name is a plain model part, which cannot sit beside an index
+    assert not any(settings.jobs_dir.glob("*/inputs/*")) if settings.jobs_dir.exists() else True
