@@ -28,7 +28,8 @@ ARTIFACT_MEDIA_TYPES = {
     "report.html": "text/html; charset=utf-8",
 }
 # Published only when present: a job whose report could not be drawn still succeeds without one.
-OPTIONAL_ARTIFACTS = frozenset({"report.html"})
+# stream (issue 14): model.pth is absent for sharded inputs and for specs with `outputs.dense` false.
+OPTIONAL_ARTIFACTS = frozenset({"report.html", "model.pth"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
