@@ -31,10 +31,20 @@ MapFn = Callable[[Callable[[str], Any], Iterable[str]], Iterator[Any]]
 
 
 def _bits(tensor: torch.Tensor, name: str) -> np.ndarray:
+    """Bit patterns of the float32 magnitudes, as uint32 (their order is the magnitudes' order)."""
     magnitudes = magnitudes_of(tensor).numpy()
     if not np.isfinite(magnitudes).all():
         raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
     return magnitudes.view(np.uint32)
+
+
+def _bf16_abs_bits(tensor: torch.Tensor, name: str) -> np.ndarray:
+    """bfloat16 is the high half of float32: its magnitude's bits are the float32 magnitude's high 16 bits
+    (the low 16 are zero), read without converting the tensor."""
+    bits = tensor.reshape(-1).view(torch.int16).numpy().view(np.uint16) & np.uint16(0x7FFF)
+    if bool((bits >= 0x7F80).any()):  # exponent all ones: infinity or NaN
+        raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
+    return bits
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,10 @@ def split_global_keep(names: list[str], keep: int, load: Loader, map_fn: MapFn) 
     """κ per tensor for one global-pruning group, equal to `global_keep_counts` on the tensors in order."""
 
     def coarse(name: str) -> np.ndarray:
-        return np.bincount(_bits(load(name), name) >> 16, minlength=_BUCKETS)
+        tensor = load(name)
+        if tensor.dtype == torch.bfloat16:
+            return np.bincount(_bf16_abs_bits(tensor, name), minlength=_BUCKETS)
+        return np.bincount(_bits(tensor, name) >> 16, minlength=_BUCKETS)
 
     counts = np.zeros(_BUCKETS, dtype=np.int64)
     for histogram in map_fn(coarse, names):
@@ -62,7 +75,12 @@ def split_global_keep(names: list[str], keep: int, load: Loader, map_fn: MapFn) 
     bucket, _ = _kth_from_top(counts, keep)
 
     def fine(name: str) -> _Fine:
-        bits = _bits(load(name), name)
+        tensor = load(name)
+        if tensor.dtype == torch.bfloat16:
+            high = _bf16_abs_bits(tensor, name)
+            inside = int(np.count_nonzero(high == bucket))
+            return _Fine(int(np.count_nonzero(high > bucket)), {0: inside} if inside else {})
+        bits = _bits(tensor, name)
         high = bits >> 16
         low = np.bincount(bits[high == bucket] & 0xFFFF, minlength=_BUCKETS)
         nonzero = np.flatnonzero(low)

@@ -91,7 +91,8 @@ class _Job:
         if sel is None:
             record = dense_record(name, tensor, float16=self.float16)
         else:
-            _finite_or_fail(name, tensor)
+            if name not in self.keeps:  # the global κ pass has checked the others
+                _finite_or_fail(name, tensor)
             record = compress_tensor(
                 name, tensor, sel.rule, label=sel.label, keep=self.keeps.get(name), device=self.device
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from compression_core.errors import InputError
 from compression_core.methods.prune import global_keep_counts
 from compression_core.streaming.kappa import split_global_keep
 from compression_core.streaming.pool import OrderedPool
@@ -39,7 +40,20 @@ def test_ties_across_tensors_are_taken_in_order() -> None:
 
 
 def test_nan_is_refused() -> None:
-    from compression_core.errors import InputError
-
     with pytest.raises(InputError, match="NaN"):
         _split({"a": torch.tensor([1.0, float("nan")])}, 1)
+
+
+def test_bfloat16_fast_path_equals_the_float32_ranking() -> None:
+    generator = torch.Generator().manual_seed(5)
+    tensors = {
+        "a": torch.randn(500, generator=generator).bfloat16(),
+        "b": (torch.randn(300, generator=generator) * 4).bfloat16(),
+        "c": torch.randn(200, generator=generator),  # float32 beside bf16 in one group
+        "d": torch.tensor([0.0, -0.0, 1.0, -1.0]).bfloat16(),
+    }
+    total = sum(t.numel() for t in tensors.values())
+    for keep in range(1, total + 1, 7):
+        assert _split(tensors, keep) == global_keep_counts(list(tensors.values()), keep)
+    with pytest.raises(InputError, match="NaN"):
+        _split({"x": torch.tensor([1.0, float("inf")]).bfloat16()}, 1)
