@@ -298,3 +298,13 @@ def _check_index_names(index: Path, source: SafetensorsSource) -> None:
             f"{index.name}: the index and the shards disagree (missing {missing}, unlisted {extra}, "
             f"in another shard {moved})"
         )
+
+
+def load_all(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of any input `open_source` reads, in its reading order: for the paths that need the
+    whole model (data-aware jobs) when the input is sharded."""
+    source = open_source(path)
+    try:
+        return {info.name: source.load(info.name) for info in source.infos}
+    finally:
+        source.close()

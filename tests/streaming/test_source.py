@@ -92,3 +92,12 @@ def test_unsupported_dtype_is_named(tmp_path: Path) -> None:
     save_file({"w": torch.ones(3, dtype=torch.float8_e4m3fn)}, str(tmp_path / "f8.safetensors"))
     with pytest.raises(InputError, match="unsupported dtype F8_E4M3"):
         open_source(tmp_path / "f8.safetensors")
+
+
+def test_load_all_merges_the_shards_in_reading_order(sharded: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    from compression_core.streaming.source import load_all
+
+    index, state = sharded
+    merged = load_all(index)
+    assert list(merged) == [info.name for info in open_source(index).infos]
+    assert all(torch.equal(merged[n], state[n]) for n in state)
