@@ -81,6 +81,8 @@ def _suffix_for(role: str, filename: str) -> str:
     model=@-`) is stored as `.safetensors` or `.pth` according to its first bytes."""
     suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
     if role in ("model", "teacher"):
+        if role == "model" and suffix == ".tar":  # stream (issue 14): a sharded checkpoint in one tar
+            return suffix
         if suffix == ".safetensors":
             return suffix
         if suffix in TORCH_SUFFIXES:
@@ -232,6 +234,16 @@ async def stream_upload(
             if receiver.pending:
                 await anyio.to_thread.run_sync(receiver.flush)
         parser.finalize()
+        model = receiver.staged.files.get("model")
+        if model is not None and model.suffix == ".tar":  # stream (issue 14)
+            from service.model_tar import unpack_model_tar
+
+            roles = await anyio.to_thread.run_sync(
+                unpack_model_tar, model, INDEX_PART, SHARD_PART, MAX_SHARD_PARTS
+            )
+            if any(role.startswith("model/") for role in receiver.staged.files):
+                raise InvalidSubmission("send a sharded model as one tar or as parts, not both")
+            receiver.staged.files.update(roles)
         check_shards(receiver.staged)  # stream (issue 14)
     except FormParserError as exc:
         receiver.close()

@@ -65,3 +65,41 @@ def test_shard_names_never_become_other_paths(client: TestClient, settings: Sett
         response.status_code == 422
     )  # the hostile name is a plain model part, which cannot sit beside an index
     assert not any(settings.jobs_dir.glob("*/inputs/*")) if settings.jobs_dir.exists() else True
+
+
+def _tar(paths: list[Path], target: Path, *, extra: dict[str, bytes] | None = None) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(target, "w") as tar:
+        for path in paths:
+            tar.add(path, arcname=f"ckpt/{path.name}")
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return target
+
+
+def test_one_tar_is_unpacked_into_the_same_inputs(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    paths = write_shards(tmp_path / "ckpt")
+    archive = _tar(paths, tmp_path / "ckpt.tar")
+    response = client.post(
+        "/jobs", files={"model": (archive.name, archive.read_bytes())}, data={"spec": json.dumps(SPEC)}
+    )
+    assert response.status_code == 202, response.text
+    inputs = settings.jobs_dir / response.json()["id"] / "inputs"
+    assert sorted(p.name for p in inputs.iterdir()) == [p.name for p in paths]  # the tar itself is gone
+    assert all((inputs / p.name).read_bytes() == p.read_bytes() for p in paths)
+
+
+def test_a_tar_with_other_members_is_refused(client: TestClient, tmp_path: Path) -> None:
+    paths = write_shards(tmp_path / "ckpt")
+    for extra in ({"../evil-00001-of-00002.safetensors": b"x"}, {"run.sh": b"echo"}):
+        archive = _tar(paths, tmp_path / "bad.tar", extra=extra)
+        response = client.post(
+            "/jobs", files={"model": (archive.name, archive.read_bytes())}, data={"spec": json.dumps(SPEC)}
+        )
+        assert response.status_code == 422 and "tar member" in response.json()["detail"], response.text
