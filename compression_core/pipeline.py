@@ -30,6 +30,7 @@ from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
 from compression_core.spec import DefaultDtype, Spec
+from compression_core.streaming.source import load_all
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,21 @@ def compress_file(
     model_path, out_dir = Path(model_path), Path(out_dir)
     if data_path is not None and spec.data is None:
         log.info("data-free compression ignores the data set %s", data_path)
+    if not needs_data(spec):  # stream (issue 14): data-free specs go one tensor at a time
+        from compression_core.streaming.pipeline import compress_stream
+
+        relay = None if progress is None else lambda p: progress(Progress(p.stage, p.fraction, p.message))
+        return compress_stream(
+            model_path, spec, out_dir, progress=relay, should_cancel=should_cancel, device=device
+        )
     timing: dict[str, float] = {}
     clock = time.perf_counter()
     _report(progress, "load", 0.0, model_path.name)
-    state_dict = load_state_dict(model_path)
+    state_dict = (
+        load_all(model_path)
+        if model_path.is_dir() or model_path.suffix == ".json"
+        else load_state_dict(model_path)
+    )
     timing["load"] = time.perf_counter() - clock
     _check_cancel(should_cancel, "after loading")
 
@@ -194,7 +206,8 @@ def compress_file(
     clock = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "model.bin", encoded.data)
-    save_state_dict(decoded, out_dir / "model.pth")
+    if spec.outputs.dense:  # stream (issue 14): the dense copy is optional
+        save_state_dict(decoded, out_dir / "model.pth")
     timing["write"] = time.perf_counter() - clock
 
     for entry in metrics["tensors"]:
@@ -202,9 +215,10 @@ def compress_file(
     metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data))
     metrics["files"] = {
         "input_bytes": model_path.stat().st_size,
-        "model_pth_bytes": (out_dir / "model.pth").stat().st_size,
         "model_bin_bytes": len(encoded.data),
     }
+    if spec.outputs.dense:
+        metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
     metrics["timing"].update(timing)
     atomic_write_bytes(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
     _report(progress, "done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")

@@ -208,8 +208,11 @@ def _compress_all(
             for step, took in result.metrics["stats"].get("seconds", {}).items():
                 seconds[step] = seconds.get(step, 0.0) + took
             done += info.numel
-            report("compress", _KAPPA_END + (_COMPRESS_END - _KAPPA_END) * done / total, info.name)
+            sel = selections.get(info.name)
+            stage = "+".join(step.type for step in sel.rule.steps) if sel else "keep"
+            report(stage, _KAPPA_END + (_COMPRESS_END - _KAPPA_END) * done / total, info.name)
             check_cancel(f"after tensor {info.name!r}")
+        report("write", _COMPRESS_END, "manifest, headers")
         bin_bytes, shares = writer.finish()
         dense_paths = dense.finish() if dense is not None else []
     except BaseException:

@@ -103,3 +103,37 @@ def test_a_tar_with_other_members_is_refused(client: TestClient, tmp_path: Path)
             "/jobs", files={"model": (archive.name, archive.read_bytes())}, data={"spec": json.dumps(SPEC)}
         )
         assert response.status_code == 422 and "tar member" in response.json()["detail"], response.text
+
+
+def test_a_sharded_job_runs_in_a_real_worker(tmp_path: Path, redis_url: str, session_tag: str) -> None:
+    """Submit shards, a real Celery worker streams them; model.bin decodes to the library's own result."""
+    from conftest import make_settings
+    from svc_helpers import WorkerProcess, wait_for
+
+    from compression_core.format import decode_state_dict
+    from compression_core.spec import Spec
+    from compression_core.streaming.pipeline import compress_stream
+    from service.app import create_app
+
+    settings = make_settings(
+        tmp_path / "data", f"sqlite:///{tmp_path / 'mcs.db'}", redis_url, f"shard-{session_tag}"
+    )
+    paths = write_shards(tmp_path / "ckpt")
+    with TestClient(create_app(settings)) as client:
+        worker = WorkerProcess(settings, tmp_path / "worker.log")
+        try:
+            worker.wait_ready()
+            response = post(client, paths)
+            assert response.status_code == 202, response.text
+            job = wait_for(client, response.json()["id"], timeout=120)
+        finally:
+            worker.stop()
+        assert job["state"] == "succeeded", job
+        names = [a["name"] for a in job["artifacts"]]
+        assert names == ["model.bin", "metrics.json"]  # no model.pth (sharded) and no report
+        model_bin = client.get(f"/jobs/{job['id']}/artifacts/model.bin").content
+    reference = tmp_path / "reference"
+    compress_stream(tmp_path / "ckpt", Spec.model_validate(SPEC), reference, workers=1)
+    ours, expected = decode_state_dict(model_bin), decode_state_dict(reference / "model.bin")
+    assert ours.keys() == expected.keys() and all(ours[n].equal(expected[n]) for n in expected)
+    assert job["metrics"]["streaming"]["input_files"] == 2
