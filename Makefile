@@ -24,7 +24,7 @@ test: install services
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy compression_core service worker
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy compression_core service worker client mcs mcs_common
 
 bench: install
 	$(PY) benchmarks/run_all.py

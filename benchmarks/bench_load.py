@@ -131,8 +131,8 @@ def main() -> None:
         env = stack_env(data_dir=data_dir, database_url=database, broker_url=redis_server.url, auth="enabled")
         processes = []
         try:
+            from mcs_common.db import init_db, make_engine, make_session_factory
             from service.auth import create_token
-            from service.db import init_db, make_engine, make_session_factory
 
             data_dir.mkdir(parents=True)
             engine = make_engine(database)

@@ -89,7 +89,7 @@ def _guarded(fn: Any) -> Any:
 def _headline_table(job: Job) -> Any:
     from rich.table import Table
 
-    from compression_core.report.headline import headline, human_bytes
+    from client.headline import headline, human_bytes
 
     h = headline(job.metrics)
     table = Table(show_header=False)
@@ -120,7 +120,7 @@ def check_thresholds(
 
     `max_error_increase` is in percentage points (0.5: the error may rise by at most half a point).
     """
-    from compression_core.report.headline import headline
+    from client.headline import headline
 
     h = headline(metrics)
     missed = []

@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from mcs_common.db import init_db, make_engine, make_session_factory
+from mcs_common.settings import Settings, get_settings
 from service import observability, problems
-from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
 from service.maintenance import Reaper, requeue_on_startup
 from service.routes import artifacts, health, jobs, spec, ui
-from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

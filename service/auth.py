@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.models import Token, utcnow
+from mcs_common.models import Token, utcnow
 
 LOCAL_OWNER = "local"  # the owner of jobs submitted while auth is disabled
 TOKEN_PREFIX = "mcs_"

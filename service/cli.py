@@ -1,4 +1,4 @@
-"""`mcs serve` and `mcs worker` (registered into the `mcs` command by `mcs/app.py`)."""
+"""`mcs serve` and `mcs token` (registered into the `mcs` command by `mcs/app.py`)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from mcs_common.settings import Settings
 
 
 def _settings(data_dir: Path | None, host: str | None = None, port: int | None = None) -> Settings:
-    """Settings from the environment, with command-line values taking precedence (and passed to children)."""
-    from service.settings import get_settings
+    from mcs_common.settings import settings_with_overrides
 
-    for key, value in (("MCS_DATA_DIR", data_dir), ("MCS_HOST", host), ("MCS_PORT", port)):
-        if value is not None:
-            os.environ[key] = str(value)
-    get_settings.cache_clear()
-    return get_settings()
+    return settings_with_overrides(data_dir, host, port)
 
 
 def register(app: typer.Typer) -> None:
@@ -49,9 +44,9 @@ def register(app: typer.Typer) -> None:
 
         Auth: bearer tokens (`mcs token create`). With MCS_AUTH unset and a loopback address, auth is
         disabled for this one-person setup, and the log and /healthz say so."""
+        from mcs_common.logs import configure_logging
+        from mcs_common.settings import is_loopback
         from service.embedded import serve as run
-        from service.logs import configure_logging
-        from service.settings import is_loopback
 
         configure_logging()  # JSON lines unless on a terminal (MCS_LOG_FORMAT=json|text)
         if insecure:
@@ -73,25 +68,12 @@ def register(app: typer.Typer) -> None:
         )
         raise typer.Exit(code)
 
-    @app.command("worker")
-    def worker_command(
-        queues: Annotated[str, typer.Option(help="Comma-separated queues: cpu, gpu.")] = "cpu",
-        concurrency: Annotated[int, typer.Option(min=1, help="Worker processes (one per GPU for gpu).")] = 1,
-        data_dir: Annotated[Path | None, typer.Option(help="Data dir [env MCS_DATA_DIR].")] = None,
-        loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
-    ) -> None:
-        """Run a Celery worker for the given queues (MCS_BROKER_URL and MCS_DATABASE_URL from the env)."""
-        _settings(data_dir)
-        from worker.main import run_worker
-
-        run_worker([q.strip() for q in queues.split(",") if q.strip()], concurrency, loglevel)
-
 
 DataDir = Annotated[Path | None, typer.Option(help="Data dir [env MCS_DATA_DIR].")]
 
 
 def _token_session(data_dir: Path | None) -> Any:
-    from service.db import init_db, make_engine, make_session_factory
+    from mcs_common.db import init_db, make_engine, make_session_factory
 
     settings = _settings(data_dir)
     settings.ensure_dirs()

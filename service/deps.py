@@ -9,10 +9,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from mcs_common.settings import Settings
 from service.auth import LOCAL_PRINCIPAL, Principal, authenticate
 from service.dispatch import Dispatcher
 from service.errors import Unauthorized
-from service.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

@@ -1,4 +1,7 @@
-"""Hands job ids to the broker. Only the id travels; the database stays the record of truth."""
+"""Hands job ids to the broker. Only the id travels; the database stays the record of truth.
+
+The task is sent by its name (`mcs_common.broker.TASK_RUN_JOB`): the service never imports the worker.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ import uuid
 
 from celery import Celery
 
-from service.settings import Settings
-from worker.celery_app import TASK_RUN_JOB, make_celery
+from mcs_common.broker import TASK_RUN_JOB, make_celery
+from mcs_common.settings import Settings
 
 log = logging.getLogger(__name__)
 

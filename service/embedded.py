@@ -18,8 +18,8 @@ from pathlib import Path
 
 import uvicorn
 
+from mcs_common.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -18,6 +18,9 @@ from sqlalchemy import func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mcs_common.models import FINISHED_STATES, Job, JobState, utcnow
+from mcs_common.settings import Settings
+from mcs_common.storage import ARTIFACT_NAMES, job_dir, open_artifact, remove_job_files, store_inputs
 from service.auth import Principal
 from service.dispatch import Dispatcher
 from service.errors import (
@@ -31,11 +34,8 @@ from service.errors import (
     NotAStateDict,
     Unavailable,
 )
-from service.models import FINISHED_STATES, Job, JobState, utcnow
 from service.observability import main_method
 from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
-from service.settings import Settings
-from service.storage import ARTIFACT_NAMES, job_dir, open_artifact, remove_job_files, store_inputs
 from service.upload_checks import precheck_state_dict_file
 from service.uploads import StagedUpload
 
@@ -303,7 +303,7 @@ def delete_job(session: Session, settings: Settings, job_id: uuid.UUID, principa
 
 def find_artifact(settings: Settings, job: Job, name: str) -> tuple[Any, dict[str, Any]]:
     """An artifact named in the allow-list and its record, or ArtifactNotFound. The first is a Path
-    (local storage) or an opened `service.s3.ObjectStream` (MCS_STORAGE=s3)."""
+    (local storage) or an opened `mcs_common.s3.ObjectStream` (MCS_STORAGE=s3)."""
     if name not in ARTIFACT_NAMES:
         raise ArtifactNotFound(f"unknown artifact {name!r}; artifacts are {', '.join(ARTIFACT_NAMES)}")
     for record in job.artifacts or []:

@@ -7,9 +7,9 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from mcs_common.settings import Settings
 from service import jobs
 from service.dispatch import Dispatcher
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 

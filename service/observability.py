@@ -28,11 +28,11 @@ from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcs_common.logs import job_id_var, request_id_var
+from mcs_common.models import FINISHED_STATES, Job, JobState, utcnow
+from mcs_common.settings import Settings
 from service.deps import SettingsDep, _bearer, get_principal
 from service.errors import Forbidden
-from service.logs import job_id_var, request_id_var
-from service.models import FINISHED_STATES, Job, JobState, utcnow
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from service.models import JobState
+from mcs_common.models import JobState
 
 
 class Progress(BaseModel):

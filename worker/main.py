@@ -8,7 +8,7 @@ import os
 
 def worker_argv(queues: list[str], concurrency: int, loglevel: str = "INFO") -> list[str]:
     """Celery worker arguments: prefork (time limits work, the parent never touches CUDA), no gossip."""
-    from service.settings import get_settings
+    from mcs_common.settings import get_settings
 
     settings = get_settings()
     names = ",".join(settings.queue_name(q) for q in queues)
@@ -25,9 +25,9 @@ def worker_argv(queues: list[str], concurrency: int, loglevel: str = "INFO") -> 
 
 
 def run_worker(queues: list[str], concurrency: int, loglevel: str = "INFO") -> None:
-    from service.logs import configure_logging
-    from service.settings import get_settings
-    from worker.celery_app import app
+    from mcs_common.logs import configure_logging
+    from mcs_common.settings import get_settings
+    from worker.app import app
 
     configure_logging(loglevel)  # before Celery starts: its start-up warnings are records too
     get_settings().ensure_dirs()

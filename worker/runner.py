@@ -21,10 +21,10 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import storage
-from service.models import Job, JobState
-from service.settings import Settings
-from service.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
+from mcs_common import storage
+from mcs_common.models import Job, JobState
+from mcs_common.settings import Settings
+from mcs_common.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
 from worker.store import Lease, take_lease
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.models import Job, JobState, utcnow
+from mcs_common.models import Job, JobState, utcnow
 
 
 @dataclass

@@ -9,12 +9,12 @@ from pathlib import Path
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from mcs_common.s3 import ObjectStream
+from mcs_common.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
 from service import jobs
 from service.deps import PrincipalDep, SessionDep, SettingsDep
 from service.problems import problem_responses
-from service.s3 import ObjectStream
 from service.schemas import ArtifactList
-from service.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.db import ping
+from mcs_common.db import ping
 from service.deps import DispatcherDep, SettingsDep
 from service.errors import Unavailable
 from service.problems import problem_responses

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from mcs_common.models import JobState
 from service import jobs
 from service.deps import DispatcherDep, PrincipalDep, SessionDep, SettingsDep
 from service.errors import PayloadTooLarge
-from service.models import JobState
 from service.problems import problem_responses
 from service.schemas import JobList, JobPublic
 from service.uploads import stream_upload

@@ -22,12 +22,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from compression_core.report.headline import headline, human_bytes
+from mcs_common.models import FINISHED_STATES, Job, JobState, utcnow
+from mcs_common.settings import Settings
 from service import jobs
 from service.auth import LOCAL_PRINCIPAL, Principal, authenticate
 from service.deps import SESSION_COOKIE, SessionDep, SettingsDep
 from service.errors import JobNotFound
-from service.models import FINISHED_STATES, Job, JobState, utcnow
-from service.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 

@@ -16,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import ROOT, SPEC, settings_env, wait_for, write_model
 
+from mcs_common.logs import configure_logging, job_context
+from mcs_common.settings import Settings
 from service.app import create_app
-from service.logs import configure_logging, job_context
-from service.settings import Settings
 
 from .test_metrics import stack_settings, submit
 

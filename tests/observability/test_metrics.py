@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import SLOW_SPEC, SPEC, WorkerProcess, wait_for, write_model, write_slow_model
 
+from mcs_common.models import Job, JobState, utcnow
+from mcs_common.settings import Settings
 from service.app import create_app
 from service.auth import create_token
-from service.models import Job, JobState, utcnow
 from service.observability import DURATION_BUCKETS, main_method
-from service.settings import Settings
 
 from .conftest import PG_ADMIN, REDIS_URL, scrape, value
 

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
+from mcs_common.settings import Settings  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.auth import create_token  # noqa: E402
-from service.settings import Settings  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 

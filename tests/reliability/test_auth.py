@@ -15,9 +15,9 @@ from svc_helpers import ROOT, SPEC, write_model
 from typer.testing import CliRunner
 
 from mcs.app import app as mcs_app
+from mcs_common.models import Token
+from mcs_common.settings import Settings
 from service.auth import authenticate, hash_token
-from service.models import Token
-from service.settings import Settings
 
 from .conftest import Api
 

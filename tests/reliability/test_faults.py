@@ -20,11 +20,11 @@ from svc_helpers import SLOW_SPEC, SPEC, write_model, write_slow_model
 
 from compression_core.format import decode_state_dict
 from compression_core.io import load_state_dict
+from mcs_common.db import init_db, make_engine, make_session_factory
+from mcs_common.models import Job
+from mcs_common.settings import Settings
 from service.auth import create_token
-from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
-from service.models import Job
-from service.settings import Settings
 
 from .hostile import SystemCall
 from .stack import Proc, RedisServer, free_port, stack_env, start_api, start_worker

@@ -13,8 +13,8 @@ from svc_helpers import SPEC, write_model
 
 from compression_core.format import encode_records
 from compression_core.records import TensorRecord
-from service.models import Job, JobState
-from service.storage import publish
+from mcs_common.models import Job, JobState
+from mcs_common.storage import publish
 
 from .conftest import Api
 from .hostile import hostile_models

@@ -13,10 +13,10 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
+from mcs_common.db import make_engine
+from mcs_common.models import Base
+from mcs_common.settings import Settings
 from service.app import create_app
-from service.db import make_engine
-from service.models import Base
-from service.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

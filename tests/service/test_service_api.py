@@ -14,8 +14,8 @@ import torch
 from fastapi.testclient import TestClient
 from svc_helpers import SPEC, write_model
 
+from mcs_common.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 PROBLEM = "application/problem+json"
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
 from svc_helpers import ROOT
 
-from service.settings import Settings
-from worker.celery_app import TASK_RUN_JOB, make_celery
+from mcs_common.broker import TASK_RUN_JOB, make_celery
+from mcs_common.settings import Settings
 
 
 def test_compose_has_the_services_and_the_right_wiring() -> None:
@@ -35,7 +36,7 @@ def test_compose_has_the_services_and_the_right_wiring() -> None:
 def test_compose_runs_flower_on_the_redis_broker() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     flower = services["flower"]
-    assert flower["command"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
+    assert flower["command"][:4] == ["celery", "-A", "worker.app", "flower"]
     assert "--port=5555" in flower["command"] and flower["ports"] == ["127.0.0.1:5555:5555"]
     assert flower["environment"]["MCS_BROKER_URL"] == services["api"]["environment"]["MCS_BROKER_URL"]
     assert "redis" in flower["depends_on"]
@@ -55,9 +56,18 @@ def test_dockerfiles_run_the_tested_commands() -> None:
         assert "USER mcs" in text
 
 
+def test_dockerfiles_copy_every_package_the_product_installs() -> None:
+    """`pip install .` in the image finds only the folders copied in; `mcs` imports all of them."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    for name in ("Dockerfile.api", "Dockerfile.worker", "Dockerfile.worker-cuda"):
+        copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "deploy" / name).read_text(), re.M))
+        assert copied >= packages, (name, packages - copied)
+
+
 def test_celery_is_json_only_with_late_acks_and_time_limits(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/13", hard_time_limit_s=100)
-    app = make_celery(settings)
+    app = make_celery(settings, include=("worker.tasks",))  # as worker.app makes it
     app.loader.import_default_modules()
     assert {name for name in app.tasks if not name.startswith("celery.")} == {TASK_RUN_JOB}
     conf = app.conf

@@ -19,9 +19,9 @@ from compression_core.format import decode_records, decode_state_dict
 from compression_core.io import load_state_dict
 from compression_core.pipeline import compress_file
 from compression_core.spec import Spec
+from mcs_common.settings import Settings
 from service.app import create_app
 from service.dispatch import Dispatcher
-from service.settings import Settings
 
 
 @dataclass

@@ -9,12 +9,12 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mcs_common.db import init_db, make_engine, make_session_factory
+from mcs_common.models import Job, JobState, utcnow
+from mcs_common.settings import Settings
 from service import jobs
 from service.auth import LOCAL_PRINCIPAL
-from service.db import init_db, make_engine, make_session_factory
 from service.dispatch import Dispatcher
-from service.models import Job, JobState, utcnow
-from service.settings import Settings
 from worker.store import take_lease
 
 

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from svc_helpers import SPEC, WorkerProcess, wait_for, write_model
 
 from compression_core.format import decode_state_dict
+from mcs_common.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 from .conftest import bucket_keys
 

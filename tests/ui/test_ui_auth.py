@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from mcs_common.settings import Settings
 from service.app import create_app
 from service.auth import create_token, revoke_token
 from service.deps import SESSION_COOKIE
-from service.settings import Settings
 from tests.service.svc_helpers import SPEC, write_model
 from worker.runner import run_job
 

@@ -8,6 +8,7 @@ and `mcs serve` starts one worker as its child. Setting `MCS_BROKER_URL` (e.g. `
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -162,3 +163,15 @@ def is_loopback(host: str) -> bool:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_with_overrides(
+    data_dir: Path | None = None, host: str | None = None, port: int | None = None
+) -> Settings:
+    """Settings from the environment, with command-line values taking precedence: they are written to
+    the environment, so child processes (the embedded worker) see the same values."""
+    for key, value in (("MCS_DATA_DIR", data_dir), ("MCS_HOST", host), ("MCS_PORT", port)):
+        if value is not None:
+            os.environ[key] = str(value)
+    get_settings.cache_clear()
+    return get_settings()

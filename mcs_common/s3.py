@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
+from mcs_common.settings import Settings
 
 CHUNK = 1024 * 1024
 _clients: dict[tuple[int, str | None, str], Any] = {}

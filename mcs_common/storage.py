@@ -2,7 +2,7 @@
 
 Two backends, chosen by MCS_STORAGE: `local` (the data dir, shared by the API and every worker: one
 machine or an RWX volume) and `s3` (an S3-compatible bucket, for workers on machines with no shared
-volume; see service/s3.py). With s3 the API still receives an upload into its data dir, puts it into the
+volume; see mcs_common/s3.py). With s3 the API still receives an upload into its data dir, puts it into the
 bucket, and keeps nothing; a worker fetches the inputs into its own data dir, publishes the artifacts to
 the bucket, and removes its local copies; the API streams downloads from the bucket.
 """
@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
+from mcs_common.settings import Settings
 
 ARTIFACT_NAMES = ("model.pth", "model.bin", "metrics.json", "report.html")
 ARTIFACT_MEDIA_TYPES = {
@@ -66,7 +66,7 @@ def publish(settings: Settings, job_id: uuid.UUID | str, source: Path, name: str
     size = source.stat().st_size
     target = artifact_path(settings, job_id, name, digest)
     if settings.storage == "s3":
-        from service import s3
+        from mcs_common import s3
 
         s3.put_file(settings, source, _key(settings, target), digest)
         source.unlink()
@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 def _key(settings: Settings, path: Path) -> str:
     """The object key of a path under the data dir's jobs folder: the same layout in the bucket."""
     relative = path.relative_to(settings.jobs_dir)
-    from service import s3
+    from mcs_common import s3
 
     return s3.object_key(settings, relative.parts[0], "/".join(relative.parts[1:]))
 
@@ -91,7 +91,7 @@ def open_artifact(settings: Settings, job_id: uuid.UUID | str, name: str, sha256
     """A published artifact: its Path (local) or an `s3.ObjectStream`; None when it is not there."""
     path = artifact_path(settings, job_id, name, sha256)
     if settings.storage == "s3":
-        from service import s3
+        from mcs_common import s3
 
         return s3.open_object(settings, _key(settings, path))
     return path if path.is_file() else None
@@ -102,7 +102,7 @@ def store_inputs(settings: Settings, job_id: uuid.UUID | str) -> None:
     (where any worker can fetch them) and keep no local copy. Local storage: nothing to do."""
     if settings.storage != "s3":
         return
-    from service import s3
+    from mcs_common import s3
 
     root = job_dir(settings, job_id)
     for path in sorted((root / "inputs").iterdir()):
@@ -114,7 +114,7 @@ def fetch_inputs(settings: Settings, job_id: uuid.UUID | str, inputs: dict[str, 
     """Make a job's inputs (role -> `inputs/<file>`) present under the worker's own data dir."""
     if settings.storage != "s3":
         return
-    from service import s3
+    from mcs_common import s3
 
     root = job_dir(settings, job_id)
     for relative in inputs.values():
@@ -135,7 +135,7 @@ def remove_job_files(settings: Settings, job_id: uuid.UUID | str) -> None:
     bucket that cannot be reached now leaves objects behind (logged with their prefix)."""
     shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
     if settings.storage == "s3":
-        from service import s3
+        from mcs_common import s3
 
         prefix = s3.object_key(settings, str(uuid.UUID(str(job_id))), "")
         try:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.models import Base
+from mcs_common.models import Base
 
 
 def make_engine(url: str) -> Engine:

@@ -1,18 +1,16 @@
-"""The Celery application, configured from `service.settings` (JSON only, late acks, one job at a time).
-
-Importing this module imports no torch: the task module is loaded by the worker (`include`), and the API
-only sends task messages by name.
+"""The broker both sides speak: the Celery configuration (JSON only, late acks, one job at a time) and the
+one task name. The API sends `TASK_RUN_JOB` by name with the job id; the worker (`worker.app`) registers
+the task under that name. Neither imports the other, and importing this module imports no torch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 from kombu import Exchange, Queue
 
-from service.logs import configure_logging, job_id_var
-from service.settings import Settings, get_settings
+from mcs_common.settings import Settings
 
 TASK_RUN_JOB = "mcs.run_job"
 
@@ -31,9 +29,11 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     return {"visibility_timeout": settings.hard_time_limit_s + 600}
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, include: tuple[str, ...] = ()) -> Celery:
+    """A Celery app on the configured broker; `include` names the task modules a worker loads (the API,
+    which only sends by name, loads none)."""
     queues = (settings.queue_cpu, settings.queue_gpu)
-    app = Celery("mcs", broker=settings.effective_broker_url, include=["worker.tasks"])
+    app = Celery("mcs", broker=settings.effective_broker_url, include=list(include))
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -57,25 +57,3 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=not settings.embedded,
     )
     return app
-
-
-@signals.setup_logging.connect
-def _own_logging(loglevel: int | str | None = None, **_: Any) -> None:
-    """Celery's loggers go through ours (JSON by default, MCS_LOG_FORMAT): with a receiver here Celery
-    installs no handler of its own, and prefork children inherit this setup."""
-    configure_logging(loglevel or "INFO")
-
-
-@signals.task_prerun.connect
-def _enter_job(task_id: str | None = None, args: Any = None, **_: Any) -> None:
-    """Every record a task logs (and Celery's own lines about it) carries the job id; the task id is
-    the job id (service.dispatch), the first argument too."""
-    job_id_var.set(str(args[0]) if args else task_id)
-
-
-@signals.task_postrun.connect
-def _leave_job(**_: Any) -> None:
-    job_id_var.set(None)
-
-
-app = make_celery(get_settings())

@@ -1,0 +1,93 @@
+"""Runs the benchmarks one after another, each as its own process, and prints how each ended.
+
+    python benchmarks/run_all.py            # the quick set (`make bench`): a few minutes on 2 cores
+    python benchmarks/run_all.py --all      # also the seed reproductions and the load test (much longer)
+    python benchmarks/run_all.py --only bench_core --only bench_coding
+    python benchmarks/run_all.py --list
+
+Each benchmark prints its own numbers beside its named baseline; this script adds nothing to them, it only
+sets PYTHONPATH to the repository root, runs them in order, and exits non-zero if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    script: str  # a file in benchmarks/
+    args: tuple[str, ...]
+    quick: bool  # in the default set
+    what: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.script).stem
+
+    @property
+    def path(self) -> Path:
+        return ROOT / "benchmarks" / self.script
+
+
+BENCHMARKS = (
+    Benchmark(
+        "bench_core.py", ("--quick",), True, "ResNet-50 data-free pipeline; 1-D k-means vs scikit-learn"
+    ),
+    Benchmark("bench_coding.py", ("--quick",), True, "Huffman vs dahuffman, zstd and fixed-width packing"),
+    Benchmark("bench_service.py", ("--jobs", "5", "--seconds", "3"), True, "service overhead vs bare calls"),
+    Benchmark("reproduce_deep_compression.py", (), False, "Deep Compression on both LeNets (mnist-5k)"),
+    Benchmark("reproduce_lc.py", (), False, "seed 001: the LC algorithm on LeNet-5, shortened schedule"),
+    Benchmark("reproduce_sws.py", (), False, "seed 004: soft weight-sharing on LeNet-300-100"),
+    Benchmark("bench_load.py", ("--clients", "8", "--seconds", "10"), False, "bounded load test, loopback"),
+)
+
+
+def selected(run_all: bool, only: list[str]) -> list[Benchmark]:
+    known = {b.name: b for b in BENCHMARKS}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if only:
+        return [known[name] for name in only]
+    return [b for b in BENCHMARKS if run_all or b.quick]
+
+
+def run(benchmark: Benchmark) -> tuple[int, float]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    print(f"\n=== {benchmark.name}: {benchmark.what}", flush=True)
+    started = time.perf_counter()
+    code = subprocess.call([sys.executable, str(benchmark.path), *benchmark.args], cwd=ROOT, env=env)
+    return code, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--all", action="store_true", help="also the long reproductions and the load test")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run just this one")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for b in BENCHMARKS:
+            print(f"{b.name:<30} {'quick' if b.quick else '--all':<6} {b.what}")
+        return 0
+    outcomes = [(b, *run(b)) for b in selected(args.all, args.only)]
+    print("\n=== summary (wall times on this machine, inflated when it is shared)")
+    for b, code, seconds in outcomes:
+        print(f"{b.name:<30} {'ok' if code == 0 else f'FAILED ({code})':<12} {seconds:7.1f} s")
+    return 0 if all(code == 0 for _, code, _ in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

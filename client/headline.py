@@ -1,0 +1,115 @@
+"""The numbers `mcs submit` and `mcs status` print and gate on, read from a job's metrics document.
+
+The client reads the JSON the service returns, tolerantly: a key missing in an older or partial layout
+gives None. It imports only the standard library, so the client distribution (`mcs-client`) needs no
+torch and no `compression_core`; tests/client/test_headline.py checks it reads what the library writes.
+Layout (compression_core.metrics): `totals.{ratio, original_bits, bin_bits, params, nonzeros}`,
+`files.{input_bytes, model_bin_bytes}`, and `evaluation.{before, after}.{error, accuracy}` with
+`evaluation.samples` when the job had data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+def lookup(doc: Mapping[str, Any] | None, *paths: tuple[str, ...]) -> Any:
+    """The first value found along any of the key paths (None if none is present)."""
+    for path in paths:
+        node: Any = doc
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is not None:
+            return node
+    return None
+
+
+def number(value: Any) -> float | None:
+    """A float, or None for a missing, boolean or non-numeric value."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Headline:
+    ratio: float | None  # size before / size after
+    size_before_bytes: float | None
+    size_after_bytes: float | None
+    params_total: float | None
+    params_nonzero: float | None
+    error_before: float | None  # a fraction in [0, 1]
+    error_after: float | None
+    eval_samples: int | None
+
+    @property
+    def error_increase(self) -> float | None:
+        """error_after - error_before as a fraction (None unless both are known)."""
+        if self.error_before is None or self.error_after is None:
+            return None
+        return self.error_after - self.error_before
+
+
+def _error(m: Mapping[str, Any], when: str) -> float | None:
+    error = number(
+        lookup(m, ("evaluation", when, "error"), ("eval", when, "error"), (f"error_{when}",), ("error", when))
+    )
+    if error is None:
+        accuracy = number(
+            lookup(m, ("evaluation", when, "accuracy"), ("eval", when, "accuracy"), (f"accuracy_{when}",))
+        )
+        error = None if accuracy is None else 1.0 - accuracy
+    return error
+
+
+def _bytes_from_bits(value: Any) -> float | None:
+    bits = number(value)
+    return None if bits is None else bits / 8
+
+
+def headline(metrics: Mapping[str, Any] | None) -> Headline:
+    """The headline numbers of a metrics document; any of them is None when the job did not report it."""
+    m: Mapping[str, Any] = metrics or {}
+    before = _bytes_from_bits(lookup(m, ("totals", "original_bits"))) or number(
+        lookup(m, ("size_before_bytes",), ("files", "input_bytes"))
+    )
+    after = number(lookup(m, ("files", "model_bin_bytes"), ("size_after_bytes",))) or _bytes_from_bits(
+        lookup(m, ("totals", "bin_bits"))
+    )
+    ratio = number(lookup(m, ("totals", "ratio"), ("ratio",), ("compression_ratio",)))
+    if ratio is None and before and after:
+        ratio = before / after
+    samples = number(
+        lookup(
+            m,
+            ("evaluation", "samples"),
+            ("evaluation", "after", "samples"),
+            ("evaluation", "before", "samples"),
+        )
+    )
+    return Headline(
+        ratio=ratio,
+        size_before_bytes=before,
+        size_after_bytes=after,
+        params_total=number(lookup(m, ("totals", "params"), ("params_total",))),
+        params_nonzero=number(lookup(m, ("totals", "nonzeros"), ("params_nonzero",))),
+        error_before=_error(m, "before"),
+        error_after=_error(m, "after"),
+        eval_samples=None if samples is None else int(samples),
+    )
+
+
+def human_bytes(n: float | None) -> str:
+    """1536 -> '1.50 KiB'; None -> '-'."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"

@@ -1,0 +1,49 @@
+"""Which modules a package's source imports, read from the AST (every import statement, including those
+inside functions and under `if TYPE_CHECKING:`), so layering rules can be checked without importing."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _module_of(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(package: str, root: Path = ROOT) -> Iterator[tuple[Path, int, str]]:
+    """(file, line, imported module) for every import in every .py file under `package/`; relative
+    imports are resolved against the importing module."""
+    for path in sorted((root / package).rglob("*.py")):
+        module = _module_of(path, root)
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield path, node.lineno, alias.name
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = module.split(".")
+                    base = base[: len(base) - node.level + (1 if is_package else 0)]
+                    target = ".".join([*base, node.module] if node.module else base)
+                else:
+                    target = node.module or ""
+                yield path, node.lineno, target
+                # the names themselves may be submodules (`from . import x`): record them too
+                for alias in node.names:
+                    yield path, node.lineno, f"{target}.{alias.name}"
+
+
+def violations(package: str, forbidden: set[str], root: Path = ROOT) -> list[str]:
+    """`file:line imports module` for every import of a top-level package in `forbidden`."""
+    return [
+        f"{path.relative_to(root)}:{line} imports {name}"
+        for path, line, name in imports_of(package, root)
+        if name.split(".")[0] in forbidden
+    ]
