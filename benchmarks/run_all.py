@@ -48,6 +48,12 @@ BENCHMARKS = (
     Benchmark("reproduce_lc.py", (), False, "seed 001: the LC algorithm on LeNet-5, shortened schedule"),
     Benchmark("reproduce_sws.py", (), False, "seed 004: soft weight-sharing on LeNet-300-100"),
     Benchmark("bench_load.py", ("--clients", "8", "--seconds", "10"), False, "bounded load test, loopback"),
+    Benchmark(
+        "bench_streaming.py",
+        ("--sizes", "0.1,0.5", "--models", "resnet50"),
+        False,
+        "streaming data-free: peak RSS and time vs model size, 1 vs 2 workers, vs in-memory",
+    ),
 )
 
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 from svc_helpers import SPEC, small_state_dict
 
-from service.settings import Settings
+from mcs_common.settings import Settings
 
 PROBLEM = "application/problem+json"
 
