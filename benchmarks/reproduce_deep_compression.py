@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compression_core.data import load_builtin  # noqa: E402
-from compression_core.finetune import RetrainConfig  # noqa: E402
 from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import load_spec  # noqa: E402
 from compression_core.train import save_state_dict, train_reference  # noqa: E402
+from compression_core.training.finetune import RetrainConfig  # noqa: E402
 
 PAPER = {"lenet300": ("LeNet-300-100", 40.0, 1.64, 1.58), "lenet5": ("LeNet-5", 39.0, 0.80, 0.74)}
 REFERENCE_EPOCHS = {"lenet300": 20, "lenet5": 8}

@@ -52,10 +52,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compression_core.data import load_builtin  # noqa: E402
-from compression_core.finetune import RetrainConfig  # noqa: E402
 from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import Spec, load_spec  # noqa: E402
 from compression_core.train import save_state_dict, train_reference  # noqa: E402
+from compression_core.training.finetune import RetrainConfig  # noqa: E402
 
 SEED = {  # mix: (description, example spec, seed ratio, seed test error %)
     "a": (

@@ -36,7 +36,7 @@ def _friendly_errors() -> Iterator[None]:
 
 
 def _load_spec_arg(spec: str) -> Any:
-    from compression_core.spec import example_names, example_spec, load_spec
+    from compression_core.spec.parse import example_names, example_spec, load_spec
 
     if not Path(spec).exists() and spec.removeprefix("example:") in example_names():
         return example_spec(spec.removeprefix("example:"))
@@ -108,9 +108,9 @@ def compress(
     """Compress a model's weights as a spec says; writes model.bin, model.pth and metrics.json."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from compression_core.job.pipeline import Progress as JobProgress
+    from compression_core.job.pipeline import compress_file
     from compression_core.metrics import TABLE_COLUMNS, table_rows
-    from compression_core.pipeline import Progress as JobProgress
-    from compression_core.pipeline import compress_file
 
     with _friendly_errors():
         parsed = _load_spec_arg(spec)
@@ -127,26 +127,13 @@ def compress(
         with bar:
             task = bar.add_task("compress", total=1.0, stage="start", what="")
 
-            def on_progress(p: JobProgress | Any) -> None:
+            def on_progress(p: JobProgress) -> None:
                 bar.update(task, completed=p.fraction, stage=p.stage, what=p.message)
 
-            if _streams(parsed):  # stream (issue 14): data-free specs go one tensor at a time
-                from compression_core.streaming.pipeline import compress_stream
-
-                metrics = compress_stream(
-                    model, parsed, out, progress=on_progress, device=device, workers=workers
-                )
-            else:
-                metrics = compress_file(model, parsed, out, progress=on_progress, device=device)
+            metrics = compress_file(model, parsed, out, progress=on_progress, device=device, workers=workers)
     if not quiet:
         console.print(_layer_table(f"{model.name} -> {out}", TABLE_COLUMNS, table_rows(metrics["tensors"])))
     console.print(_headline(metrics))
-
-
-def _streams(spec: Any) -> bool:
-    from compression_core.data_aware import needs_data
-
-    return not needs_data(spec)
 
 
 def decode(

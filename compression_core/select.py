@@ -13,7 +13,9 @@ from fnmatch import fnmatchcase
 import torch
 
 from compression_core.errors import SpecError
-from compression_core.spec import Kind, Rule, Selector, Spec
+from compression_core.spec.base import Kind, Selector
+from compression_core.spec.model import RuleBase as Rule
+from compression_core.spec.model import SpecBase as Spec
 
 _GLOB_CHARS = set("*?[")
 _BIAS_NORM_WORDS = ("bias", "norm", "bn", "ln")

@@ -18,8 +18,9 @@ from torch import nn
 
 from compression_core.data import DataSplits, check_against_model
 from compression_core.evaluate import Evaluation, evaluate
-from compression_core.finetune import EpochStats, RetrainConfig, train_epochs
 from compression_core.models import ModelSpec, build_model
+from compression_core.spec.fields import RetrainConfig
+from compression_core.training.loop import EpochStats, train_epochs
 
 __all__ = ["TrainResult", "save_state_dict", "train_reference"]
 

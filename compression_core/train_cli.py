@@ -43,9 +43,9 @@ def train(
 
     from compression_core.data import BUILTIN_DATASETS, load_builtin, load_upload
     from compression_core.errors import CompressionError
-    from compression_core.finetune import EpochStats, RetrainConfig
+    from compression_core.spec.fields import OptimizerName, RetrainConfig
     from compression_core.train import save_state_dict, train_reference
-    from compression_core.training_spec import OptimizerName
+    from compression_core.training.loop import EpochStats
 
     console = Console()
     if threads > 0:

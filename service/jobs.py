@@ -37,7 +37,7 @@ from service.errors import (
 from service.observability import main_method
 from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
 from service.upload_checks import precheck_state_dict_file
-from service.uploads import StagedUpload
+from service.uploads import StagedUpload, state_dict_roles
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,9 @@ def create_job(
                 return first, True
         check_concurrency(session, principal)
         check_state_dict(staged.files["model"], "model")
-        if "teacher" in staged.files:
-            check_state_dict(staged.files["teacher"], "teacher")
+        for role in state_dict_roles():  # the methods' extra inputs (e.g. `teacher`)
+            if role != "model" and role in staged.files:
+                check_state_dict(staged.files[role], role)
     except BaseException:
         staged.discard()
         raise

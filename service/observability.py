@@ -28,6 +28,7 @@ from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from compression_core.methods import method_label
 from mcs_common.logs import job_id_var, request_id_var
 from mcs_common.models import FINISHED_STATES, Job, JobState, utcnow
 from mcs_common.settings import Settings
@@ -43,15 +44,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def main_method(spec: dict[str, Any]) -> str:
-    """A job's method for the duration histogram: the spec's step types in first-use order, e.g.
-    `prune+quantize` or `lowrank` (a handful of values, so a label of bounded cardinality)."""
-    seen: list[str] = []
-    for rule in spec.get("rules") or []:
-        for step in rule.get("steps") or []:
-            kind = str(step.get("type", "unknown"))
-            if kind not in seen:
-                seen.append(kind)
-    return "+".join(seen)[:64] or "none"
+    """A job's method for the duration histogram, from the method registry: the spec's whole-model methods
+    and step types in first-use order, e.g. `prune+quantize`, `lowrank` or `lc+prune+lowrank` (a handful of
+    values, so a label of bounded cardinality)."""
+    return method_label(spec)
 
 
 def _duration_seconds(dialect: str) -> Any:

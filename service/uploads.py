@@ -1,7 +1,8 @@
 """Streams a multipart upload to disk with a byte cap: nothing is held whole in memory, and a body over the
 limit is refused while it arrives (Starlette itself caps nothing).
 
-Only known parts are accepted: the files `model`, `spec_file`, `data`, `teacher` and the fields `spec`,
+Only known parts are accepted: the files `model`, `spec_file`, `data`, the extra inputs the registered
+compression methods take (e.g. `teacher`; `compression_core.methods.upload_roles()`) and the fields `spec`,
 `queue`. File names from the client never become paths: each part is stored as `<role><suffix>`, the suffix
 taken from an allow-list.
 """
@@ -21,10 +22,10 @@ import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from compression_core.methods import upload_roles
 from service.errors import InvalidSubmission, NotAStateDict, PayloadTooLarge
 from service.schemas import FieldError
 
-FILE_PARTS = ("model", "spec_file", "data", "teacher")
 # stream (issue 14): a sharded checkpoint is several `model` parts named as in the Hugging Face layout
 # (`model-00001-of-00003.safetensors` ..., `model.safetensors.index.json`); only these exact name shapes are
 # accepted, stored under their own names beside each other (the index refers to them), as roles
@@ -35,6 +36,17 @@ MAX_SHARD_PARTS = 4096
 FIELD_PARTS = ("spec", "queue")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,12}$")
+
+
+def file_parts() -> tuple[str, ...]:
+    """The file parts a submission may carry, from the method registry (a method's inputs are state dicts)."""
+    roles = upload_roles()
+    return (roles[0], "spec_file", *roles[1:])
+
+
+def state_dict_roles() -> tuple[str, ...]:
+    """The file parts that hold state dicts: the model and every method's extra input (e.g. `teacher`)."""
+    return tuple(r for r in upload_roles() if r != "data")
 
 
 @dataclass
@@ -80,7 +92,7 @@ def _suffix_for(role: str, filename: str) -> str:
     A state dict named with another extension is refused; one with no extension at all (e.g. `curl -F
     model=@-`) is stored as `.safetensors` or `.pth` according to its first bytes."""
     suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
-    if role in ("model", "teacher"):
+    if role in state_dict_roles():
         if role == "model" and suffix == ".tar":  # stream (issue 14): a sharded checkpoint in one tar
             return suffix
         if suffix == ".safetensors":
@@ -134,9 +146,10 @@ class _Receiver:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
-            if name not in FILE_PARTS:
+            parts = file_parts()
+            if name not in parts:
                 raise InvalidSubmission(
-                    f"unexpected file part {name!r}; expected one of {', '.join(FILE_PARTS)}",
+                    f"unexpected file part {name!r}; expected one of {', '.join(parts)}",
                 )
             filename = options[b"filename"].decode("utf-8", "replace")
             shard = _shard_role(name, filename, len(self.staged.files))  # stream (issue 14)

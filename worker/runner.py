@@ -107,6 +107,7 @@ def write_report(job_id: str, work: Path, model_path: Path) -> None:
 def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> str:
     """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
     from compression_core.errors import Cancelled, CompressionError
+    from compression_core.methods import upload_roles
     from compression_core.pipeline import compress_file
     from compression_core.spec import Spec
 
@@ -147,7 +148,9 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             should_cancel=lambda: bool(should_cancel()),
             device=pick_device(),
             data_path=data_path,
-            teacher_path=root / inputs["teacher"] if "teacher" in inputs else None,
+            inputs={
+                r: root / inputs[r] for r in upload_roles() if r not in ("model", "data") and r in inputs
+            },
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
         lease.progress("report", 1.0, "writing report.html")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from compression_core.coding.bitio import (
     write_codes,
 )
 from compression_core.coding.lockstep import decode_lanes
+from compression_core.coding.parsed import ParsedStream
 from compression_core.errors import FormatError
 
 MAX_CODE_LENGTH = 20  # peek table of 2**20 int64 entries (8 MiB) at worst; the loss vs 24 is negligible
@@ -233,19 +233,6 @@ def _read_table(r: ByteReader, alphabet: int, mode: int) -> tuple[np.ndarray, np
     if kraft != 1 << top:
         raise FormatError("Huffman code lengths do not form a complete prefix code (Kraft sum != 1)")
     return used, lens
-
-
-@dataclass
-class ParsedStream:
-    """A Huffman stream whose header is read and checked; `symbols` is set once decoded."""
-
-    count: int
-    symbols: np.ndarray | None = None  # set at once for empty and single-symbol streams
-    used: np.ndarray | None = None
-    lens: np.ndarray | None = None
-    block: int = 0
-    block_bits: np.ndarray | None = None
-    payload: bytes = b""
 
 
 def parse(data: bytes | ByteReader, *, max_count: int) -> ParsedStream:

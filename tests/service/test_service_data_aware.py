@@ -17,10 +17,10 @@ from svc_helpers import WorkerProcess, wait_for
 
 from compression_core.data import load_builtin
 from compression_core.evaluate import evaluate
-from compression_core.finetune import RetrainConfig
 from compression_core.format import decode_state_dict
 from compression_core.models import build_model, load_into
 from compression_core.train import save_state_dict, train_reference
+from compression_core.training.finetune import RetrainConfig
 from service.app import create_app
 
 MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 32, 10]}}

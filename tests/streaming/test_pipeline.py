@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from compression_core.errors import Cancelled, CompressionError
 from compression_core.format.stream import iter_records
-from compression_core.methods.prune import global_keeps
-from compression_core.pipeline import compress_state_dict
+from compression_core.job.pipeline import compress_state_dict
+from compression_core.methods.prune.apply import global_keeps
 from compression_core.select import select_tensors
 from compression_core.spec import Spec, parse_spec
 from compression_core.streaming.pipeline import compress_stream

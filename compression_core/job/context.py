@@ -1,0 +1,104 @@
+"""A data-aware job's context: the model built from the upload, the data, the original weights, the extra
+inputs (e.g. the teacher), progress and cancellation. Whole-model methods receive it in `run`.
+
+1. build the architecture, load the uploaded state dict into it (InputError naming bad keys), load the data
+   and run one batch through the model (InputError when they do not fit);
+2. a method evaluates before compression (`evaluate_before`), trains and compresses (its `run`);
+3. after encoding, `finish` evaluates the decoded `.bin` (what the user downloads), not the in-memory model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compression_core.data import DataSplits, check_against_model, load_data
+from compression_core.errors import Cancelled, SpecError
+from compression_core.evaluate import evaluate
+from compression_core.models import build_model, load_into
+from compression_core.spec.model import SpecBase
+from compression_core.training.loop import EpochStats
+
+__all__ = ["JobContext", "ProgressFn"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, float, str], None]  # stage, fraction of the job, message
+
+
+class JobContext:
+    """One job's model, data and inputs, kept between the methods' `run` and `finish`."""
+
+    def __init__(
+        self,
+        spec: SpecBase,
+        state_dict: Mapping[str, torch.Tensor],
+        *,
+        data_path: Any = None,
+        device: str = "cpu",
+        inputs: Mapping[str, Path] | None = None,
+        progress: ProgressFn | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        span: tuple[float, float] = (0.0, 1.0),
+    ):
+        if spec.model is None:
+            raise SpecError(
+                "data-aware steps (data, retrain) need the spec's `model` field to build the network"
+            )
+        self.spec = spec
+        self.device = device
+        self.original = dict(state_dict)  # what per-tensor rel_error is measured against
+        self.model: nn.Module = load_into(build_model(spec.model), state_dict)
+        self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
+        if self.data is not None:
+            check_against_model(self.data, self.model)
+        self.inputs: dict[str, Path] = dict(inputs or {})
+        self.history: list[EpochStats] = []
+        self.evaluation: dict[str, Any] = {}
+        self.progress: ProgressFn = progress or (lambda stage, fraction, message: None)
+        self.should_cancel = should_cancel
+        self.span = span
+
+    def check_cancel(self, where: str) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled(f"cancelled {where}")
+
+    def _evaluate(self, model: nn.Module) -> dict[str, Any] | None:
+        if self.data is None:
+            return None
+        return evaluate(
+            model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes
+        ).to_dict()
+
+    def evaluate_before(self) -> None:
+        """Record the uploaded model's accuracy as `evaluation.before` (every data-aware method starts so)."""
+        before = self._evaluate(self.model)
+        if before is not None:
+            self.evaluation["before"] = before
+
+    def data_summary(self) -> dict[str, Any] | None:
+        """What metrics.json says about the data set: its name, sizes and the split evaluated on."""
+        if self.data is None:
+            return None
+        return {
+            "name": self.data.name,
+            "sizes": self.data.sizes,
+            "evaluated_on": "test" if self.data.test is not None else "train (no test split uploaded)",
+        }
+
+    def decoded_model(self, decoded: Mapping[str, torch.Tensor]) -> nn.Module:
+        assert self.spec.model is not None
+        return load_into(build_model(self.spec.model), decoded)
+
+    def finish(self, decoded: Mapping[str, torch.Tensor], metrics: dict[str, Any]) -> nn.Module:
+        """Evaluate the decoded artifact and add it to metrics as `evaluation.after`; returns its model."""
+        model = self.decoded_model(decoded)
+        after = self._evaluate(model)
+        if after is not None:
+            metrics.setdefault("evaluation", {})["after"] = after
+        return model

@@ -1,0 +1,264 @@
+"""From a spec and a state dict to `model.bin`, `model.pth` and `metrics.json`: load -> methods -> encode
+-> write.
+
+`compress_state_dict` is the pure, data-free part (tensors in, records and metrics out); `compress_file`
+adds loading, the whole-model methods of a data-aware spec (`job/methods.py`), encoding with the format and
+atomic writes. `model.pth` is rebuilt from the decoded `.bin` bytes, so
+decoding `model.bin` always gives exactly `model.pth`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from compression_core import __version__
+from compression_core.errors import Cancelled, CompressionError, InputError
+from compression_core.io import atomic_write_bytes, load_state_dict, save_state_dict
+from compression_core.job.context import JobContext
+from compression_core.job.methods import report_steps, run_methods
+from compression_core.methods import registry
+from compression_core.methods.apply import compress_tensor, dense_record
+from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
+from compression_core.records import TensorRecord
+from compression_core.select import select_tensors
+from compression_core.spec.base import DefaultDtype
+from compression_core.spec.model import SpecBase as Spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str
+    fraction: float  # 0..1 over the whole job
+    message: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+# Share of the whole job given to each phase of compress_file, for the progress fraction.
+_LOAD_END, _COMPRESS_END, _ENCODE_END = 0.05, 0.80, 0.90
+
+
+def _report(progress: ProgressCallback | None, stage: str, fraction: float, message: str = "") -> None:
+    if progress is not None:
+        progress(Progress(stage, min(max(fraction, 0.0), 1.0), message))
+
+
+def _check_cancel(should_cancel: Callable[[], bool] | None, where: str) -> None:
+    if should_cancel is not None and should_cancel():
+        raise Cancelled(f"cancelled {where}")
+
+
+def _check_device(device: str) -> None:
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise CompressionError(f"device {device!r} is not usable here: {error}") from None
+
+
+def _check_finite(state_dict: Mapping[str, torch.Tensor], names: list[str]) -> None:
+    for name in names:
+        tensor = state_dict[name].detach().cpu()
+        values = tensor.numpy() if tensor.dtype in (torch.float32, torch.float64) else tensor.float().numpy()
+        if not np.isfinite(values).all():
+            raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
+
+
+def compress_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    spec: Spec,
+    *,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    device: str = "cpu",
+    span: tuple[float, float] = (0.0, 1.0),
+) -> tuple[list[TensorRecord], dict[str, Any]]:
+    """Records for every tensor (in state-dict order) and the metrics that need no encoding.
+
+    Progress fractions run over `span` of the caller's job, weighted by tensor size.
+    """
+    _check_device(device)
+    selections = select_tensors(state_dict, spec)
+    _check_finite(state_dict, list(selections))
+    keeps = registry.shared_keeps(state_dict, selections, device)
+    float16 = spec.default.dtype is DefaultDtype.float16
+    total = sum(t.numel() for t in state_dict.values()) or 1
+    done = 0
+    records: list[TensorRecord] = []
+    entries: list[dict[str, Any]] = []
+    seconds: dict[str, float] = {}
+    for name, tensor in state_dict.items():
+        _check_cancel(should_cancel, f"before tensor {name!r}")
+        sel = selections.get(name)
+        stage = "+".join(step.type for step in sel.rule.steps) if sel else "keep"
+        _report(progress, stage, span[0] + (span[1] - span[0]) * done / total, name)
+        if sel is None:
+            record = dense_record(name, tensor, float16=float16)
+        else:
+            record = compress_tensor(
+                name, tensor, sel.rule, label=sel.label, keep=keeps.get(name), device=device
+            )
+        for step_name, took in record.stats.get("seconds", {}).items():
+            seconds[step_name] = seconds.get(step_name, 0.0) + took
+        records.append(record)
+        entries.append(tensor_metrics(name, tensor, record, sel.label if sel else None))
+        done += tensor.numel()
+        log.debug("compressed %s with %s", name, record.method)
+    _report(progress, "compressed", span[1], f"{len(records)} tensors")
+    metrics: dict[str, Any] = {
+        "version": 1,
+        "library": f"compression_core {__version__}",
+        "device": device,
+        "totals": summarize(entries),
+        "timing": {"seconds": seconds},
+        "tensors": entries,
+    }
+    return records, metrics
+
+
+def compress_file(
+    model_path: Path,
+    spec: Spec,
+    out_dir: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    device: str = "cpu",
+    data_path: Path | None = None,
+    teacher_path: Path | None = None,
+    inputs: Mapping[str, Path] | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics.
+
+    `inputs` are the extra files the spec's methods take, by upload role (`teacher_path` is `teacher`).
+    Data-free specs stream, one tensor at a time on `workers` threads (`compression_core/streaming/`,
+    docs/streaming.md); the model path may then also be a sharded checkpoint's index or folder."""
+    from compression_core.format import decode_state_dict, encode_records
+    from compression_core.streaming.pipeline import compress_stream, streamable
+    from compression_core.streaming.source import load_all
+
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    if data_path is not None and spec.data is None:
+        log.info("data-free compression ignores the data set %s", data_path)
+    if streamable(spec):  # stream (issue 14): memory follows the largest tensor, not the model
+        relay = None if progress is None else lambda p: progress(Progress(p.stage, p.fraction, p.message))
+        return compress_stream(
+            model_path,
+            spec,
+            out_dir,
+            progress=relay,
+            should_cancel=should_cancel,
+            device=device,
+            workers=workers,
+        )
+    timing: dict[str, float] = {}
+    clock = time.perf_counter()
+    _report(progress, "load", 0.0, model_path.name)
+    sharded = model_path.is_dir() or model_path.name.endswith(".json")
+    state_dict = load_all(model_path) if sharded else load_state_dict(model_path)
+    timing["load"] = time.perf_counter() - clock
+    _check_cancel(should_cancel, "after loading")
+
+    clock = time.perf_counter()
+    data_job = None
+    if registry.needs_data(spec):  # model / data / a method that trains: evaluation and training around steps
+        extra = dict(inputs or {})
+        if teacher_path is not None:
+            extra.setdefault("teacher", Path(teacher_path))
+        data_job = JobContext(
+            spec,
+            state_dict,
+            data_path=data_path,
+            device=device,
+            inputs=extra,
+            progress=lambda stage, fraction, message: _report(progress, stage, fraction, message),
+            should_cancel=should_cancel,
+            span=(_LOAD_END, _COMPRESS_END),
+        )
+        records, metrics = run_methods(data_job, functools.partial(compress_state_dict, device=device))
+    else:
+        records, metrics = compress_state_dict(
+            state_dict,
+            spec,
+            progress=progress,
+            should_cancel=should_cancel,
+            device=device,
+            span=(_LOAD_END, _COMPRESS_END),
+        )
+    timing["compress"] = time.perf_counter() - clock
+    _check_cancel(should_cancel, "before encoding")
+
+    _report(progress, "encode", _COMPRESS_END, "Huffman coding and container")
+    clock = time.perf_counter()
+    metadata = {
+        "library": f"compression_core {__version__}",
+        "source": model_path.name,
+        "spec": spec.model_dump(mode="json"),
+    }
+    # timings vary run to run: they belong in metrics.json, never in model.bin (which must be reproducible)
+    timeless = [replace(r, stats={k: v for k, v in r.stats.items() if k != "seconds"}) for r in records]
+    encoded = encode_records(timeless, metadata=metadata)
+    timing["encode"] = time.perf_counter() - clock
+    _check_cancel(should_cancel, "before writing")
+
+    _report(progress, "write", _ENCODE_END, "model.bin, model.pth, metrics.json")
+    clock = time.perf_counter()
+    decoded = decode_state_dict(encoded.data)
+    timing["decode"] = time.perf_counter() - clock
+    if data_job is not None:
+        model = data_job.finish(decoded, metrics)  # evaluation.after: the decoded artifact, as downloaded
+        report_steps(data_job, model, metrics)
+    clock = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "model.bin", encoded.data)
+    if spec.outputs.dense:  # stream (issue 14): the dense copy is optional
+        save_state_dict(decoded, out_dir / "model.pth")
+    timing["write"] = time.perf_counter() - clock
+
+    for entry in metrics["tensors"]:
+        add_stream_stats(entry, encoded.streams.get(entry["name"], []))
+    metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data))
+    metrics["files"] = {
+        "input_bytes": sum(p.stat().st_size for p in _input_files(model_path)),
+        "model_bin_bytes": len(encoded.data),
+    }
+    if spec.outputs.dense:
+        metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
+    metrics["timing"].update(timing)
+    atomic_write_bytes(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
+    _report(progress, "done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
+    return metrics
+
+
+def _input_files(model_path: Path) -> list[Path]:
+    if model_path.is_file() and not model_path.name.endswith(".json"):
+        return [model_path]
+    from compression_core.streaming.source import open_source
+
+    source = open_source(model_path)
+    folder = source.index.parent if source.index is not None else model_path
+    return [folder / shard for shard in source.shards]
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value

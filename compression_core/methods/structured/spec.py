@@ -1,0 +1,26 @@
+"""The `structured` step's spec: whole channels zeroed by their L1/L2 norm, shapes kept."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from compression_core.methods.base import StepSpec
+
+
+class ChannelNorm(StrEnum):
+    l1 = "l1"
+    l2 = "l2"
+
+
+class StructuredStep(StepSpec):
+    """Channel pruning: zero the round(sparsity · C) slices along `dim` (output channels / rows for dim 0)
+    with the smallest L1 or L2 norm; shapes are kept (see compression_core/methods/structured/apply.py)."""
+
+    type: Literal["structured"] = "structured"
+    after: ClassVar[frozenset[str]] = frozenset()
+    sparsity: float = Field(ge=0.0, lt=1.0, description="fraction of the channels set to 0")
+    norm: ChannelNorm = ChannelNorm.l1
+    dim: int = Field(default=0, ge=0, le=7, description="axis of the removed slices (0: output channels)")

@@ -1,0 +1,70 @@
+"""The JSON compression spec: which tensors get which steps, and which whole-model methods run.
+
+`Spec` and `Rule` are assembled from the method registry (`assemble.py`) on first use, so they include the
+methods installed through the `mcs.methods` entry-point group. The shared parts live in `base.py` (strict
+base, selector, default policy) and `fields.py` (`model`, `data`, the training recipe); each method's own
+fields live in its folder under `compression_core/methods/`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from compression_core.spec.base import MAX_KEEP, DefaultDtype, DefaultPolicy, Encoding, Kind, Selector, Strict
+from compression_core.spec.fields import DataSpec, ModelSpec, OptimizerName, RetrainConfig
+from compression_core.spec.parse import (
+    example_names,
+    example_spec,
+    format_validation_error,
+    load_spec,
+    parse_spec,
+    spec_json_schema,
+)
+
+if TYPE_CHECKING:
+    from compression_core.spec.model import RuleBase as Rule
+    from compression_core.spec.model import SpecBase as Spec
+
+__all__ = [
+    "MAX_KEEP",
+    "DataSpec",
+    "DefaultDtype",
+    "DefaultPolicy",
+    "Encoding",
+    "Kind",
+    "ModelSpec",
+    "OptimizerName",
+    "RetrainConfig",
+    "Rule",
+    "Selector",
+    "Spec",
+    "Strict",
+    "example_names",
+    "example_spec",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+    "spec_json_schema",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """`Spec`, `Rule` and `Step` as the registry makes them now; for code written against the old single
+    module, any name a registered method's spec module defines (`PruneStep`, `Scope`, `LCSpec`, ...)."""
+    from compression_core.methods import registry
+    from compression_core.spec import assemble
+
+    if name in ("Spec", "Rule"):
+        rule, spec = assemble.current()
+        return spec if name == "Spec" else rule
+    if name == "Step":
+        return assemble.step_union()
+    specs = [m.spec for m in registry.step_methods().values()] + [
+        m.spec for m in registry.model_methods().values()
+    ]
+    for cls in specs:
+        module = sys.modules[cls.__module__]
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

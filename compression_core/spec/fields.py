@@ -1,0 +1,76 @@
+"""The spec fields every data-aware method shares: `model`, `data` and the training recipe (pydantic only,
+no torch import, so the service can publish the JSON Schema cheaply).
+
+```json
+"model":   {"arch": "lenet300", "kwargs": {}},
+"data":    {"builtin": "mnist-5k"}            or {"upload": true}  (the data file sent with the job)
+"retrain": {"prune_schedule": [0.5, 0.75, 0.9, 1.0],
+            "prune":    {"epochs": 2, "lr": 0.005},   retraining after each pruning iteration
+            "finetune": {"epochs": 3, "lr": 0.001}}   retraining after quantization / low-rank
+```
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from compression_core.spec.base import Strict
+
+__all__ = ["BUILTIN_DATASET_NAMES", "DataSpec", "ModelSpec", "OptimizerName", "RetrainConfig"]
+
+BUILTIN_DATASET_NAMES = ("digits", "mnist-5k")
+
+
+class ModelSpec(Strict):
+    """Which architecture to build: a name and the keyword arguments of its constructor."""
+
+    arch: str = Field(
+        min_length=1,
+        description="lenet300, lenet5, mlp, a torchvision classifier or an mcs.models entry point",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor keyword arguments")
+
+
+class DataSpec(Strict):
+    """Where the data comes from: a built-in by name, or the data file uploaded with the job."""
+
+    builtin: str | None = Field(default=None, description=f"one of {list(BUILTIN_DATASET_NAMES)}")
+    upload: bool = Field(
+        default=False, description="use the .npz/.safetensors data file uploaded with the job"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DataSpec:
+        if (self.builtin is None) == (not self.upload):
+            raise ValueError('give exactly one of {"builtin": NAME} or {"upload": true}')
+        if self.builtin is not None and self.builtin not in BUILTIN_DATASET_NAMES:
+            raise ValueError(
+                f"unknown built-in data set {self.builtin!r}; known: {list(BUILTIN_DATASET_NAMES)}"
+            )
+        return self
+
+
+class OptimizerName(StrEnum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class RetrainConfig(Strict):
+    """How to (re)train: the defaults are the reference recipe of seeds 000/001 (batch 16, SGD lr 0.005,
+    momentum 0.9, Nesterov, StepLR gamma 0.95 every epoch)."""
+
+    epochs: int = Field(default=1, ge=0, le=10_000)
+    optimizer: OptimizerName = OptimizerName.sgd
+    lr: float = Field(default=0.005, gt=0.0, le=10.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
+    batch_size: int = Field(default=16, ge=1, le=1_000_000)
+    step_size: int = Field(
+        default=1, ge=1, le=10_000, description="StepLR: epochs between learning-rate decays"
+    )
+    gamma: float = Field(default=0.95, gt=0.0, le=1.0, description="StepLR: decay factor")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
