@@ -1,6 +1,7 @@
 """Python client of the model-compression service: `from client import Client`."""
 
 from client.client import Client
+from client.deployed import load_model  # lazy: imports torch only when called
 from client.errors import (
     ApiError,
     BadRequest,
@@ -35,4 +36,5 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "WaitTimeout",
+    "load_model",
 ]

@@ -6,7 +6,8 @@ Exit codes (stable, for CI gates):
   3  the request failed: server unreachable, token refused, spec or file rejected (problem+json shown)
   4  the job failed
   5  the job was cancelled
-  6  a threshold was missed (--min-ratio, --max-error-increase), or the metric it needs was not reported
+  6  a threshold was missed (--min-ratio, --max-error-increase), or the metric it needs was not reported,
+     or a search job's error budget was met by none of its trials
   7  an artifact's SHA-256 or size did not match what the server announced
   8  --timeout passed before the job finished
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from client.search_view import budget_missed, front_table
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -234,6 +237,11 @@ def submit(
             _download(client, job.id, out or Path("mcs-out") / job.id)
             console.print(_headline_table(job))
             missed = check_thresholds(job.metrics, min_ratio, max_error_increase)
+            front = front_table(job.metrics)  # a search job: its front, and its own budget (exit 6)
+            if front is not None:
+                console.print(front)
+            if budget_missed(job.metrics):
+                missed.append(str(budget_missed(job.metrics)))
             if missed:
                 raise _fail(ExitCode.THRESHOLD_MISSED, "; ".join(missed))
 
@@ -327,7 +335,7 @@ def download(
 
 EXIT_CODES_EPILOG = (
     "Exit codes: 0 ok; 2 usage; 3 request failed (unreachable, 401, rejected spec); 4 job failed; "
-    "5 job cancelled; 6 threshold missed; 7 checksum mismatch; 8 timeout."
+    "5 job cancelled; 6 threshold missed (or a search budget nobody met); 7 checksum mismatch; 8 timeout."
 )
 
 

@@ -184,7 +184,39 @@ def _read_bin(path: Path) -> bytes:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-COMMANDS: tuple[Callable[..., None], ...] = (compress, decode, inspect)
+def check(
+    model: Annotated[
+        Path, typer.Argument(help="state dict: .safetensors or .pth (only names and shapes are read)")
+    ],
+    spec: Annotated[
+        str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Which layers the spec's structured and int8 plans would prune or quantize, and which they cannot
+    (exit code 2 when a layer is refused or the file does not fit; docs/deployable-models.md)."""
+    import json
+
+    from compression_core.deploy.check_report import report_tables
+    from compression_core.deploy.preflight import preflight, upload_shapes
+
+    with _friendly_errors():
+        report = preflight(_load_spec_arg(spec), upload_shapes(model))
+    if as_json:
+        console.print_json(json.dumps(report))
+    else:
+        for table in report_tables(report):
+            console.print(table)
+        console.print(f"checked in {report['seconds']:.1f} s")
+    for error in report["errors"]:
+        err_console.print(
+            f"[red]refused:[/red] {error['field']}: {error['message']}", highlight=False, soft_wrap=True
+        )
+    if not report["ok"]:
+        raise typer.Exit(2)
+
+
+COMMANDS: tuple[Callable[..., None], ...] = (compress, decode, inspect, check)  # check: deploy (issue 12)
 
 
 def register(app: typer.Typer) -> None:

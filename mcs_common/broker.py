@@ -13,6 +13,7 @@ from kombu import Exchange, Queue
 from mcs_common.settings import Settings
 
 TASK_RUN_JOB = "mcs.run_job"
+TASK_ADVANCE_SEARCH = "mcs.advance_search"  # a search's next round, once its trials finished
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -57,3 +58,31 @@ def make_celery(settings: Settings, include: tuple[str, ...] = ()) -> Celery:
         task_send_sent_event=not settings.embedded,
     )
     return app
+
+
+def send_job(
+    celery: Celery, settings: Settings, job_id: str, queue: str, time_limit_s: int | None = None
+) -> None:
+    """Queue a job; the task id is the job id, so a revoke names the job. `time_limit_s` (a token's
+    max_job_seconds) tightens the server's soft time limit for this job. The API sends jobs, and a
+    search's worker sends its trials."""
+    options: dict[str, int] = {}
+    if time_limit_s is not None:
+        soft = min(time_limit_s, settings.soft_time_limit_s)
+        hard = settings.hard_time_limit_s - settings.soft_time_limit_s
+        options = {"soft_time_limit": soft, "time_limit": soft + max(hard, 30)}
+    celery.send_task(
+        TASK_RUN_JOB, args=[str(job_id)], task_id=str(job_id), queue=settings.queue_name(queue), **options
+    )
+
+
+def send_advance(celery: Celery, settings: Settings, job_id: str, queue: str) -> None:
+    """Ask for a search's next round. Duplicates are harmless: the round is claimed through the job row."""
+    import uuid
+
+    celery.send_task(
+        TASK_ADVANCE_SEARCH,
+        args=[str(job_id)],
+        task_id=f"{job_id}.advance.{uuid.uuid4().hex[:8]}",
+        queue=settings.queue_name(queue),
+    )

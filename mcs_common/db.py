@@ -44,11 +44,23 @@ def init_db(engine: Engine) -> None:
         "request_hash": "VARCHAR(64)",
         "time_limit_s": "INTEGER",
         "method": "VARCHAR(64)",
+        # search jobs (issue 11); an Alembic migration replaces this list once migrations land
+        "parent_id": ("UUID" if engine.dialect.name == "postgresql" else "CHAR(32)")
+        + " REFERENCES jobs(id) ON DELETE CASCADE",
+        "trial_index": "INTEGER",
+        "trial": "JSON",
     }
     with engine.begin() as connection:
         for name, ddl in added.items():
             if name not in known:
                 connection.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {ddl}"))
+        if "parent_id" not in known:
+            connection.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_parent_id ON jobs (parent_id)"))
+            connection.execute(
+                text(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS uq_jobs_parent_trial ON jobs (parent_id, trial_index)"
+                )
+            )
 
 
 def ping(engine: Engine) -> None:

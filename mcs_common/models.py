@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -68,6 +69,7 @@ class Job(Base):
         Index("ix_jobs_state_created", "state", "created_at"),
         Index("ix_jobs_owner_state", "owner", "state"),
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+        UniqueConstraint("parent_id", "trial_index", name="uq_jobs_parent_trial"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -95,6 +97,14 @@ class Job(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)  # spec + file digests
     time_limit_s: Mapped[int | None] = mapped_column(Integer, default=None)  # the token's max_job_seconds
     method: Mapped[str | None] = mapped_column(String(64), default=None)  # the spec's step types, for metrics
+    # search jobs (worker/search.py): a trial is an ordinary job with its search as parent; `trial` holds
+    # its parameters, label and validation split; (parent_id, trial_index) is unique, so a duplicate
+    # continuation cannot plan a round twice
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), default=None, index=True
+    )
+    trial_index: Mapped[int | None] = mapped_column(Integer, default=None)
+    trial: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Token(Base):
@@ -111,3 +121,24 @@ class Token(Base):
     max_job_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+def cancel_children(session: Any, parent_id: uuid.UUID) -> int:
+    """A cancelled search takes its trials with it: queued ones are cancelled now (they never run), running
+    ones are asked to stop. Used by the API's cancel and by a worker that finds its search cancelled.
+    Returns how many children were still active."""
+    from sqlalchemy import update
+
+    now = utcnow()
+    queued = session.execute(
+        update(Job)
+        .where(Job.parent_id == parent_id, Job.state == JobState.queued)
+        .values(state=JobState.cancelled, cancel_requested=True, finished_at=now, updated_at=now)
+    )
+    running = session.execute(
+        update(Job)
+        .where(Job.parent_id == parent_id, Job.state == JobState.running)
+        .values(cancel_requested=True, updated_at=now)
+    )
+    session.commit()
+    return int(queued.rowcount or 0) + int(running.rowcount or 0)

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(
         default=0.2, ge=0, description="Least time between two cancel checks in the DB."
     )
+    search_slots: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Trials per round of a budget search; default: the worker processes consuming the "
+        "job's queue (asked through Celery's inspect), 1 if none answer.",
+    )
     queue_cpu: str = Field(default="cpu", description="Broker queue name for CPU jobs.")
     queue_gpu: str = Field(default="gpu", description="Broker queue name for GPU jobs.")
     auth: Literal["enabled", "disabled"] = Field(

@@ -20,16 +20,45 @@ from typing import Any
 
 from mcs_common.settings import Settings
 
-ARTIFACT_NAMES = ("model.pth", "model.bin", "metrics.json", "report.html")
+ARTIFACT_NAMES = (
+    "model.pth",
+    "model.bin",
+    "metrics.json",
+    "report.html",
+    "architecture.json",  # deploy (issue 12): with a `model` in the spec
+    "model.onnx",
+    "model.int8.onnx",
+    "search.csv",  # search jobs (worker/search.py): the table of trials and its plots
+    "pareto.png",
+    "sensitivity.png",
+)
 ARTIFACT_MEDIA_TYPES = {
     "model.pth": "application/octet-stream",
     "model.bin": "application/octet-stream",
     "metrics.json": "application/json",
     "report.html": "text/html; charset=utf-8",
+    "architecture.json": "application/json",
+    "model.onnx": "application/octet-stream",
+    "model.int8.onnx": "application/octet-stream",
+    "search.csv": "text/csv; charset=utf-8",
+    "pareto.png": "image/png",
+    "sensitivity.png": "image/png",
 }
-# Published only when present: a job whose report could not be drawn still succeeds without one.
+# Published only when present: a job whose report could not be drawn still succeeds without one; the
+# deployment files exist only when the spec names a model (and int8), the search files only for searches;
 # stream (issue 14): model.pth is absent for sharded inputs and for specs with `outputs.dense` false.
-OPTIONAL_ARTIFACTS = frozenset({"report.html", "model.pth"})
+OPTIONAL_ARTIFACTS = frozenset(
+    {
+        "report.html",
+        "model.pth",
+        "architecture.json",
+        "model.onnx",
+        "model.int8.onnx",
+        "search.csv",
+        "pareto.png",
+        "sensitivity.png",
+    }
+)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

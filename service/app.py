@@ -15,7 +15,7 @@ from mcs_common.settings import Settings, get_settings
 from service import observability, problems
 from service.dispatch import Dispatcher
 from service.maintenance import Reaper, requeue_on_startup
-from service.routes import artifacts, health, jobs, spec, ui
+from service.routes import artifacts, health, jobs, spec, ui, validate
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.dispatcher = dispatcher
     problems.install(app)
     observability.install(app, settings, sessions)
-    for module in (jobs, artifacts, health, spec, ui):
+    for module in (validate, jobs, artifacts, health, spec, ui):  # validate: deploy (issue 12)
         app.include_router(module.router)
     return app

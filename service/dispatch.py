@@ -10,7 +10,7 @@ import uuid
 
 from celery import Celery
 
-from mcs_common.broker import TASK_RUN_JOB, make_celery
+from mcs_common.broker import make_celery, send_advance, send_job
 from mcs_common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,18 +24,11 @@ class Dispatcher:
     def send(self, job_id: uuid.UUID, queue: str, time_limit_s: int | None = None) -> None:
         """Queue a job; the task id is the job id, so a revoke names the job. `time_limit_s` (a token's
         max_job_seconds) tightens the server's soft time limit for this job."""
-        options: dict[str, int] = {}
-        if time_limit_s is not None:
-            soft = min(time_limit_s, self.settings.soft_time_limit_s)
-            hard = self.settings.hard_time_limit_s - self.settings.soft_time_limit_s
-            options = {"soft_time_limit": soft, "time_limit": soft + max(hard, 30)}
-        self.celery.send_task(
-            TASK_RUN_JOB,
-            args=[str(job_id)],
-            task_id=str(job_id),
-            queue=self.settings.queue_name(queue),
-            **options,
-        )
+        send_job(self.celery, self.settings, str(job_id), queue, time_limit_s)
+
+    def send_advance(self, job_id: uuid.UUID, queue: str) -> None:
+        """A search's next round (its trials finished, or a lost continuation found by the reaper)."""
+        send_advance(self.celery, self.settings, str(job_id), queue)
 
     def revoke(self, job_id: uuid.UUID) -> None:
         """Best effort: workers also re-check the job's state before running it."""

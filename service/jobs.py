@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from mcs_common.models import FINISHED_STATES, Job, JobState, utcnow
+from mcs_common.models import FINISHED_STATES, Job, JobState, cancel_children, utcnow
 from mcs_common.settings import Settings
 from mcs_common.storage import ARTIFACT_NAMES, job_dir, open_artifact, remove_job_files, store_inputs
 from service.auth import Principal
@@ -35,7 +35,7 @@ from service.errors import (
     Unavailable,
 )
 from service.observability import main_method
-from service.schemas import ArtifactPublic, FieldError, JobLinks, JobPublic, Progress
+from service.schemas import ArtifactPublic, ChildPublic, FieldError, JobLinks, JobPublic, Progress
 from service.upload_checks import precheck_state_dict_file
 from service.uploads import StagedUpload, state_dict_roles
 
@@ -51,7 +51,16 @@ def parse_spec(text: str) -> dict[str, Any]:
     except ValidationError as exc:
         errors = [
             FieldError(
-                field=".".join(["spec", *(str(part) for part in error["loc"])]),
+                # a search parameter that cannot be applied names its path (methods/search/paths.py)
+                field=".".join(
+                    [
+                        "spec",
+                        *(
+                            str(part)
+                            for part in getattr(error.get("ctx", {}).get("error"), "loc", error["loc"])
+                        ),
+                    ]
+                ),
                 message=error["msg"],
                 type=error["type"],
             )
@@ -126,8 +135,8 @@ def check_concurrency(session: Session, principal: Principal) -> None:
     active = session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.owner == principal.owner, Job.state.in_(ACTIVE_STATES))
-    )
+        .where(Job.owner == principal.owner, Job.state.in_(ACTIVE_STATES), Job.parent_id.is_(None))
+    )  # a search counts once, not once per trial
     if int(active or 0) >= limit:
         raise LimitExceeded(
             f"limit max_concurrent_jobs={limit} reached for token {principal.name!r}: {active} job(s) are "
@@ -262,8 +271,9 @@ def list_jobs(
     session: Session, principal: Principal, *, state: JobState | None, limit: int, offset: int
 ) -> tuple[list[Job], int]:
     """A page of the caller's jobs (an admin's: everyone's), newest first, and how many match in all."""
-    query = select(Job).where(_visible(principal))
-    count = select(func.count()).select_from(Job).where(_visible(principal))
+    # top-level jobs only: a search's trials are listed in the search (`children`)
+    query = select(Job).where(_visible(principal), Job.parent_id.is_(None))
+    count = select(func.count()).select_from(Job).where(_visible(principal), Job.parent_id.is_(None))
     if state is not None:
         query, count = query.where(Job.state == state), count.where(Job.state == state)
     rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
@@ -287,18 +297,76 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, prin
             update(Job).where(Job.id == job_id, Job.state == JobState.running).values(cancel_requested=True)
         )
         session.commit()
+    if job.spec.get("search"):  # a search takes its trials with it; between rounds nobody holds it
+        cancel_children(session, job_id)
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.running, Job.lease_owner.is_(None))
+            .values(state=JobState.cancelled, finished_at=now, updated_at=now, progress_message="cancelled")
+        )
+        session.commit()
     session.refresh(job)
+    if job.parent_id is not None and job.state == JobState.cancelled:  # the search goes on without it
+        dispatcher.send_advance(job.parent_id, job.queue)
     if job.state in (JobState.succeeded, JobState.failed):
         raise JobConflict(f"job {job_id} already {job.state}; nothing to cancel")
     return job
+
+
+def children_of(session: Session, job: Job) -> list[Job] | None:
+    """A search's trials in order (None for a job that is not a search)."""
+    if not job.spec.get("search"):
+        return None
+    return list(session.scalars(select(Job).where(Job.parent_id == job.id).order_by(Job.trial_index)))
+
+
+def resume_searches(session: Session, settings: Settings, dispatcher: Dispatcher) -> int:
+    """Searches waiting between rounds whose trials all ended but which nobody advanced (the message was
+    lost, or a trial's worker died after finishing it): send the continuation again. Harmless if doubled."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=settings.requeue_after_s)
+    child = aliased(Job)
+    trial_active = select(child.id).where(child.parent_id == Job.id, child.state.in_(ACTIVE_STATES)).exists()
+    rows = session.execute(
+        select(Job.id, Job.queue).where(
+            Job.state == JobState.running,
+            Job.lease_owner.is_(None),
+            Job.updated_at < cutoff,
+            Job.parent_id.is_(None),
+            ~trial_active,
+        )
+    ).all()
+    count = 0
+    for job_id, queue in rows:
+        touched = session.execute(
+            update(Job).where(Job.id == job_id, Job.updated_at < cutoff).values(updated_at=now)
+        )
+        session.commit()
+        if touched.rowcount:  # type: ignore[attr-defined]
+            log.warning(
+                "search %s waited %.0f s with no trial running; advancing it",
+                job_id,
+                settings.requeue_after_s,
+            )
+            dispatcher.send_advance(job_id, queue)
+            count += 1
+    return count
 
 
 def delete_job(session: Session, settings: Settings, job_id: uuid.UUID, principal: Principal) -> None:
     job = get_job(session, job_id, principal)
     if job.state not in FINISHED_STATES:
         raise JobConflict(f"job {job_id} is {job.state}; cancel it first, then delete it")
+    children = list(session.scalars(select(Job).where(Job.parent_id == job_id)))
+    if any(child.state not in FINISHED_STATES for child in children):
+        raise JobConflict(f"job {job_id} still has trials stopping; try again in a moment")
+    for child in children:  # a search's trials go with it
+        session.delete(child)
+    session.flush()
     session.delete(job)
     session.commit()
+    for child in children:
+        remove_job_files(settings, child.id)
     remove_job_files(settings, job_id)
 
 
@@ -377,12 +445,33 @@ def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -
         if result.rowcount and values["state"] == JobState.queued:  # type: ignore[attr-defined]
             log.warning("job %s lost its worker; requeued (attempt %d)", job.id, job.attempts + 1)
             dispatcher.send(job.id, job.queue, job.time_limit_s)
+        # a search's trial ended (cancelled or failed): its round may be done
+        elif result.rowcount and job.parent_id is not None:  # type: ignore[attr-defined]
+            dispatcher.send_advance(job.parent_id, job.queue)
         count += result.rowcount  # type: ignore[attr-defined]
     return count
 
 
-def present(settings: Settings, job: Job) -> JobPublic:
-    """The public view of a job, with relative links."""
+def present_child(child: Job) -> ChildPublic:
+    trial, metrics = child.trial or {}, child.metrics or {}
+    totals, evaluation = metrics.get("totals") or {}, metrics.get("evaluation") or {}
+    validation = (metrics.get("search_trial") or {}).get("validation") or {}
+    return ChildPublic(
+        id=child.id,
+        index=child.trial_index or 0,
+        state=JobState(child.state),
+        label=trial.get("label"),
+        parameters=trial.get("parameters") or {},
+        ratio=totals.get("ratio"),
+        error=(evaluation.get("after") or {}).get("error"),
+        validation_error=(validation.get("after") or {}).get("error"),
+        reason=child.error,
+        url=f"/jobs/{child.id}",
+    )
+
+
+def present(settings: Settings, job: Job, children: list[Job] | None = None) -> JobPublic:
+    """The public view of a job, with relative links (a search's: with its trials as `children`)."""
     base = f"/jobs/{job.id}"
     artifacts = [
         ArtifactPublic(
@@ -407,4 +496,6 @@ def present(settings: Settings, job: Job) -> JobPublic:
         metrics=job.metrics,
         artifacts=artifacts,
         links=JobLinks(self=base, cancel=f"{base}/cancel", artifacts=f"{base}/artifacts"),
+        parent_id=job.parent_id,
+        children=None if children is None else [present_child(child) for child in children],
     )

@@ -40,6 +40,7 @@ class Reaper(threading.Thread):
                 with self.factory() as session:
                     jobs.reap_expired(session, self.settings, self.dispatcher)
                     jobs.requeue_stale(session, self.settings, self.dispatcher)
+                    jobs.resume_searches(session, self.settings, self.dispatcher)
             except Exception:  # noqa: BLE001 - try again at the next interval
                 log.warning("reaper pass failed", exc_info=True)
 

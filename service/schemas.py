@@ -30,6 +30,21 @@ class JobLinks(BaseModel):
     artifacts: str
 
 
+class ChildPublic(BaseModel):
+    """One trial of a search job: an ordinary job of its own (`url`), summarised here."""
+
+    id: uuid.UUID
+    index: int
+    state: JobState
+    label: str | None = Field(None, description="sensitivity: the layer, or 'suggested'")
+    parameters: dict[str, Any] = Field(description="spec path -> the value this trial ran with")
+    ratio: float | None = Field(None, description="stored-bits compression ratio, once succeeded")
+    error: float | None = Field(None, description="test error after compression (a fraction)")
+    validation_error: float | None = Field(None, description="validation error the search chose on")
+    reason: str | None = Field(None, description="why the trial failed")
+    url: str
+
+
 class JobPublic(BaseModel):
     id: uuid.UUID
     state: JobState
@@ -45,6 +60,10 @@ class JobPublic(BaseModel):
     metrics: dict[str, Any] | None = Field(None, description="The metrics report, once succeeded.")
     artifacts: list[ArtifactPublic] = Field(default_factory=list)
     links: JobLinks
+    parent_id: uuid.UUID | None = Field(None, description="The search job this job is a trial of.")
+    children: list[ChildPublic] | None = Field(
+        None, description="A search job's trials (GET /jobs/{id} only; null for other jobs)."
+    )
 
 
 class JobList(BaseModel):

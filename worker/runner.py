@@ -6,6 +6,7 @@ job row (progress, cancel) and the data dir.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -108,6 +109,8 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
     from compression_core.errors import Cancelled, CompressionError
     from compression_core.methods import upload_roles
+    from compression_core.methods.search.spec import Holdout
+    from compression_core.methods.search.trial import run_trial
     from compression_core.pipeline import compress_file
     from compression_core.spec import Spec
 
@@ -121,12 +124,14 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     root = job_dir(settings, job_id)
     work = root / f"work-{owner.rsplit(':', 1)[-1]}"
     time_limit: int | None = None
+    parent_id: uuid.UUID | None = None
     try:
         with factory() as session:
             job = session.get(Job, uuid.UUID(job_id))
             assert job is not None
             spec, inputs = Spec.model_validate(job.spec), dict(job.inputs)
             time_limit = job.time_limit_s
+            parent_id, trial = job.parent_id, job.trial  # a search's trial (worker/search.py)
         storage.fetch_inputs(settings, job_id, inputs)  # MCS_STORAGE=s3: from the bucket
         last_stage: list[str | None] = [None]
 
@@ -140,7 +145,12 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         should_cancel = throttled(settings.cancel_poll_s, lease.should_stop, always=lambda: False)
         work.mkdir(parents=True, exist_ok=True)
         data_path = root / inputs["data"] if "data" in inputs else None
-        compress_file(
+        compress = compress_file
+        if parent_id is not None:  # a trial: retrain without, and also measure on, the validation split
+            compress = functools.partial(
+                run_trial, holdout=Holdout.model_validate((trial or {}).get("validation") or {})
+            )
+        compress(
             root / inputs["model"],
             spec,
             work,
@@ -153,8 +163,9 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             },
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
-        lease.progress("report", 1.0, "writing report.html")
-        write_report(job_id, work, root / inputs["model"])
+        if parent_id is None:  # a trial's report is its search's (the table and the plot)
+            lease.progress("report", 1.0, "writing report.html")
+            write_report(job_id, work, root / inputs["model"])
         if lease.should_stop():  # lost the lease (or cancelled) while finishing: publish nothing
             raise Cancelled("stopped before publishing")
         artifacts = [
@@ -194,3 +205,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         heartbeat.stop()
         shutil.rmtree(work, ignore_errors=True)
         storage.release_local_copies(settings, job_id)  # MCS_STORAGE=s3: the bucket has everything
+        if parent_id is not None:  # the last trial of a round asks for the search's next one
+            from worker.search import child_finished
+
+            child_finished(settings, factory, parent_id)

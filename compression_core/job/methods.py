@@ -21,9 +21,10 @@ __all__ = ["run_methods"]
 
 def run_methods(job: JobContext, compress: CompressFn) -> tuple[list[TensorRecord], dict[str, Any]]:
     """Records of the whole state dict after the spec's methods, and their metrics."""
-    present = registry.present_methods(job.spec)
+    present = [(m, c) for m, c in registry.present_methods(job.spec) if m.spec.stage != "outer"]
     prepare = [(m, c) for m, c in present if m.spec.stage == "prepare"]
-    main: list[tuple[ModelMethod, Any]] = [(m, c) for m, c in present if m.spec.stage != "prepare"]
+    main: list[tuple[ModelMethod, Any]] = [(m, c) for m, c in present if m.spec.stage == "compress"]
+    # "deploy" methods (int8) run in the deployment stage, after model.pth is written (deploy/stage.py)
     if len(main) > 1:
         raise SpecError(f"methods {[m.name for m, _ in main]} each compress the model; give one of them")
     if not main:

@@ -29,6 +29,7 @@ from compression_core.job.context import JobContext
 from compression_core.job.methods import report_steps, run_methods
 from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
+from compression_core.methods.base import CompressFn, resolve
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
@@ -151,6 +152,22 @@ def compress_file(
     from compression_core.streaming.source import load_all
 
     model_path, out_dir = Path(model_path), Path(out_dir)
+    outer = [(m, c) for m, c in registry.present_methods(spec) if m.spec.stage == "outer"]
+    if outer:  # e.g. a search: it runs the rest of the spec itself (its trials), here one after another
+        method, config = outer[0]
+        extra = {**({"teacher": Path(teacher_path)} if teacher_path is not None else {}), **(inputs or {})}
+        result: dict[str, Any] = resolve(method.run)(
+            config,
+            spec,
+            model_path,
+            out_dir,
+            progress=progress,
+            should_cancel=should_cancel,
+            device=device,
+            data_path=data_path,
+            inputs=extra,
+        )
+        return result
     if data_path is not None and spec.data is None:
         log.info("data-free compression ignores the data set %s", data_path)
     if streamable(spec):  # stream (issue 14): memory follows the largest tensor, not the model
@@ -174,6 +191,7 @@ def compress_file(
 
     clock = time.perf_counter()
     data_job = None
+    deploy = None
     if registry.needs_data(spec):  # model / data / a method that trains: evaluation and training around steps
         extra = dict(inputs or {})
         if teacher_path is not None:
@@ -188,7 +206,14 @@ def compress_file(
             should_cancel=should_cancel,
             span=(_LOAD_END, _COMPRESS_END),
         )
-        records, metrics = run_methods(data_job, functools.partial(compress_state_dict, device=device))
+        compress: CompressFn = functools.partial(compress_state_dict, device=device)
+        # --- deploy (issue 12), 1 of 2: physical structured pruning before the methods train ------------
+        if spec.model is not None:
+            from compression_core.deploy.stage import DeployStage
+
+            deploy = DeployStage.start(data_job, data_job.progress)
+            compress = deploy.wrap(compress)
+        records, metrics = run_methods(data_job, compress)
     else:
         records, metrics = compress_state_dict(
             state_dict,
@@ -218,7 +243,7 @@ def compress_file(
     clock = time.perf_counter()
     decoded = decode_state_dict(encoded.data)
     timing["decode"] = time.perf_counter() - clock
-    if data_job is not None:
+    if data_job is not None and deploy is None:
         model = data_job.finish(decoded, metrics)  # evaluation.after: the decoded artifact, as downloaded
         report_steps(data_job, model, metrics)
     clock = time.perf_counter()
@@ -227,6 +252,16 @@ def compress_file(
     if spec.outputs.dense:  # stream (issue 14): the dense copy is optional
         save_state_dict(decoded, out_dir / "model.pth")
     timing["write"] = time.perf_counter() - clock
+    # --- deploy (issue 12), 2 of 2: architecture.json, evaluation.after of load_model(out_dir), -------
+    # model.onnx checked in onnxruntime, the "deploy" methods (int8), metrics["deployment"]
+    if deploy is not None:
+        clock = time.perf_counter()
+        deploy.finish(
+            out_dir, metrics, model_path=model_path, progress=data_job.progress if data_job else None
+        )
+        if data_job is not None and not deploy.history:  # the steps' reports, on the deployed model
+            report_steps(data_job, deploy.deployed, metrics)
+        timing["deploy"] = time.perf_counter() - clock
 
     for entry in metrics["tensors"]:
         add_stream_stats(entry, encoded.streams.get(entry["name"], []))

@@ -64,14 +64,25 @@ class MethodSpec(_Strict):
     needs: ClassVar[tuple[str, ...]] = ("model", "data")  # top-level fields it needs
     excludes: ClassVar[tuple[str, ...]] = ()  # top-level method fields it cannot combine with
     inputs: ClassVar[tuple[str, ...]] = ()  # extra upload roles, e.g. ("teacher",)
-    stage: ClassVar[str] = (
-        "compress"  # "prepare": runs first and changes the model; "compress": makes records
-    )
+    # "prepare": runs first and changes the model; "compress": makes records; "deploy": runs on the written
+    # model in the deployment stage, `run(config, stage, out_dir) -> section` (compression_core/deploy/);
+    # "outer": runs the whole pipeline itself, `run(config, spec, model_path, out_dir, **options) -> metrics`
+    # (a search runs the rest of the spec as trials; the other methods never see its field)
+    stage: ClassVar[str] = "compress"
     fallback: ClassVar[bool] = (
         False  # the method data-aware jobs run (with defaults) when the spec names none
     )
     requirement: ClassVar[str] = ""  # message when a need is missing (default: generated)
     exclusion: ClassVar[str] = ""  # message when an excluded field is present (default: generated)
+
+    # checks that need the whole spec: "module:function" taking the validated spec and raising ValueError
+    # (named, not imported, like `run`: the function may use modules that import this spec class)
+    checker: ClassVar[str] = ""
+
+    def check(self, spec: Any) -> None:
+        """Run `checker` on the whole spec; called when the spec is validated."""
+        if self.checker:
+            resolve(self.checker)(spec)
 
 
 @dataclass

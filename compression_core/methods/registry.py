@@ -49,7 +49,18 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mcs.methods"
-BUILTINS = ("prune", "quantize", "lowrank", "structured", "retrain", "lc", "sws", "distill")
+BUILTINS = (
+    "prune",
+    "quantize",
+    "lowrank",
+    "structured",
+    "retrain",
+    "lc",
+    "sws",
+    "distill",
+    "int8",
+    "search",
+)
 BASE_UPLOAD_ROLES = ("model", "data")  # every job may send these; methods add theirs (`MethodSpec.inputs`)
 
 _steps: dict[str, StepMethod] = {}

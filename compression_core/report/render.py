@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from compression_core.report import plots
+from compression_core.report.deployment import deployment_html, latency_chart
 from compression_core.report.headline import Headline, headline, human_bytes, lookup
 from compression_core.report.layers import LayerRow, layer_rows
+from compression_core.report.search import search_html
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +48,7 @@ _PLOT_TITLES = {
     "bits_per_layer.png": "Storage per layer",
     "sparsity_per_layer.png": "Sparsity per layer",
     "history.png": "Training history",
+    "latency.png": "Inference latency",
 }
 
 
@@ -156,6 +159,7 @@ def render_report(
         "bits_per_layer.png": lambda: plots.bits_per_layer(shown),
         "sparsity_per_layer.png": lambda: plots.sparsity_per_layer(shown),
         "history.png": lambda: plots.history_curves(_history(history, metrics)),
+        "latency.png": lambda: latency_chart(metrics),  # deploy (issue 12)
     }
     pngs = {name: data for name, make in candidates.items() if (data := make()) is not None}
     capped = ""
@@ -173,6 +177,8 @@ def render_report(
 <h1>{_esc(title)}</h1>
 <div class="sub">{len(rows)} tensors</div>
 {_cards(headline(metrics), metrics)}
+{deployment_html(metrics)}
+{search_html(metrics)}
 <h2>Per-layer</h2>
 {_table(rows)}
 <h2>Plots</h2>

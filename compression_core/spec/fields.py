@@ -15,7 +15,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from compression_core.spec.base import Strict
 
@@ -32,6 +32,27 @@ class ModelSpec(Strict):
         description="lenet300, lenet5, mlp, a torchvision classifier or an mcs.models entry point",
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor keyword arguments")
+    # deploy (issue 12): the traced / exported input, when neither the data nor the architecture tells it
+    input_shape: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=5,
+        description="one sample's input shape without the batch, e.g. [3, 224, 224]",
+    )
+
+    @field_validator("input_shape")
+    @classmethod
+    def _bounded_shape(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (any(d < 1 or d > 65536 for d in value) or _prod(value) > 2**28):
+            raise ValueError("input_shape: sizes from 1 to 65536, at most 2**28 values per sample")
+        return value
+
+
+def _prod(values: list[int]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
 
 
 class DataSpec(Strict):

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from compression_core.deploy.spec import ExportFormat, check_deploy_fields, export_formats
 from compression_core.methods.base import MethodSpec, StepSpec
 from compression_core.spec.base import DefaultPolicy, Encoding, Selector, Strict
 from compression_core.spec.fields import DataSpec, ModelSpec
@@ -65,6 +66,10 @@ class SpecBase(Strict):
     model: ModelSpec | None = None
     data: DataSpec | None = None
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)  # stream (issue 14): dense copy optional
+    # deploy (issue 12): the deployable formats (compression_core/deploy/spec.py)
+    export: list[ExportFormat] | None = Field(
+        default=None, max_length=4, description='deployable formats; default ["onnx"] when `model` is given'
+    )
 
     method_specs: ClassVar[tuple[type[MethodSpec], ...]] = ()  # set by assemble, registry order
 
@@ -92,7 +97,13 @@ class SpecBase(Strict):
                     + " and ".join(f"`{n}`" for n in clash)
                     + "; give one"
                 )
+            getattr(self, cls.field).check(self)
+        check_deploy_fields(self)  # deploy (issue 12): Torch-Pruning options, int8 and export
         return self
+
+    @property
+    def export_formats(self) -> list[ExportFormat]:
+        return export_formats(self)
 
     def method(self, field: str) -> Any:
         """The configuration of the whole-model method under `field` (None when absent or unknown)."""

@@ -137,7 +137,8 @@ def list_jobs(
 def get_job(
     job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
 ) -> JobPublic:
-    return jobs.present(settings, jobs.get_job(session, job_id, principal))
+    job = jobs.get_job(session, job_id, principal)
+    return jobs.present(settings, job, jobs.children_of(session, job))
 
 
 @router.post(
@@ -154,7 +155,8 @@ def cancel_job(
     dispatcher: DispatcherDep,
     principal: PrincipalDep,
 ) -> JobPublic:
-    return jobs.present(settings, jobs.cancel_job(session, dispatcher, job_id, principal))
+    job = jobs.cancel_job(session, dispatcher, job_id, principal)
+    return jobs.present(settings, job, jobs.children_of(session, job))
 
 
 @router.delete(

@@ -100,3 +100,37 @@ def test_retraining_through_the_service_holds_accuracy(stack: TestClient, upload
     weights = decode_state_dict(tmp_path / "model.bin")["fc1.weight"]
     assert int((weights != 0).sum()) == round(weights.numel() * 0.2)
     assert weights[weights != 0].unique().numel() <= 8
+
+
+def test_deployable_artifacts_are_published_and_load(stack: TestClient, upload, tmp_path: Path) -> None:
+    """Issue 12 through the worker: physical structured pruning + int8 publish architecture.json,
+    model.onnx and model.int8.onnx; what the client downloads rebuilds with load_model."""
+    from compression_core import load_model
+
+    step = {"type": "structured", "sparsity": 0.5}
+    spec = {
+        "model": MLP,
+        "data": {"upload": True},
+        "rules": [{"select": {"name": "fc1.weight"}, "steps": [step]}],
+        "int8": {"calibration_samples": 128},
+    }
+    job = run_job(stack, upload, spec)
+    names = [a["name"] for a in job["artifacts"]]
+    assert names == [
+        "model.pth",
+        "model.bin",
+        "metrics.json",
+        "report.html",
+        "architecture.json",
+        "model.onnx",
+        "model.int8.onnx",
+    ]
+    for name in ("model.pth", "architecture.json"):
+        (tmp_path / name).write_bytes(stack.get(f"/jobs/{job['id']}/artifacts/{name}").content)
+    model = load_model(tmp_path)
+    assert model.fc1.weight.shape == (16, 64)
+    metrics = job["metrics"]
+    after = evaluate(model, load_builtin("digits").test, timing=False)
+    assert after.error == pytest.approx(metrics["evaluation"]["after"]["error"])
+    assert metrics["deployment"]["int8"]["quantized"] == ["fc1", "fc2"]
+    assert "<h2>Deployment</h2>" in stack.get(f"/jobs/{job['id']}/artifacts/report.html").text

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from svc_helpers import ROOT
 
-from mcs_common.broker import TASK_RUN_JOB, make_celery
+from mcs_common.broker import TASK_ADVANCE_SEARCH, TASK_RUN_JOB, make_celery
 from mcs_common.settings import Settings
 
 
@@ -69,7 +69,10 @@ def test_celery_is_json_only_with_late_acks_and_time_limits(tmp_path: Path) -> N
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/13", hard_time_limit_s=100)
     app = make_celery(settings, include=("worker.tasks",))  # as worker.app makes it
     app.loader.import_default_modules()
-    assert {name for name in app.tasks if not name.startswith("celery.")} == {TASK_RUN_JOB}
+    assert {name for name in app.tasks if not name.startswith("celery.")} == {
+        TASK_RUN_JOB,
+        TASK_ADVANCE_SEARCH,
+    }
     conf = app.conf
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from compression_core.deploy.spec import PhysicalPruningFields
 from compression_core.methods.base import StepSpec
 
 
@@ -15,9 +16,10 @@ class ChannelNorm(StrEnum):
     l2 = "l2"
 
 
-class StructuredStep(StepSpec):
-    """Channel pruning: zero the round(sparsity · C) slices along `dim` (output channels / rows for dim 0)
-    with the smallest L1 or L2 norm; shapes are kept (see compression_core/methods/structured/apply.py)."""
+class StructuredStep(StepSpec, PhysicalPruningFields):  # deploy (issue 12): Torch-Pruning options
+    """Channel pruning. Without `model`: zero the round(sparsity · C) slices along `dim` (output channels /
+    rows for dim 0) with the smallest L1 or L2 norm, shapes kept (apply.py). With `model`: remove output
+    channels physically with Torch-Pruning (compression_core/deploy/)."""
 
     type: Literal["structured"] = "structured"
     after: ClassVar[frozenset[str]] = frozenset()

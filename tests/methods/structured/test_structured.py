@@ -179,7 +179,11 @@ def test_shrunk_builtin_architectures_rebuild_from_kwargs():
             assert torch.equal(rebuilt(example), small(example))
 
 
-def test_data_aware_job_reports_the_smaller_architecture(tmp_path):
+def test_with_a_model_the_job_removes_the_channels_physically(tmp_path):
+    """With `model` the structured step goes through Torch-Pruning (compression_core/deploy/): model.pth holds
+    the smaller tensors and architecture.json rebuilds them (tests/deploy/ cover the networks)."""
+    from compression_core import load_model
+
     torch.manual_seed(0)
     mlp = {"arch": "mlp", "kwargs": {"sizes": [64, 48, 10]}}
     path = tmp_path / "mlp.safetensors"
@@ -189,11 +193,13 @@ def test_data_aware_job_reports_the_smaller_architecture(tmp_path):
     spec = parse_spec(json.dumps({"rules": rules, "model": mlp, "data": {"builtin": "digits"}}))
     metrics = compress_file(path, spec, tmp_path / "out")
     report = metrics["structured"]
-    assert report["channels"] == {"fc1": {"kept": 24, "total": 48}}
-    assert report["kwargs"] == {"sizes": [64, 24, 10]}
-    assert report["equals_decoded"] is False  # the data-free step leaves the removed channels' biases
+    assert report["method"] == "torch-pruning"
+    assert [(p["layer"], p["channels"], p["kept"]) for p in report["pruned"]] == [("fc1", 48, 24)]
     assert report["params_after"] == 64 * 24 + 24 + 24 * 10 + 10 < report["params_before"]
-    # the dense model.pth keeps the zero-channel form, loadable into the original architecture
     pth = torch.load(tmp_path / "out" / "model.pth", weights_only=True)
-    build_model(mlp).load_state_dict(pth)
-    assert int((pth["fc1.weight"] == 0).all(dim=1).sum()) == 24
+    assert pth["fc1.weight"].shape == (24, 64) and pth["fc2.weight"].shape == (10, 24)
+    model = load_model(tmp_path / "out")
+    assert metrics["evaluation"]["after"]["samples"] == 360
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert model(x).shape == (3, 10)

@@ -1,0 +1,166 @@
+"""The preflight of a job (`mcs check`, `POST /jobs/validate`): in seconds, before anything is queued, what
+the structured and int8 plans would do to this architecture and what they cannot do.
+
+It builds the named architecture with random weights (the upload's values never matter for the plan: which
+layers lose how many channels depends on the sparsities, not on the weights), compares the upload's tensor
+names and shapes with it (read from the file's header where the format allows), traces the Torch-Pruning
+groups, prunes a copy to check that the smaller model still runs, and, with `int8`, exports the smaller
+model to ONNX and lists the weight layers onnxruntime's QDQ quantizer would quantize and those it leaves in
+float. A refused layer is named with the reason; `ok` is false then.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compression_core.errors import CompressionError, InputError, SpecError
+from compression_core.spec import Spec
+
+__all__ = ["preflight", "upload_shapes"]
+
+log = logging.getLogger(__name__)
+
+
+def upload_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a state-dict file: the safetensors header only; a torch file through
+    `torch.load(weights_only=True, mmap=True)` (the values stay on disk)."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+        except Exception as exc:  # a broken header is an input problem, whatever safetensors raises
+            raise InputError(f"{path.name}: not a readable safetensors file: {exc}") from exc
+    from compression_core.io import as_state_dict
+
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # weights_only refuses code; any failure means the file is unusable
+        raise InputError(f"{path.name}: not a state dict torch can load safely: {exc}") from exc
+    return {k: tuple(v.shape) for k, v in as_state_dict(loaded, source=path.name).items()}
+
+
+def _fit(model: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = [f"missing tensor {k}" for k in expected if k not in shapes]
+    problems += [f"unexpected tensor {k}" for k in shapes if k not in expected]
+    problems += [
+        f"{k}: the file has shape {shapes[k]}, the architecture {expected[k]}"
+        for k in expected
+        if k in shapes and tuple(shapes[k]) != expected[k]
+    ]
+    return problems
+
+
+def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
+    """The plan report; never raises for a plan problem (they are listed in `errors`), only for bad input."""
+    from compression_core.deploy.pruning import count_parameters, plan_structured, prune_structured
+    from compression_core.deploy.stage import example_input, structured_targets
+    from compression_core.models import build_model
+
+    started = time.perf_counter()
+    report: dict[str, Any] = {"ok": True, "errors": []}
+    if spec.model is None:
+        report["model"] = None
+        report["note"] = "data-free spec: no architecture to trace; rules are checked against the upload"
+        report["seconds"] = time.perf_counter() - started
+        return report
+    torch.manual_seed(0)
+    model = build_model(spec.model).eval()
+    example = example_input(spec, None)
+    report["model"] = {
+        "arch": spec.model.arch,
+        "params": count_parameters(model),
+        "input_shape": list(example.shape[1:]),
+    }
+    errors: list[dict[str, str]] = report["errors"]
+    if shapes is not None:
+        misfit = _fit(model, shapes)
+        if misfit:
+            shown = misfit[:20] + ([f"... ({len(misfit)} in all)"] if len(misfit) > 20 else [])
+            errors += [{"field": "model", "message": m} for m in shown]
+    try:
+        targets, ignore = structured_targets(model, model.state_dict(), spec)
+    except SpecError as error:
+        errors.append({"field": "spec.rules", "message": str(error)})
+        targets, ignore = [], []
+    small = model
+    if targets:
+        plan = plan_structured(model, example, targets, ignore)
+        rule_of = {t.layer: t.rule for t in targets}
+        for refused in plan.refused:
+            errors.append(
+                {
+                    "field": f"spec.rules.{rule_of[refused.layer]}",
+                    "message": f"layer {refused.layer!r}: {refused.reason}",
+                }
+            )
+        structured: dict[str, Any] = plan.to_dict()
+        if not plan.refused and not any(t.importance.value == "taylor" for t in targets):
+            small = copy.deepcopy(model)
+            try:
+                _, done = prune_structured(small, example, targets, ignore=ignore)
+                structured = done.to_dict()
+                structured["params_after"] = count_parameters(small)
+            except SpecError as error:
+                errors.append({"field": "spec.rules", "message": str(error)})
+                small = model
+        elif not plan.refused:
+            structured["note"] = "taylor importance needs the data's gradients; counts follow the sparsities"
+        structured["params_before"] = count_parameters(model)
+        report["structured"] = structured
+    int8 = spec.method("int8")
+    if int8 is not None:
+        report["int8"] = _int8_plan(small, example, list(int8.exclude))
+    report["export"] = [f.value for f in spec.export_formats]
+    report["ok"] = not errors
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def _int8_plan(model: torch.nn.Module, example: torch.Tensor, exclude: list[str]) -> dict[str, Any]:
+    import fnmatch
+
+    import onnx
+
+    from compression_core.deploy.int8 import WEIGHT_OPS, module_name, quantizable_ops
+    from compression_core.deploy.onnx_export import export_onnx
+
+    supported = set(quantizable_ops())
+    with tempfile.TemporaryDirectory(prefix="mcs-preflight-") as tmp:
+        try:
+            export_onnx(model, example, Path(tmp) / "model.onnx")
+        except CompressionError as error:
+            return {"error": str(error)}
+        graph = onnx.load(str(Path(tmp) / "model.onnx")).graph
+    quantized, floating = [], []
+    float_ops: dict[str, int] = {}
+    for node in graph.node:
+        name = module_name(node.name)
+        if node.op_type in WEIGHT_OPS:
+            if any(fnmatch.fnmatchcase(name, p) for p in exclude):
+                floating.append({"layer": name, "op": node.op_type, "reason": "excluded by int8.exclude"})
+            elif node.op_type in supported:
+                quantized.append(name)
+            else:
+                floating.append(
+                    {"layer": name, "op": node.op_type, "reason": "onnxruntime has no int8 kernel"}
+                )
+        elif node.op_type not in supported:
+            float_ops[node.op_type] = float_ops.get(node.op_type, 0) + 1
+    return {
+        "quantized": quantized,
+        "float": floating,
+        "float_ops": float_ops,  # operators without weights that compute in float between int8 layers
+        "method": "onnxruntime QDQ static, weights int8 per channel, activations uint8",
+    }

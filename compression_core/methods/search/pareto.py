@@ -1,0 +1,27 @@
+"""The non-dominated trials: no other trial is both more compressed and at most as wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from compression_core.methods.search.trials import TrialResult
+
+__all__ = ["dominates", "pareto_front"]
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """(ratio, error) a dominates b: at least as compressed, at most as wrong, better in one."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+def pareto_front(trials: Sequence[TrialResult], *, validation: bool = False) -> list[int]:
+    """Indices (TrialResult.index) of the successful trials no other successful trial dominates, by
+    test error (what is reported) or, with `validation`, by validation error. Sorted by ratio."""
+    points = []
+    for t in trials:
+        error = t.validation_error_after if validation else t.error_after
+        if t.ok and t.ratio is not None and error is not None:
+            points.append((t.index, (t.ratio, error)))
+    front = [i for i, p in points if not any(dominates(q, p) for _, q in points)]
+    order = {i: p[0] for i, p in points}
+    return sorted(front, key=lambda i: order[i])

@@ -1,0 +1,97 @@
+"""One trial of a search: the ordinary pipeline on the training split minus the validation samples, then
+the compressed model measured on the validation split too (what the search chooses on). The test split
+stays the reported `evaluation` of metrics.json; `search_trial.validation` holds the validation errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compression_core.errors import SpecError
+from compression_core.io import atomic_write_bytes, load_state_dict
+from compression_core.methods.search.spec import Holdout
+from compression_core.methods.search.validation import split_validation
+
+__all__ = ["run_trial"]
+
+log = logging.getLogger(__name__)
+
+
+def run_trial(
+    model_path: Path,
+    spec: Any,
+    out_dir: Path,
+    holdout: Holdout,
+    *,
+    progress: Callable[..., None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    device: str = "cpu",
+    data_path: Path | None = None,
+    inputs: Mapping[str, Path] | None = None,
+) -> dict[str, Any]:
+    """Write out_dir/{model.bin, model.pth, metrics.json} like `compress_file`; returns the metrics."""
+    from compression_core.data import load_data
+    from compression_core.evaluate import evaluate
+    from compression_core.job.pipeline import _finite, compress_file
+    from compression_core.models import build_model, load_into
+    from compression_core.spec import DataSpec
+
+    if spec.data is None or spec.model is None:
+        raise SpecError("search: a trial needs the spec's `model` and `data` (it is measured on data)")
+    clock = time.perf_counter()
+    splits = load_data(spec.data, data_path)
+    trial_data = split_validation(splits, holdout.fraction, holdout.seed)
+    folder = Path(tempfile.mkdtemp(prefix="mcs-trial-"))
+    try:
+        arrays = {
+            "x_train": trial_data.splits.train.tensors[0].numpy(),
+            "y_train": trial_data.splits.train.tensors[1].numpy(),
+        }
+        if splits.test is not None:
+            arrays |= {"x_test": splits.test.tensors[0].numpy(), "y_test": splits.test.tensors[1].numpy()}
+        carved = folder / "trial-data.npz"
+        np.savez(carved, **arrays)  # type: ignore[arg-type]
+        metrics = compress_file(
+            Path(model_path),
+            spec.model_copy(update={"data": DataSpec(upload=True)}),
+            Path(out_dir),
+            progress=progress,
+            should_cancel=should_cancel,
+            device=device,
+            data_path=carved,
+            inputs=inputs,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def measure(path: Path) -> dict[str, Any]:
+        model = load_into(build_model(spec.model), load_state_dict(path))
+        result = evaluate(
+            model, trial_data.validation, device=device, num_classes=splits.num_classes, timing=False
+        )
+        return {"error": result.error, "samples": result.samples, "loss": result.loss}
+
+    metrics["search_trial"] = {
+        "validation": {
+            "before": measure(Path(model_path)),
+            "after": measure(Path(out_dir) / "model.pth"),
+            "fraction": holdout.fraction,
+            "seed": holdout.seed,
+            "split": "held out of the training split; the trial retrained on the rest",
+        },
+        "seconds": time.perf_counter() - clock,
+    }
+    data = metrics.get("evaluation", {}).get("data")
+    if isinstance(data, dict):
+        data["name"] = splits.name
+        data["sizes"] = {**trial_data.splits.sizes, "validation": len(trial_data.validation)}
+    atomic_write_bytes(Path(out_dir) / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
+    return metrics

@@ -1,0 +1,95 @@
+"""What a search knows about one trial: its parameters, and the numbers its job reported."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["PlannedTrial", "TrialResult", "SUCCEEDED"]
+
+SUCCEEDED = "succeeded"
+Number = int | float
+
+
+@dataclass
+class PlannedTrial:
+    """A trial to run: its parameters (spec path -> value), the full spec it runs, and a label
+    (sensitivity: the layer, or "suggested")."""
+
+    parameters: dict[str, Number]
+    spec: dict[str, Any]
+    label: str | None = None
+
+
+@dataclass
+class TrialResult:
+    """One row of the search table. Errors are fractions like `evaluation.*.error`: `error_*` on the
+    test split (reported), `validation_error_*` on the held-out validation split (what the search chose
+    on)."""
+
+    index: int
+    parameters: dict[str, Number]
+    state: str
+    label: str | None = None
+    ratio: float | None = None
+    lc_ratio: float | None = None
+    error_before: float | None = None
+    error_after: float | None = None
+    validation_error_before: float | None = None
+    validation_error_after: float | None = None
+    seconds: float | None = None
+    job_id: str | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == SUCCEEDED and self.ratio is not None
+
+    @property
+    def validation_increase(self) -> float | None:
+        if self.validation_error_after is None or self.validation_error_before is None:
+            return None
+        return self.validation_error_after - self.validation_error_before
+
+    def feasible(self, budget: float | None) -> bool:
+        """Within the error budget (a fraction) on the validation split; any successful trial without one."""
+        if not self.ok:
+            return False
+        if budget is None:
+            return True
+        increase = self.validation_increase
+        return increase is not None and increase <= budget + 1e-12
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row.pop("extra")
+        return row
+
+    @classmethod
+    def from_metrics(
+        cls,
+        index: int,
+        parameters: Mapping[str, Number],
+        state: str,
+        metrics: Mapping[str, Any] | None,
+        **values: Any,
+    ) -> TrialResult:
+        """A row from a trial job's metrics.json (None when the trial did not succeed)."""
+        metrics = metrics or {}
+        totals = metrics.get("totals") or {}
+        evaluation = metrics.get("evaluation") or {}
+        validation = (metrics.get("search_trial") or {}).get("validation") or {}
+        return cls(
+            index=index,
+            parameters=dict(parameters),
+            state=state,
+            ratio=totals.get("ratio"),
+            lc_ratio=totals.get("lc_ratio"),
+            error_before=(evaluation.get("before") or {}).get("error"),
+            error_after=(evaluation.get("after") or {}).get("error"),
+            validation_error_before=(validation.get("before") or {}).get("error"),
+            validation_error_after=(validation.get("after") or {}).get("error"),
+            **values,
+        )

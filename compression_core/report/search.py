@@ -1,0 +1,172 @@
+"""A search's plots and its section of report.html, drawn from metrics.json's `search` section alone (the
+report knows no method; the search writes the same plots as pareto.png and sensitivity.png):
+pareto.png, test error against compression ratio with the front, the uploaded model and the chosen trial;
+sensitivity.png, each layer's validation error against the value."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["pareto_png", "search_html", "sensitivity_png"]
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _ok(trial: Mapping[str, Any]) -> bool:
+    return (
+        trial.get("state") == "succeeded"
+        and bool(trial.get("ratio"))
+        and trial.get("error_after") is not None
+    )
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4.5), dpi=100)
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def pareto_png(section: Mapping[str, Any]) -> bytes | None:
+    ok = [t for t in section.get("trials") or [] if _ok(t)]
+    if not ok:
+        return None
+    fig, ax = _figure()
+    ax.scatter(
+        [t["ratio"] for t in ok], [100 * t["error_after"] for t in ok], s=18, color="#8a9bb0", label="trials"
+    )
+    by_index = {t["index"]: t for t in ok}
+    front = [by_index[i] for i in section.get("pareto") or [] if i in by_index]
+    ax.plot(
+        [t["ratio"] for t in front],
+        [100 * t["error_after"] for t in front],
+        "o-",
+        color="#1f6feb",
+        label="Pareto front",
+    )
+    before = next((t["error_before"] for t in ok if t.get("error_before") is not None), None)
+    if before is not None:
+        ax.scatter(
+            [1.0], [100 * before], marker="*", s=140, color="#d1242f", label="uploaded model", zorder=3
+        )
+    best = by_index.get(section.get("best", -1))
+    if best is not None:
+        ax.scatter(
+            [best["ratio"]],
+            [100 * best["error_after"]],
+            s=160,
+            facecolors="none",
+            edgecolors="#1a7f37",
+            linewidths=2,
+            label="chosen (on validation)",
+            zorder=4,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (stored bits, log scale)")
+    ax.set_ylabel("test error (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def sensitivity_png(section: Mapping[str, Any]) -> bytes | None:
+    table = section.get("sensitivity")
+    if not table or not table.get("layers"):
+        return None
+    fig, ax = _figure()
+    for layer, row in zip(table["layers"], table["validation_error"], strict=True):
+        points = [(v, 100 * e) for v, e in zip(table["values"], row, strict=True) if e is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), "o-", label=layer)
+    ax.set_xlabel(table.get("step_field") or "value")
+    ax.set_ylabel("validation error (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _img(data: bytes | None, title: str) -> str:
+    if data is None:
+        return ""
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return f'<figure><img alt="{_esc(title)}" src="{uri}"></figure>'
+
+
+def search_html(metrics: Mapping[str, Any] | None) -> str:
+    """The trials table, the budget verdict and the plots; '' when the job is not a search."""
+    section = (metrics or {}).get("search")
+    if not isinstance(section, Mapping) or "trials" not in section:
+        return ""
+    trials = list(section["trials"])
+    paths = list(dict.fromkeys(p for t in trials for p in (t.get("parameters") or {})))
+    front, best = set(section.get("pareto") or []), section.get("best")
+    columns = [
+        "#",
+        "label",
+        *paths,
+        "state",
+        "ratio",
+        "test error",
+        "validation error",
+        "seconds",
+        "front",
+        "chosen",
+    ]
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = []
+    for t in trials:
+        state = t.get("state")
+        if state != "succeeded" and t.get("reason"):
+            state = f"{state}: {t['reason']}"
+        cells = [
+            t["index"],
+            t.get("label") or "",
+            *((t.get("parameters") or {}).get(p, "") for p in paths),
+            state,
+            "-" if not t.get("ratio") else f"{t['ratio']:.2f}×",
+            _pct(t.get("error_after")),
+            _pct(t.get("validation_error_after")),
+            "-" if t.get("seconds") is None else f"{t['seconds']:.1f}",
+            "★" if t["index"] in front else "",
+            "✓" if t["index"] == best else "",
+        ]
+        body.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
+    budget = section.get("budget") or {}
+    verdict = ""
+    if budget:
+        verdict = (
+            f'<p class="note">Error budget: +{budget.get("max_error_increase")} points on the validation '
+            f"split; {_esc(budget.get('message', ''))}.</p>"
+        )
+    reference = next((t["error_before"] for t in trials if t.get("error_before") is not None), None)
+    return (
+        f"<h2>Search ({_esc(section.get('mode'))}, {len(trials)} trials)</h2>"
+        f'<p class="note">Chosen on the validation split held out of the training data; errors shown are on '
+        f"the test split (uploaded model: {_pct(reference)}). ★ the Pareto front (no other trial is more "
+        f"compressed and at most as wrong); ✓ the chosen trial.</p>{verdict}"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        + _img(pareto_png(section), "test error against compression ratio")
+        + _img(sensitivity_png(section), "validation error per layer against the value")
+    )

@@ -1,0 +1,46 @@
+"""`POST /jobs/validate`: the library's preflight over the same multipart as `POST /jobs`, nothing queued.
+
+Only the upload's tensor names and shapes are read (the safetensors header; a torch file through
+`torch.load(weights_only=True, mmap=True)`), the architecture is built with random weights, and the plans are
+traced (compression_core/deploy/preflight.py). A plan that cannot run is a 422 problem naming each layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from service.errors import InvalidSpec, InvalidSubmission, NotAStateDict
+from service.jobs import _spec_text, parse_spec
+from service.schemas import FieldError
+from service.uploads import StagedUpload
+
+log = logging.getLogger(__name__)
+
+
+def validate_upload(staged: StagedUpload) -> dict[str, Any]:
+    """The preflight report of a staged upload (consumes `staged`); raises the problems POST /jobs would."""
+    from compression_core.deploy.preflight import preflight, upload_shapes
+    from compression_core.errors import InputError, SpecError
+    from compression_core.spec import Spec
+
+    try:
+        spec = Spec.model_validate(parse_spec(_spec_text(staged)))
+        if "model" not in staged.files:
+            raise InvalidSubmission(
+                "the `model` file is required", [FieldError(field="model", message="required")]
+            )
+        try:
+            shapes = upload_shapes(staged.files["model"])
+        except InputError as exc:
+            raise NotAStateDict(f"model: {exc}", [FieldError(field="model", message=str(exc))]) from exc
+        try:
+            report = preflight(spec, shapes)
+        except SpecError as exc:
+            raise InvalidSpec(str(exc), [FieldError(field="spec.model", message=str(exc))]) from exc
+    finally:
+        staged.discard()
+    if not report["ok"]:
+        errors = [FieldError(field=e["field"], message=e["message"], type="plan") for e in report["errors"]]
+        raise InvalidSpec("the plan cannot run: " + "; ".join(e.message for e in errors[:5]), errors)
+    return report

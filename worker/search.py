@@ -1,0 +1,434 @@
+"""Search jobs over the workers: the parent plans a round, inserts its trials as ordinary child jobs, sends
+them and returns; it never waits for them (with one worker, as in embedded `mcs serve`, that would
+deadlock). When a child ends, its worker checks whether the round is complete and, if so, sends
+`mcs.advance_search` for the parent. Each round is claimed through the parent's row (a conditional UPDATE,
+like a job's lease), and (parent_id, trial_index) is unique, so duplicate deliveries plan nothing twice.
+The planner and the outcome are `compression_core.methods.search`; this module only wires them to rows.
+
+Between rounds the parent is `running` with no lease owner (progress stage `search`); the API's reaper
+sends a continuation for a parent whose children all ended but which nobody advanced (a lost message).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mcs_common import storage
+from mcs_common.models import FINISHED_STATES, Job, JobState, cancel_children, utcnow
+from mcs_common.settings import Settings
+from mcs_common.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
+from worker.store import Lease, take_lease
+
+log = logging.getLogger(__name__)
+
+STAGE_WAITING = "search"
+
+
+def is_search(spec: dict[str, Any]) -> bool:
+    return bool(spec.get("search"))
+
+
+def claim_round(
+    factory: sessionmaker[Session], job_id: uuid.UUID, owner: str, seconds: float
+) -> Lease | None:
+    """Take a waiting search (running, no live lease, not cancelled) for one planning step; no attempt is
+    counted: a round is not a delivery of the job."""
+    now = utcnow()
+    with factory() as session:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.state == JobState.running,
+                Job.cancel_requested.is_(False),
+                or_(
+                    Job.lease_owner.is_(None),
+                    and_(Job.lease_expires_at.is_not(None), Job.lease_expires_at < now),
+                ),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds), updated_at=now)
+        )
+        session.commit()
+    return Lease(factory, job_id, owner, seconds) if result.rowcount else None  # type: ignore[attr-defined]
+
+
+def release(lease: Lease, **values: Any) -> bool:
+    """Back to waiting: still running, held by nobody, so the next round's claim can take it."""
+    return lease._update(lease_owner=None, lease_expires_at=None, **values)
+
+
+def free_slots(settings: Settings, queue: str) -> int:
+    """How many trials to run at once: MCS_SEARCH_SLOTS, else the pool sizes of the workers consuming the
+    queue (Celery inspect, 2 x 0.5 s), else 1."""
+    if settings.search_slots is not None:
+        return settings.search_slots
+    from worker.app import app
+
+    name = settings.queue_name(queue)
+    try:
+        inspector = app.control.inspect(timeout=0.5)
+        queues = inspector.active_queues() or {}
+        stats = inspector.stats() or {}
+    except Exception:  # noqa: BLE001 - a broker without broadcast support: one at a time
+        log.info("could not inspect the workers; planning one trial per round", exc_info=True)
+        return 1
+    total = 0
+    for worker, consumed in queues.items():
+        if any(q.get("name") == name for q in consumed):
+            total += int(((stats.get(worker) or {}).get("pool") or {}).get("max-concurrency") or 1)
+    return max(1, total)
+
+
+def child_result(child: Job) -> Any:
+    from compression_core.methods.search.trials import TrialResult
+
+    trial = child.trial or {}
+    seconds = None
+    if child.started_at is not None and child.finished_at is not None:
+        seconds = (child.finished_at - child.started_at).total_seconds()
+    return TrialResult.from_metrics(
+        int(child.trial_index or 0),
+        trial.get("parameters") or {},
+        str(child.state),
+        child.metrics if child.state == JobState.succeeded else None,
+        label=trial.get("label"),
+        seconds=seconds,
+        job_id=str(child.id),
+        reason=child.error or (None if child.state == JobState.succeeded else str(child.state)),
+    )
+
+
+def _link_inputs(settings: Settings, parent: Job, child_id: uuid.UUID) -> None:
+    """The child's inputs are the parent's files: hard links (a copy across filesystems)."""
+    source, target = job_dir(settings, parent.id), job_dir(settings, child_id)
+    for relative in parent.inputs.values():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source / relative, target / relative)
+        except OSError:
+            shutil.copyfile(source / relative, target / relative)
+    storage.store_inputs(settings, child_id)  # MCS_STORAGE=s3: into the bucket
+
+
+def insert_children(
+    settings: Settings, factory: sessionmaker[Session], parent: Job, first_index: int, planned: Sequence[Any]
+) -> list[tuple[uuid.UUID, str, int | None]]:
+    """One transaction for the whole round: all children exist or none. A round already inserted by a
+    duplicate continuation answers with the children that are still queued (to send them again)."""
+    from compression_core.methods import method_label
+
+    search = parent.spec["search"]
+    validation = search.get("validation") or {}
+    rows = []
+    for offset, trial in enumerate(planned):
+        child = Job(
+            id=uuid.uuid4(),
+            state=JobState.queued,
+            queue=parent.queue,
+            spec=trial.spec,
+            inputs=dict(parent.inputs),
+            owner=parent.owner,
+            time_limit_s=parent.time_limit_s,
+            method=method_label(trial.spec),
+            parent_id=parent.id,
+            trial_index=first_index + offset,
+            trial={"parameters": trial.parameters, "label": trial.label, "validation": validation},
+        )
+        _link_inputs(settings, parent, child.id)
+        rows.append(child)
+    with factory() as session:
+        session.add_all(rows)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            for row in rows:
+                storage.remove_job_files(settings, row.id)
+            log.info("search %s: round from trial %d already planned", parent.id, first_index)
+    with factory() as session:
+        queued = session.execute(
+            select(Job.id, Job.queue, Job.time_limit_s).where(
+                Job.parent_id == parent.id, Job.state == JobState.queued
+            )
+        ).all()
+    return [(row[0], row[1], row[2]) for row in queued]
+
+
+def _progress(search: Any, trials: Sequence[Any], total: int) -> tuple[float, str]:
+    from compression_core.methods.search.results import choose_best
+
+    done = sum(t.state in FINISHED_STATES for t in trials)
+    message = f"{done}/{total} trials"
+    best, _ = choose_best(search, [t for t in trials if t.state in FINISHED_STATES])
+    chosen = next((t for t in trials if t.index == best), None)
+    if chosen is not None and chosen.ratio is not None and chosen.error_after is not None:
+        message += f"; best so far: {chosen.ratio:.2f}x at {100 * chosen.error_after:.2f}% test error"
+    return min(0.99, done / max(1, total)), message
+
+
+def _expected_total(search: Any, layers: Sequence[str] | None, planned: int) -> int:
+    from compression_core.methods.search.planner import grid_points
+
+    if search.mode == "grid":
+        return min(search.max_trials, len(grid_points(search)))
+    if search.mode == "sensitivity":
+        return len(layers or []) * len(search.values or []) + 1
+    return max(planned, search.max_trials)
+
+
+def advance(job_id: str, settings: Settings, factory: sessionmaker[Session], *, first: bool) -> str:
+    """One step of a search: plan and send the next round, or assemble the outcome. `first`: the job's own
+    delivery (a lease like any job); otherwise a continuation (claims the waiting parent)."""
+    from worker.runner import Heartbeat
+
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    parent_id = uuid.UUID(job_id)
+    if first:
+        lease = take_lease(factory, parent_id, owner, settings.lease_s, settings.max_attempts)
+    else:
+        lease = claim_round(factory, parent_id, owner, settings.lease_s)
+    if lease is None:
+        log.info("search %s is not claimable now (duplicate, finished, cancelled or held); skipping", job_id)
+        return "skipped"
+    heartbeat = Heartbeat(lease)
+    heartbeat.start()
+    try:
+        return _advance(lease, settings, factory)
+    finally:
+        heartbeat.stop()
+
+
+def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -> str:
+    from compression_core.errors import CompressionError
+    from compression_core.io import load_state_dict
+    from compression_core.methods.search import sensitivity
+    from compression_core.methods.search.planner import plan_next
+    from compression_core.spec import Spec
+    from mcs_common.broker import send_job
+    from worker.app import app
+
+    parent_id = lease.job_id
+    with factory() as session:
+        parent = session.get(Job, parent_id)
+        assert parent is not None
+        session.expunge(parent)
+        children = list(
+            session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.trial_index))
+        )
+    try:
+        spec = Spec.model_validate(parent.spec)
+        search = spec.method("search")
+        assert search is not None
+        if lease.should_stop():
+            return _cancelled(lease, factory)
+        if any(c.state not in FINISHED_STATES for c in children):
+            release(lease)  # a round is still running; its last child sends the next continuation
+            _advance_if_round_done(settings, factory, parent_id, parent.queue)
+            return "waiting"
+        storage.fetch_inputs(settings, parent_id, parent.inputs)
+        root = job_dir(settings, parent_id)
+        base = spec.model_dump(mode="json")
+        layers = None
+        if search.mode == "sensitivity":
+            layers = sensitivity.select_layers(load_state_dict(root / parent.inputs["model"]), base, search)
+        trials = [child_result(c) for c in children]
+        trace = list(((parent.metrics or {}).get("search") or {}).get("trace") or [])
+        slots = free_slots(settings, parent.queue) if search.mode == "budget" else 1  # grid: all at once
+        plan = plan_next(search, base, trials, slots, layers)
+        if not plan.finished:
+            first_index = len(children)
+            trace.append(
+                {
+                    "round": len(trace) + 1,
+                    "trials": list(range(first_index, first_index + len(plan.trials))),
+                    "note": plan.note,
+                }
+            )
+            queued = insert_children(settings, factory, parent, first_index, plan.trials)
+            for child_id, queue, limit in queued:
+                send_job(app, settings, str(child_id), queue, limit)
+            if lease.should_stop():  # cancelled while this round was being inserted
+                return _cancelled(lease, factory)
+            total = _expected_total(search, layers, len(children) + len(plan.trials))
+            fraction, message = _progress(search, trials, total)
+            release(
+                lease,
+                progress_stage=STAGE_WAITING,
+                progress_fraction=fraction,
+                progress_message=f"{message}; round {len(trace)}: {plan.note}",
+                metrics={"search": {"trace": trace, "total": total}},
+            )
+            log.info(
+                "search %s: round %d sent (%d trials): %s", parent_id, len(trace), len(plan.trials), plan.note
+            )
+            # a trial that ended before the release found the parent held and its continuation skipped it
+            _advance_if_round_done(settings, factory, parent_id, parent.queue)
+            return "waiting"
+        return _finish(lease, settings, parent, search, trials, trace, plan.note)
+    except CompressionError as exc:
+        _fail(lease, factory, str(exc) or type(exc).__name__)
+        return JobState.failed
+    except Exception as exc:
+        log.exception("search %s failed unexpectedly", parent_id)
+        _fail(lease, factory, f"internal error in the worker ({type(exc).__name__}); see its logs")
+        return JobState.failed
+
+
+def _cancelled(lease: Lease, factory: sessionmaker[Session]) -> str:
+    with factory() as session:
+        cancel_children(session, lease.job_id)
+    lease.finish(JobState.cancelled, progress_message="cancelled")
+    return JobState.cancelled
+
+
+def _fail(lease: Lease, factory: sessionmaker[Session], reason: str) -> None:
+    with factory() as session:
+        cancel_children(session, lease.job_id)
+    lease.finish(JobState.failed, error=f"search: {reason}" if not reason.startswith("search") else reason)
+
+
+def _finish(
+    lease: Lease,
+    settings: Settings,
+    parent: Job,
+    search: Any,
+    trials: Sequence[Any],
+    trace: list[dict[str, Any]],
+    note: str,
+) -> str:
+    """The chosen trial's files, the `search` section, search.csv, the plots and report.html, published
+    as the parent's artifacts."""
+    from compression_core.methods.search.run import finalize
+    from worker.runner import write_report
+
+    root = job_dir(settings, parent.id)
+    work = root / f"work-{lease.owner.rsplit(':', 1)[-1]}"
+    fetched = root / f"trials-{lease.owner.rsplit(':', 1)[-1]}"
+    by_index = {t.index: t for t in trials}
+    lease.progress("report", 0.99, "assembling the search's outcome")
+
+    def best_dir(index: int) -> Path:
+        folder = fetched / str(index)
+        folder.mkdir(parents=True, exist_ok=True)
+        job_id = by_index[index].job_id
+        artifacts = _artifacts_of(lease, uuid.UUID(job_id))
+        for name in ("model.bin", "model.pth", "metrics.json"):
+            _copy_artifact(settings, uuid.UUID(job_id), artifacts[name], folder / name)
+        return folder
+
+    try:
+        metrics = finalize(search, trials, best_dir, work, trace=trace, note=note)
+        write_report(str(parent.id), work, root / parent.inputs["model"])
+        if lease.should_stop():
+            raise _Stopped
+        artifacts = [
+            publish(settings, parent.id, work / name, name)
+            for name in ARTIFACT_NAMES
+            if name not in OPTIONAL_ARTIFACTS or (work / name).is_file()
+        ]
+        section = metrics["search"]
+        met = (section.get("budget") or {}).get("met")
+        message = f"{len(trials)} trials; best #{section['best']}" + (
+            "" if met is None else ("; within budget" if met else "; NO trial met the budget")
+        )
+        lease.finish(
+            JobState.succeeded,
+            metrics=metrics,
+            artifacts=artifacts,
+            progress_stage="done",
+            progress_fraction=1.0,
+            progress_message=message,
+        )
+        return JobState.succeeded
+    except _Stopped:
+        lease.finish(JobState.cancelled, progress_message="cancelled")
+        return JobState.cancelled
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(fetched, ignore_errors=True)
+        storage.release_local_copies(settings, parent.id)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _artifacts_of(lease: Lease, child_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+    with lease.factory() as session:
+        records = session.scalar(select(Job.artifacts).where(Job.id == child_id)) or []
+    return {record["name"]: record for record in records}
+
+
+def _copy_artifact(settings: Settings, job_id: uuid.UUID, record: dict[str, Any], target: Path) -> None:
+    location = storage.open_artifact(settings, job_id, record["name"], record["sha256"])
+    if location is None:
+        raise FileNotFoundError(f"trial {job_id} has no {record['name']}")
+    if isinstance(location, Path):
+        shutil.copyfile(location, target)
+        return
+    with target.open("wb") as out:  # MCS_STORAGE=s3: an object stream
+        for chunk in location.chunks():
+            out.write(chunk)
+
+
+def _advance_if_round_done(
+    settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID, queue: str
+) -> None:
+    from mcs_common.broker import send_advance
+    from worker.app import app
+
+    with factory() as session:
+        active = session.scalar(
+            select(Job.id)
+            .where(Job.parent_id == parent_id, Job.state.in_((JobState.queued, JobState.running)))
+            .limit(1)
+        )
+    if active is None:
+        send_advance(app, settings, str(parent_id), queue)
+
+
+def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID) -> None:
+    """After a trial ends: when no sibling is queued or running, ask for the parent's next round."""
+    from compression_core.spec import Spec
+    from mcs_common.broker import send_advance
+    from worker.app import app
+
+    with factory() as session:
+        parent = session.get(Job, parent_id)
+        if parent is None or parent.state != JobState.running:
+            return
+        children = list(session.scalars(select(Job).where(Job.parent_id == parent_id)))
+        queue, spec, total = (
+            parent.queue,
+            parent.spec,
+            ((parent.metrics or {}).get("search") or {}).get("total"),
+        )
+    active = any(child.state not in FINISHED_STATES for child in children)
+    try:  # progress while the parent waits: trials done / total, best so far
+        search = Spec.model_validate(spec).method("search")
+        fraction, message = _progress(
+            search, [child_result(c) for c in children], int(total or len(children))
+        )
+        with factory() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == parent_id, Job.state == JobState.running, Job.lease_owner.is_(None))
+                .values(progress_fraction=fraction, progress_message=message, updated_at=utcnow())
+            )
+            session.commit()
+    except Exception:  # noqa: BLE001 - progress is a convenience; the continuation below is what matters
+        log.warning("search %s: could not update its progress", parent_id, exc_info=True)
+    if not active:
+        send_advance(app, settings, str(parent_id), queue)
