@@ -61,6 +61,16 @@ BENCHMARKS = (
     Benchmark("reproduce_sws.py", (), False, "seed 004 / SWS paper: soft weight-sharing on both LeNets"),
     Benchmark("reproduce_students.py", (), False, "seeds 002/004: Fire-module students, KD table"),
     Benchmark("bench_load.py", ("--clients", "8", "--seconds", "10"), False, "bounded load test, loopback"),
+    Benchmark("bench_search.py", (), False, "search jobs: 12-point sweep on 1 vs 2 workers; budget vs grid"),
+    Benchmark(
+        "bench_deploy.py", (), False, "seed 003's table: Torch-Pruning, ONNX, int8, latency vs original"
+    ),
+    Benchmark(
+        "bench_streaming.py",
+        ("--sizes", "0.1,0.5", "--models", "resnet50"),
+        False,
+        "streaming data-free: peak RSS and time vs model size, 1 vs 2 workers, vs in-memory",
+    ),
 )
 
 

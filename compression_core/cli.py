@@ -85,7 +85,13 @@ def _headline(metrics: dict[str, Any]) -> Table:
 
 
 def compress(
-    model: Annotated[Path, typer.Argument(help="state dict: .safetensors, .pth, .pt or .bin (torch)")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="state dict: .safetensors, .pth, .pt or .bin (torch), or a sharded checkpoint: its "
+            "model.safetensors.index.json or the folder holding it"
+        ),
+    ],
     spec: Annotated[
         str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")
     ],
@@ -94,6 +100,10 @@ def compress(
     ],
     device: Annotated[str, typer.Option(help="where the methods run: cpu or cuda")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="threads compressing tensors at once (data-free specs); default: the cores"),
+    ] = None,
 ) -> None:
     """Compress a model's weights as a spec says; writes model.bin, model.pth and metrics.json."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -120,7 +130,7 @@ def compress(
             def on_progress(p: JobProgress) -> None:
                 bar.update(task, completed=p.fraction, stage=p.stage, what=p.message)
 
-            metrics = compress_file(model, parsed, out, progress=on_progress, device=device)
+            metrics = compress_file(model, parsed, out, progress=on_progress, device=device, workers=workers)
     if not quiet:
         console.print(_layer_table(f"{model.name} -> {out}", TABLE_COLUMNS, table_rows(metrics["tensors"])))
     console.print(_headline(metrics))

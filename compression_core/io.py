@@ -60,9 +60,17 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_torch(path: Path) -> object:
+    return load_torch_file(path)
+
+
+def load_torch_file(path: Path, *, mmap: bool = False) -> object:
+    """`torch.load(weights_only=True)`; with `mmap`, storages stay mapped from the file (streaming
+    sources read one tensor at a time); a legacy non-zip file, which cannot be mapped, is read whole."""
     try:
         with warnings.catch_warnings():  # e.g. "unusual pickle protocol": the error, if any, says enough
             warnings.simplefilter("ignore", UserWarning)
+            if mmap and zipfile.is_zipfile(path):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise InputError(

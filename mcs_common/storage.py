@@ -45,10 +45,12 @@ ARTIFACT_MEDIA_TYPES = {
     "sensitivity.png": "image/png",
 }
 # Published only when present: a job whose report could not be drawn still succeeds without one; the
-# deployment files exist only when the spec names a model (and int8), the search files only for searches.
+# deployment files exist only when the spec names a model (and int8), the search files only for searches;
+# stream (issue 14): model.pth is absent for sharded inputs and for specs with `outputs.dense` false.
 OPTIONAL_ARTIFACTS = frozenset(
     {
         "report.html",
+        "model.pth",
         "architecture.json",
         "model.onnx",
         "model.int8.onnx",

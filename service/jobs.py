@@ -128,11 +128,25 @@ def check_state_dict(path: Path, role: str) -> None:
     from compression_core.errors import InputError
     from compression_core.inspect_upload import inspect_state_dict
 
+    if path.name.endswith(".safetensors.index.json"):  # stream (issue 14): a sharded checkpoint
+        _check_sharded(path, role)
+        return
     try:
         inspect_state_dict(path)
     except InputError as exc:
         message = str(exc).removeprefix(f"{path.name}: ")
         raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
+
+
+def _check_sharded(index: Path, role: str) -> None:
+    """The index and every shard's header, read without the tensors' data (stream, issue 14)."""
+    from compression_core.errors import InputError
+    from compression_core.streaming.source import open_source
+
+    try:
+        open_source(index).close()
+    except InputError as exc:
+        raise NotAStateDict(f"{role}: {exc}", [FieldError(field=role, message=str(exc))]) from exc
 
 
 def _spec_text(staged: StagedUpload) -> str:

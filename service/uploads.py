@@ -26,6 +26,13 @@ from compression_core.methods import upload_roles
 from service.errors import InvalidSubmission, NotAStateDict, PayloadTooLarge
 from service.schemas import FieldError
 
+# stream (issue 14): a sharded checkpoint is several `model` parts named as in the Hugging Face layout
+# (`model-00001-of-00003.safetensors` ..., `model.safetensors.index.json`); only these exact name shapes are
+# accepted, stored under their own names beside each other (the index refers to them), as roles
+# `model/<name>`; `model` itself is the index.
+SHARD_PART = re.compile(r"^[A-Za-z0-9_]{1,64}(-[A-Za-z0-9_]{1,32})?-\d{5}-of-\d{5}\.safetensors$")
+INDEX_PART = re.compile(r"^[A-Za-z0-9_]{1,64}\.safetensors\.index\.json$")
+MAX_SHARD_PARTS = 4096
 FIELD_PARTS = ("spec", "queue")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,12}$")
@@ -55,6 +62,30 @@ class StagedUpload:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _shard_role(name: str, filename: str, parts: int) -> str | None:
+    """`model` for an index part, `model/<file name>` for a shard, None for any other part."""
+    if name != "model":
+        return None
+    if INDEX_PART.match(filename):
+        return "model"
+    if not SHARD_PART.match(filename):
+        return None
+    if parts >= MAX_SHARD_PARTS:
+        raise InvalidSubmission(f"more than {MAX_SHARD_PARTS} model parts")
+    return f"model/{filename}"
+
+
+def check_shards(staged: StagedUpload) -> None:
+    """Shards come with their index, and an index with its shards (a plain `model` file stands alone)."""
+    shards = [role for role in staged.files if role.startswith("model/")]
+    index = staged.files.get("model")
+    if shards and (index is None or not INDEX_PART.match(index.name)):
+        raise InvalidSubmission(
+            "model shards need their index: add a `model` part named like model.safetensors.index.json",
+            [FieldError(field="model", message="index missing")],
+        )
+
+
 def _suffix_for(role: str, filename: str) -> str:
     """The stored suffix: state dicts become `.safetensors` or `.pth` (what the safe loader dispatches on).
 
@@ -62,6 +93,8 @@ def _suffix_for(role: str, filename: str) -> str:
     model=@-`) is stored as `.safetensors` or `.pth` according to its first bytes."""
     suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
     if role in state_dict_roles():
+        if role == "model" and suffix == ".tar":  # stream (issue 14): a sharded checkpoint in one tar
+            return suffix
         if suffix == ".safetensors":
             return suffix
         if suffix in TORCH_SUFFIXES:
@@ -119,10 +152,14 @@ class _Receiver:
                 raise InvalidSubmission(
                     f"unexpected file part {name!r}; expected one of {', '.join(parts)}",
                 )
+            filename = options[b"filename"].decode("utf-8", "replace")
+            shard = _shard_role(name, filename, len(self.staged.files))  # stream (issue 14)
+            if shard is not None:
+                name, path = shard, self.directory / filename
+            else:
+                path = self.directory / f"{name}{_suffix_for(name, filename)}"
             if name in self.staged.files:
                 raise InvalidSubmission(f"file part {name!r} given twice")
-            filename = options[b"filename"].decode("utf-8", "replace")
-            path = self.directory / f"{name}{_suffix_for(name, filename)}"
             self.staged.files[name] = path
             self._file = path.open("wb")
             self._digest = hashlib.sha256()
@@ -237,6 +274,17 @@ async def stream_upload(
             if receiver.pending:
                 await anyio.to_thread.run_sync(receiver.flush)
         parser.finalize()
+        model = receiver.staged.files.get("model")
+        if model is not None and model.suffix == ".tar":  # stream (issue 14)
+            from service.model_tar import unpack_model_tar
+
+            roles = await anyio.to_thread.run_sync(
+                unpack_model_tar, model, INDEX_PART, SHARD_PART, MAX_SHARD_PARTS
+            )
+            if any(role.startswith("model/") for role in receiver.staged.files):
+                raise InvalidSubmission("send a sharded model as one tar or as parts, not both")
+            receiver.staged.files.update(roles)
+        check_shards(receiver.staged)  # stream (issue 14)
     except FormParserError as exc:
         receiver.close()
         receiver.staged.discard()

@@ -33,6 +33,10 @@ def run_worker(queues: list[str], concurrency: int, loglevel: str = "INFO") -> N
     configure_logging(loglevel)  # before Celery starts: its start-up warnings are records too
     get_settings().ensure_dirs()
     watch_parent()  # a child of `mcs serve` stops when its parent is gone
+    # stream (issue 14): each job's tensor pool gets cores / concurrency threads (docs/streaming.md)
+    from compression_core.streaming.pool import default_workers
+
+    os.environ.setdefault("MCS_STREAM_WORKERS", str(default_workers(concurrency)))
     app.worker_main(worker_argv(queues, concurrency, loglevel))
 
 

@@ -80,11 +80,22 @@ def throttled(
     return call
 
 
+REPORT_MAX_BYTES = 1 << 30
+
+
 def write_report(job_id: str, work: Path, model_path: Path) -> None:
     """report.html beside the other outputs (plots embedded). A report is a convenience: if it cannot be
     drawn, the job still succeeds without it, and the reason goes to the log."""
     from compression_core.report import write_job_report
 
+    # stream (issue 14): the report loads the original and model.pth whole; not for big or sharded models
+    if (
+        not (work / "model.pth").is_file()
+        or not model_path.is_file()
+        or model_path.stat().st_size > REPORT_MAX_BYTES
+    ):
+        log.info("job %s: no report.html (the model is sharded, has no model.pth, or is over 1 GiB)", job_id)
+        return
     try:
         write_job_report(work, model_path)
     except SoftTimeLimitExceeded:

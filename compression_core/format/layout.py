@@ -11,6 +11,7 @@ from compression_core.records import TensorRecord
 
 MAGIC = b"MCSB"
 VERSION = 1
+STREAM_VERSION = 2  # same header; payload first, manifest last (written as it streams)
 FIXED_HEADER = 24  # magic(4) version(u16) flags(u16) manifest_len(u32) payload_len(u64) crc32(u32)
 MAX_MANIFEST_BYTES = 16 << 20  # decompressed JSON manifest cap
 MAX_NDIM = 32

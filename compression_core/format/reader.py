@@ -24,6 +24,7 @@ from compression_core.format.layout import (
     MAX_MANIFEST_BYTES,
     MAX_NAME_CHARS,
     MAX_NDIM,
+    STREAM_VERSION,
     VERSION,
     check_record,
     numel,
@@ -74,13 +75,7 @@ def _split(data: bytes) -> tuple[bytes, memoryview]:
     """Check the fixed header and checksum; return (manifest JSON text, payload)."""
     if len(data) < FIXED_HEADER:
         raise FormatError(f"file of {len(data)} bytes is shorter than the {FIXED_HEADER}-byte header")
-    if data[:4] != MAGIC:
-        raise FormatError("not a compressed-model file (bad magic bytes)")
-    version, flags, mlen, plen, crc = struct.unpack("<HHIQI", data[4:FIXED_HEADER])
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version} (this reader knows {VERSION})")
-    if flags != 0:
-        raise FormatError(f"unknown header flags {flags:#x}")
+    version, mlen, plen, crc = _header(data[:FIXED_HEADER])
     if FIXED_HEADER + mlen + plen != len(data):
         raise FormatError(
             f"header declares {FIXED_HEADER + mlen + plen} bytes, file has {len(data)} (truncated or padded)"
@@ -88,14 +83,32 @@ def _split(data: bytes) -> tuple[bytes, memoryview]:
     body = memoryview(data)[FIXED_HEADER:]
     if zlib.crc32(body) != crc:
         raise FormatError("checksum mismatch: the file is corrupted")
+    if version == STREAM_VERSION:  # payload first, manifest last (docs/format.md, section 2)
+        return _inflate(body[plen:]), body[:plen]
+    return _inflate(body[:mlen]), body[mlen:]
+
+
+def _header(head: bytes) -> tuple[int, int, int, int]:
+    """(version, manifest length, payload length, CRC-32) of a fixed header, checked."""
+    if head[:4] != MAGIC:
+        raise FormatError("not a compressed-model file (bad magic bytes)")
+    version, flags, mlen, plen, crc = struct.unpack("<HHIQI", head[4:FIXED_HEADER])
+    if version not in (VERSION, STREAM_VERSION):
+        raise FormatError(f"unsupported format version {version} (this reader knows {VERSION} and 2)")
+    if flags != 0:
+        raise FormatError(f"unknown header flags {flags:#x}")
+    return version, mlen, plen, crc
+
+
+def _inflate(compressed: bytes | memoryview) -> bytes:
     d = zlib.decompressobj()
     try:
-        text = d.decompress(body[:mlen], MAX_MANIFEST_BYTES + 1)
+        text = d.decompress(compressed, MAX_MANIFEST_BYTES + 1)
     except zlib.error as exc:
         raise FormatError(f"manifest is not valid zlib data: {exc}") from exc
     if len(text) > MAX_MANIFEST_BYTES or not d.eof or d.unused_data:
         raise FormatError("manifest is over the size cap or not one complete zlib stream")
-    return text, body[mlen:]
+    return text
 
 
 def _parse_manifest(text: bytes) -> tuple[dict, list]:
@@ -112,7 +125,7 @@ def _parse_manifest(text: bytes) -> tuple[dict, list]:
 class _Streams:
     """Hands out the payload stream by stream; streams must tile the payload in order, exactly."""
 
-    def __init__(self, payload: memoryview) -> None:
+    def __init__(self, payload: Any) -> None:  # a memoryview, or format.stream's file-backed payload
         self.payload = payload
         self.pos = 0
 

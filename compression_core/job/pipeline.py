@@ -141,13 +141,19 @@ def compress_file(
     teacher_path: Path | None = None,
     inputs: Mapping[str, Path] | None = None,
     checkpoint_dir: Path | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics.
 
     `inputs` are the extra files the spec's methods take, by upload role (`teacher_path` is `teacher`).
     `checkpoint_dir` (the job's folder, which outlives one worker's attempt): long runs (LC) save their
-    state there after every finished step and resume from it."""
+    state there after every finished step and resume from it.
+
+    Data-free specs stream, one tensor at a time on `workers` threads (`compression_core/streaming/`,
+    docs/streaming.md); the model path may then also be a sharded checkpoint's index or folder."""
     from compression_core.format import decode_state_dict, encode_records
+    from compression_core.streaming.pipeline import compress_stream, streamable
+    from compression_core.streaming.source import load_all
 
     model_path, out_dir = Path(model_path), Path(out_dir)
     outer = [(m, c) for m, c in registry.present_methods(spec) if m.spec.stage == "outer"]
@@ -168,10 +174,22 @@ def compress_file(
         return result
     if data_path is not None and spec.data is None:
         log.info("data-free compression ignores the data set %s", data_path)
+    if streamable(spec):  # stream (issue 14): memory follows the largest tensor, not the model
+        relay = None if progress is None else lambda p: progress(Progress(p.stage, p.fraction, p.message))
+        return compress_stream(
+            model_path,
+            spec,
+            out_dir,
+            progress=relay,
+            should_cancel=should_cancel,
+            device=device,
+            workers=workers,
+        )
     timing: dict[str, float] = {}
     clock = time.perf_counter()
     _report(progress, "load", 0.0, model_path.name)
-    state_dict = load_state_dict(model_path)
+    sharded = model_path.is_dir() or model_path.name.endswith(".json")
+    state_dict = load_all(model_path) if sharded else load_state_dict(model_path)
     timing["load"] = time.perf_counter() - clock
     _check_cancel(should_cancel, "after loading")
 
@@ -236,7 +254,8 @@ def compress_file(
     clock = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "model.bin", encoded.data)
-    save_state_dict(decoded, out_dir / "model.pth")
+    if spec.outputs.dense:  # stream (issue 14): the dense copy is optional
+        save_state_dict(decoded, out_dir / "model.pth")
     timing["write"] = time.perf_counter() - clock
     # --- deploy (issue 12), 2 of 2: architecture.json, evaluation.after of load_model(out_dir), -------
     # model.onnx checked in onnxruntime, the "deploy" methods (int8), metrics["deployment"]
@@ -253,14 +272,25 @@ def compress_file(
         add_stream_stats(entry, encoded.streams.get(entry["name"], []))
     metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data))
     metrics["files"] = {
-        "input_bytes": model_path.stat().st_size,
-        "model_pth_bytes": (out_dir / "model.pth").stat().st_size,
+        "input_bytes": sum(p.stat().st_size for p in _input_files(model_path)),
         "model_bin_bytes": len(encoded.data),
     }
+    if spec.outputs.dense:
+        metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
     metrics["timing"].update(timing)
     atomic_write_bytes(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
     _report(progress, "done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
     return metrics
+
+
+def _input_files(model_path: Path) -> list[Path]:
+    if model_path.is_file() and not model_path.name.endswith(".json"):
+        return [model_path]
+    from compression_core.streaming.source import open_source
+
+    source = open_source(model_path)
+    folder = source.index.parent if source.index is not None else model_path
+    return [folder / shard for shard in source.shards]
 
 
 def _finite(value: Any) -> Any:

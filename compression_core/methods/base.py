@@ -133,12 +133,15 @@ class StepMethod:
 
     `apply(step, work, context)` stores what it computed in `work.record` / `work.values`; `shared`
     (optional) computes per-tensor κ over all tensors of a rule before the tensors are compressed one by
-    one (global pruning); `report(job, model, metrics)` (optional) adds a section after the job's decoded
-    model is evaluated (the structured step's smaller model)."""
+    one (global pruning); `shared_streaming` (optional) computes the same from tensor sizes, a loader
+    and a map function without holding the weights (streaming jobs; a step with `shared` but without it
+    makes a data-free job load the model); `report(job, model, metrics)` (optional) adds a section after
+    the job's decoded model is evaluated (the structured step's smaller model)."""
 
     spec: type[StepSpec]
     apply: str | StepApply
     shared: str | Callable[..., dict[str, int]] | None = None
+    shared_streaming: str | Callable[..., dict[str, int]] | None = None
     report: str | Callable[..., None] | None = None
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "register",
     "reload",
     "shared_keeps",
+    "shared_keeps_streaming",
     "step_method",
     "step_methods",
     "unregister",
@@ -212,4 +213,16 @@ def shared_keeps(
     for method in step_methods().values():
         if method.shared is not None:
             keeps.update(resolve(method.shared)(weights, selections, device))
+    return keeps
+
+
+def shared_keeps_streaming(
+    sizes: Mapping[str, int], selections: Mapping[str, Any], load: Callable[[str], torch.Tensor], map_fn: Any
+) -> dict[str, int]:
+    """`shared_keeps` for streaming jobs: from sizes (name -> numel, reading order), a loader and an ordered
+    map, never holding the weights (see `StepMethod.shared_streaming`)."""
+    keeps: dict[str, int] = {}
+    for method in step_methods().values():
+        if method.shared_streaming is not None:
+            keeps.update(resolve(method.shared_streaming)(sizes, selections, load, map_fn))
     return keeps

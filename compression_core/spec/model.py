@@ -14,6 +14,7 @@ from compression_core.deploy.spec import ExportFormat, check_deploy_fields, expo
 from compression_core.methods.base import MethodSpec, StepSpec
 from compression_core.spec.base import DefaultPolicy, Encoding, Selector, Strict
 from compression_core.spec.fields import DataSpec, ModelSpec
+from compression_core.streaming.spec import OutputsSpec
 
 __all__ = ["RuleBase", "SpecBase"]
 
@@ -64,6 +65,7 @@ class SpecBase(Strict):
     default: DefaultPolicy = Field(default_factory=DefaultPolicy)
     model: ModelSpec | None = None
     data: DataSpec | None = None
+    outputs: OutputsSpec = Field(default_factory=OutputsSpec)  # stream (issue 14): dense copy optional
     # deploy (issue 12): the deployable formats (compression_core/deploy/spec.py)
     export: list[ExportFormat] | None = Field(
         default=None, max_length=4, description='deployable formats; default ["onnx"] when `model` is given'

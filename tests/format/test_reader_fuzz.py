@@ -186,7 +186,7 @@ def test_json_and_zlib_bombs() -> None:
 def test_header_checks() -> None:
     manifest, payload = parts(SMALL)
     with pytest.raises(FormatError, match="version"):
-        decode_records(build(manifest, payload, version=2))
+        decode_records(build(manifest, payload, version=3))
     with pytest.raises(FormatError, match="magic"):
         decode_records(b"PK\x03\x04" + SMALL[4:])
     with pytest.raises(FormatError, match="bytes"):

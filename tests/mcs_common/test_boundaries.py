@@ -41,10 +41,16 @@ def test_the_check_sees_function_level_and_type_checking_imports(tmp_path: Path)
 
 
 def test_dispatch_sends_the_task_by_name_the_worker_registers() -> None:
-    """The one thing the two sides agree on besides the database: the task's name."""
-    from mcs_common.broker import TASK_RUN_JOB
-    from worker.tasks import run_job
+    """The one thing the two sides agree on besides the database: the tasks' names."""
+    import inspect
 
-    assert run_job.name == TASK_RUN_JOB
+    from mcs_common import broker
+    from worker.tasks import advance_search, run_job
+
+    assert run_job.name == broker.TASK_RUN_JOB
+    assert advance_search.name == broker.TASK_ADVANCE_SEARCH
     sent = [name for path, _, name in imports_of("service") if path.name == "dispatch.py"]
-    assert "mcs_common.broker.TASK_RUN_JOB" in sent
+    assert {"mcs_common.broker.send_job", "mcs_common.broker.send_advance"} <= set(sent)
+    for sender, task in ((broker.send_job, "TASK_RUN_JOB"), (broker.send_advance, "TASK_ADVANCE_SEARCH")):
+        source = inspect.getsource(sender)
+        assert "send_task(" in source and task in source, sender.__name__

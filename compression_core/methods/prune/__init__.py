@@ -7,4 +7,5 @@ METHOD = StepMethod(
     spec=PruneStep,
     apply="compression_core.methods.prune.apply:apply",
     shared="compression_core.methods.prune.apply:global_keeps",
+    shared_streaming="compression_core.methods.prune.streaming:streaming_global_keeps",
 )

@@ -1,0 +1,269 @@
+"""Data-free compression one tensor at a time: `model.bin` (version 2), the dense outputs, `metrics.json`.
+
+Memory follows the largest tensor times the pool's width, never the model: tensors are read from a
+`source`, compressed, encoded, decoded back and written into their place by a pool of threads, and only
+their (small) manifest entries and metrics stay. The bytes are the same whatever the pool size: each
+tensor's work depends on that tensor alone, kernels run on one thread, and results are appended in the
+input's order. Global pruning first splits κ over its tensors in two histogram passes
+(`methods/prune/streaming.py`, through the registry's `shared_keeps_streaming`).
+
+Outputs beside `model.bin`: a single-file input gets `model.pth` (as the in-memory path); a sharded input
+gets its shards and index under their own names, in safetensors, with the input's headers. `outputs.dense`
+false in the spec skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from compression_core import __version__
+from compression_core.errors import Cancelled, CompressionError, InputError
+from compression_core.format.stream import EncodedEntry, StreamWriter, decode_entry, encode_entry
+from compression_core.io import atomic_write_bytes
+from compression_core.methods import registry
+from compression_core.methods.apply import compress_tensor, dense_record
+from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
+from compression_core.select import Selection, select_tensors
+from compression_core.spec.base import DefaultDtype
+from compression_core.spec.model import SpecBase as Spec
+from compression_core.streaming.dense_out import ShardedSafetensorsWriter, TorchFileWriter
+from compression_core.streaming.pool import (
+    OrderedPool,
+    default_workers,
+    release_free_memory,
+    single_threaded_kernels,
+)
+from compression_core.streaming.source import Source, TensorInfo, open_source
+
+log = logging.getLogger(__name__)
+
+_KAPPA_END, _COMPRESS_END = 0.10, 0.97
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    stage: str
+    fraction: float
+    message: str = ""
+
+
+@dataclass
+class _Done:
+    """What a pool task hands back: all of it small except a dense record's bytes."""
+
+    encoded: EncodedEntry
+    metrics: dict[str, Any]
+
+
+def _finite_or_fail(name: str, tensor: torch.Tensor) -> None:
+    values = tensor.numpy() if tensor.dtype in (torch.float32, torch.float64) else tensor.float().numpy()
+    if not np.isfinite(values).all():
+        raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
+
+
+class _Job:
+    """One tensor's whole path (read, compress, metrics, encode, decode, write), run by a pool thread."""
+
+    def __init__(
+        self,
+        source: Source,
+        selections: dict[str, Selection],
+        keeps: dict[str, int],
+        float16: bool,
+        device: str,
+        dense: ShardedSafetensorsWriter | TorchFileWriter | None,
+    ) -> None:
+        self.source, self.selections, self.keeps = source, selections, keeps
+        self.float16, self.device, self.dense = float16, device, dense
+
+    def __call__(self, info: TensorInfo) -> _Done:
+        name = info.name
+        tensor = self.source.load(name)
+        sel = self.selections.get(name)
+        if sel is None:
+            record = dense_record(name, tensor, float16=self.float16)
+        else:
+            if name not in self.keeps:  # the global κ pass has checked the others
+                _finite_or_fail(name, tensor)
+            record = compress_tensor(
+                name, tensor, sel.rule, label=sel.label, keep=self.keeps.get(name), device=self.device
+            )
+        metrics = tensor_metrics(name, tensor, record, sel.label if sel else None)
+        del tensor
+        # timings vary run to run: they go to metrics.json, never into model.bin
+        record = replace(record, stats={k: v for k, v in record.stats.items() if k != "seconds"})
+        encoded = encode_entry(record)
+        del record
+        if self.dense is not None:
+            self.dense.write(name, decode_entry(encoded).reconstruct())
+        release_free_memory()
+        return _Done(encoded, metrics)
+
+
+def streamable(spec: Spec) -> bool:
+    """Data-free, and every step that decides over a whole rule is global pruning (whose κ split
+    `methods/prune/streaming.py` computes without the weights in memory)."""
+    if registry.needs_data(spec):
+        return False
+    methods = registry.step_methods()
+    used = {step.type for rule in spec.rules for step in rule.steps}
+    return all(
+        methods[k].shared is None or methods[k].shared_streaming is not None for k in used if k in methods
+    )
+
+
+def _dense_writer(source: Source, out_dir: Path) -> ShardedSafetensorsWriter | TorchFileWriter:
+    if source.sharded:
+        assert source.headers
+        return ShardedSafetensorsWriter(out_dir, source.headers, source.index)
+    return TorchFileWriter(out_dir / "model.pth", source.infos)
+
+
+def compress_stream(
+    model_path: Path,
+    spec: Spec,
+    out_dir: Path,
+    *,
+    progress: Callable[[StreamProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    device: str = "cpu",
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Compress a data-free spec's model (file, sharded index or folder) into `out_dir`; returns metrics."""
+    if not streamable(spec):
+        raise CompressionError(
+            "streaming compression is data-free; data-aware specs (and steps that rank a whole rule other "
+            "than global pruning) load the model"
+        )
+    started = time.perf_counter()
+    workers = workers or default_workers()
+
+    def report(stage: str, fraction: float, message: str = "") -> None:
+        if progress is not None:
+            progress(StreamProgress(stage, min(max(fraction, 0.0), 1.0), message))
+
+    def check_cancel(where: str) -> None:
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"cancelled {where}")
+
+    report("load", 0.0, Path(model_path).name)
+    source = open_source(model_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timing: dict[str, float] = {}
+    try:
+        infos = source.infos
+        if not infos:
+            raise InputError(f"{Path(model_path).name}: the state dict is empty")
+        meta = {i.name: torch.empty(i.shape, dtype=i.dtype, device="meta") for i in infos}
+        selections = select_tensors(meta, spec)
+        del meta
+        with single_threaded_kernels(), OrderedPool(workers) as pool:
+            clock = time.perf_counter()
+            report("global κ", 0.0, "magnitude histograms")
+            keeps = registry.shared_keeps_streaming(
+                {i.name: i.numel for i in infos},
+                selections,
+                source.load,
+                pool.map,
+            )
+            timing["global_kappa"] = time.perf_counter() - clock
+            check_cancel("after the global κ pass")
+            metrics = _compress_all(
+                source, spec, out_dir, selections, keeps, device, pool, report, check_cancel, timing
+            )
+    finally:
+        source.close()
+    metrics["streaming"] = {"workers": workers, "input_files": len(source.shards)}
+    metrics["timing"].update(timing, total=time.perf_counter() - started)
+    atomic_write_bytes(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
+    report("done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
+    return metrics
+
+
+def _compress_all(
+    source: Source,
+    spec: Spec,
+    out_dir: Path,
+    selections: dict[str, Selection],
+    keeps: dict[str, int],
+    device: str,
+    pool: OrderedPool,
+    report: Callable[..., None],
+    check_cancel: Callable[[str], None],
+    timing: dict[str, float],
+) -> dict[str, Any]:
+    clock = time.perf_counter()
+    metadata = {
+        "library": f"compression_core {__version__}",
+        "source": source.index.name if source.index is not None else source.shards[0],
+        "spec": spec.model_dump(mode="json"),
+    }
+    writer = StreamWriter(out_dir / "model.bin", metadata)
+    dense = _dense_writer(source, out_dir) if spec.outputs.dense else None
+    job = _Job(source, selections, keeps, spec.default.dtype is DefaultDtype.float16, device, dense)
+    total = sum(i.numel for i in source.infos) or 1
+    done = 0
+    entries: list[dict[str, Any]] = []
+    streams: dict[str, list[Any]] = {}
+    seconds: dict[str, float] = {}
+    try:
+        for info, result in zip(source.infos, pool.map(job, source.infos), strict=True):
+            writer.append(result.encoded)
+            entries.append(result.metrics)
+            streams[info.name] = result.encoded.streams
+            for step, took in result.metrics["stats"].get("seconds", {}).items():
+                seconds[step] = seconds.get(step, 0.0) + took
+            done += info.numel
+            sel = selections.get(info.name)
+            stage = "+".join(step.type for step in sel.rule.steps) if sel else "keep"
+            report(stage, _KAPPA_END + (_COMPRESS_END - _KAPPA_END) * done / total, info.name)
+            check_cancel(f"after tensor {info.name!r}")
+        report("write", _COMPRESS_END, "manifest, headers")
+        bin_bytes, shares = writer.finish()
+        dense_paths = dense.finish() if dense is not None else []
+    except BaseException:
+        writer.abort()
+        if dense is not None:
+            dense.abort()
+        raise
+    timing["compress"] = time.perf_counter() - clock
+    for entry in entries:
+        add_stream_stats(entry, [*streams[entry["name"]], shares[entry["name"]]])
+    files: dict[str, Any] = {"input_bytes": source.input_bytes(), "model_bin_bytes": bin_bytes}
+    if (out_dir / "model.pth") in dense_paths:
+        files["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
+    elif dense_paths:
+        files["dense_files"] = [p.name for p in dense_paths]
+        files["dense_bytes"] = sum(p.stat().st_size for p in dense_paths)
+    return {
+        "version": 1,
+        "library": f"compression_core {__version__}",
+        "device": device,
+        "totals": summarize(entries, bin_bytes=bin_bytes),
+        "timing": {"seconds": seconds},
+        "tensors": entries,
+        "files": files,
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
