@@ -15,7 +15,7 @@ from mcs_common.settings import Settings, get_settings
 from service import observability, problems
 from service.dispatch import Dispatcher
 from service.maintenance import LostMessageWatch, Reaper, requeue_on_startup
-from service.routes import artifacts, health, jobs, spec, ui, validate
+from service.routes import artifacts, docs, health, jobs, spec, ui, validate
 from service.site_guard import NoSniff, SiteGuard
 from service.uploads import remove_stale_staging
 
@@ -60,8 +60,13 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             thread.stop()
         engine.dispose()
 
-    app = FastAPI(
-        title="Model Compression Service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    app = FastAPI(  # /docs from installed files under a CSP (routes/docs.py); no CDN-loading pages
+        title="Model Compression Service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
     app.state.dispatcher = dispatcher
@@ -69,6 +74,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.add_middleware(SiteGuard, settings=settings)  # auth disabled: loopback Host, same-origin writes
     app.add_middleware(NoSniff)
     observability.install(app, settings, sessions)
-    for module in (validate, jobs, artifacts, health, spec, ui):  # validate: deploy (issue 12)
+    for module in (validate, jobs, artifacts, health, spec, ui, docs):  # validate: deploy (issue 12)
         app.include_router(module.router)
     return app

@@ -24,6 +24,10 @@ class ArtifactNotFound(ServiceError):
     status, title, type = 404, "Artifact not found", "urn:mcs:problem:artifact-not-found"
 
 
+class NotFound(ServiceError):
+    status, title, type = 404, "Not found", "about:blank"
+
+
 class JobConflict(ServiceError):
     status, title, type = 409, "Job is in the wrong state", "urn:mcs:problem:job-state"
 

@@ -101,3 +101,10 @@ def test_the_job_page_and_its_report(served: Served, browser: Browser, tmp_path:
 
     missing = browser.dom(f"{served.url}/ui/jobs/00000000-0000-0000-0000-000000000000")
     assert "No such job" in missing
+
+
+def test_the_api_docs_page_renders_in_a_browser_from_local_files(served: Served, browser: Browser) -> None:
+    """Swagger UI runs under the page's CSP from the package's files (no CDN) and lists the routes."""
+    dom = browser._run(f"{served.url}/docs", "--dump-dom", "--virtual-time-budget=15000").stdout
+    assert 'class="swagger-ui' in dom
+    assert "/jobs/{job_id}/artifacts" in dom  # rendered from /openapi.json by the bundle's script
