@@ -36,13 +36,7 @@ from service.errors import (
 )
 from service.observability import main_method
 from service.schemas import (
-    ArtifactPublic,
-    ChildPublic,
     FieldError,
-    JobLinks,
-    JobPublic,
-    JobSummary,
-    Progress,
 )
 from service.uploads import StagedUpload, state_dict_roles
 
@@ -553,56 +547,3 @@ def reap_expired(session: Session, settings: Settings, dispatcher: Dispatcher) -
             dispatcher.send_advance(job.parent_id, job.queue)
         count += result.rowcount  # type: ignore[attr-defined]
     return count
-
-
-def present_child(child: Job) -> ChildPublic:
-    trial, metrics = child.trial or {}, child.metrics or {}
-    totals, evaluation = metrics.get("totals") or {}, metrics.get("evaluation") or {}
-    validation = (metrics.get("search_trial") or {}).get("validation") or {}
-    return ChildPublic(
-        id=child.id,
-        index=child.trial_index or 0,
-        state=JobState(child.state),
-        label=trial.get("label"),
-        parameters=trial.get("parameters") or {},
-        ratio=totals.get("ratio"),
-        error=(evaluation.get("after") or {}).get("error"),
-        validation_error=(validation.get("after") or {}).get("error"),
-        reason=child.error,
-        url=f"/jobs/{child.id}",
-    )
-
-
-def summarize(settings: Settings, job: Job, children: list[Job] | None = None) -> JobSummary:
-    """A job as a listing shows it: no spec, no metrics (load it with `list_jobs(..., summaries=True)`)."""
-    base = f"/jobs/{job.id}"
-    artifacts = [
-        ArtifactPublic(
-            name=a["name"], size=a["size"], sha256=a["sha256"], url=f"{base}/artifacts/{a['name']}"
-        )
-        for a in job.artifacts or []
-    ]
-    return JobSummary(
-        id=job.id,
-        state=JobState(job.state),
-        queue=job.queue,  # type: ignore[arg-type]
-        method=job.method,
-        progress=Progress(
-            stage=job.progress_stage, fraction=job.progress_fraction or 0.0, message=job.progress_message
-        ),
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        attempts=job.attempts,
-        cancel_requested=job.cancel_requested,
-        error=job.error,
-        artifacts=artifacts,
-        links=JobLinks(self=base, cancel=f"{base}/cancel", artifacts=f"{base}/artifacts"),
-        parent_id=job.parent_id,
-        children=None if children is None else [present_child(child) for child in children],
-    )
-
-
-def present(settings: Settings, job: Job, children: list[Job] | None = None) -> JobPublic:
-    """The public view of a job, with relative links (a search's: with its trials as `children`)."""
-    return JobPublic(**dict(summarize(settings, job, children)), spec=job.spec, metrics=job.metrics)

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from mcs_common.s3 import ObjectStream
 from mcs_common.storage import ARTIFACT_MEDIA_TYPES, ARTIFACT_NAMES
-from service import jobs
+from service import jobs, presenters
 from service.deps import PrincipalDep, SessionDep, SettingsDep
 from service.problems import problem_responses
 from service.schemas import ArtifactList
@@ -42,7 +42,9 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 def list_artifacts(
     job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
 ) -> ArtifactList:
-    return ArtifactList(items=jobs.present(settings, jobs.get_job(session, job_id, principal)).artifacts)
+    return ArtifactList(
+        items=presenters.present(settings, jobs.get_job(session, job_id, principal)).artifacts
+    )
 
 
 @router.get(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from mcs_common.models import JobState
-from service import jobs
+from service import jobs, presenters
 from service.deps import DispatcherDep, PrincipalDep, SessionDep, SettingsDep
 from service.errors import PayloadTooLarge
 from service.problems import problem_responses
@@ -123,7 +123,7 @@ async def submit_job(
         jobs.create_job, session, settings, dispatcher, staged, principal, key
     )
     response.headers["Location"] = f"/jobs/{job.id}"
-    return jobs.present(settings, job)
+    return presenters.present(settings, job)
 
 
 @router.get(
@@ -143,7 +143,7 @@ def list_jobs(
         query = f"limit={limit}&offset={offset + limit}" + (f"&state={state.value}" if state else "")
         following = f"/jobs?{query}"
     return JobList(
-        items=[jobs.summarize(settings, job) for job in items],
+        items=[presenters.summarize(settings, job) for job in items],
         total=total,
         limit=limit,
         offset=offset,
@@ -162,7 +162,7 @@ def get_job(
     job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
 ) -> JobPublic:
     job = jobs.get_job(session, job_id, principal)
-    return jobs.present(settings, job, jobs.children_of(session, job))
+    return presenters.present(settings, job, jobs.children_of(session, job))
 
 
 @router.post(
@@ -181,7 +181,7 @@ def cancel_job(
     principal: PrincipalDep,
 ) -> JobPublic:
     job = jobs.cancel_job(session, dispatcher, job_id, principal)
-    return jobs.present(settings, job, jobs.children_of(session, job))
+    return presenters.present(settings, job, jobs.children_of(session, job))
 
 
 @router.delete(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mcs_common.db import init_db, make_engine, make_session_factory
 from mcs_common.models import Job, JobState, utcnow
 from mcs_common.settings import Settings
-from service import jobs
+from service import jobs, presenters
 from service.auth import LOCAL_PRINCIPAL
 from worker.search import claim_round, release
 
@@ -89,7 +89,7 @@ def test_cancelling_a_waiting_search_cancels_it_and_its_trials(settings: Setting
     with factory() as session:
         job = jobs.cancel_job(session, Recorder(), parent, LOCAL_PRINCIPAL)  # type: ignore[arg-type]
         assert job.state == JobState.cancelled
-        view = jobs.present(settings, job, jobs.children_of(session, job))
+        view = presenters.present(settings, job, jobs.children_of(session, job))
     assert view.children is not None and [c.index for c in view.children] == [0, 1, 2, 3]
     assert _states(factory, children) == [
         ("succeeded", False),
