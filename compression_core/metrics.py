@@ -24,8 +24,10 @@ Whole model (`summarize`): stored ratio = original bits of every tensor / bits o
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -271,3 +273,21 @@ def text_table(entries: Sequence[Mapping[str, Any]]) -> str:
     rows = [TABLE_COLUMNS, *table_rows(entries)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def json_finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they are written as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_finite(item) for item in value]
+    return value
+
+
+def write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
+    """`metrics.json`, atomically (a reader sees the old file or the whole new one)."""
+    from compression_core.io import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), json.dumps(json_finite(dict(metrics)), indent=1).encode())

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import anyio
 from python_multipart.exceptions import FormParserError
@@ -25,6 +25,12 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from compression_core.methods import upload_roles
 from service.errors import InvalidSubmission, NotAStateDict, PayloadTooLarge
 from service.schemas import FieldError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from mcs_common.settings import Settings
+    from service.auth import Principal
 
 # stream (issue 14): a sharded checkpoint is several `model` parts named as in the Hugging Face layout
 # (`model-00001-of-00003.safetensors` ..., `model.safetensors.index.json`); only these exact name shapes are
@@ -295,3 +301,27 @@ async def stream_upload(
         raise
     receiver.close()
     return receiver.staged
+
+
+def upload_limit(request: Request, settings: Settings, principal: Principal) -> tuple[int, str]:
+    """The byte limit of this request's upload and its name (the deployment's, or the token's when lower);
+    a declared Content-Length over it is refused before a byte is read."""
+    limit, name = settings.max_upload_bytes, "MCS_MAX_UPLOAD_BYTES"
+    if principal.max_upload_bytes is not None and principal.max_upload_bytes < limit:
+        limit, name = principal.max_upload_bytes, f"max_upload_bytes of token {principal.name!r}"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the upload ({declared} bytes) is over the limit {name}={limit} bytes")
+    return limit, name
+
+
+async def receive_upload(request: Request, settings: Settings, limit: int, name: str) -> StagedUpload:
+    """Stream the request's multipart body into a staging folder, counting bytes against `limit`."""
+    return await stream_upload(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        settings.staging_dir,
+        max_bytes=limit,
+        max_field_bytes=settings.max_field_bytes,
+        limit_name=name,
+    )

@@ -10,9 +10,7 @@ decoding `model.bin` always gives exactly `model.pth`.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -30,7 +28,7 @@ from compression_core.job.methods import report_steps, run_methods
 from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
 from compression_core.methods.base import CompressFn, resolve
-from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
+from compression_core.metrics import add_stream_stats, summarize, tensor_metrics, write_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
 from compression_core.spec.base import DefaultDtype
@@ -278,7 +276,7 @@ def compress_file(
     if spec.outputs.dense:
         metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
     metrics["timing"].update(timing)
-    atomic_write_bytes(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
+    write_metrics(out_dir / "metrics.json", metrics)
     _report(progress, "done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
     return metrics
 
@@ -291,14 +289,3 @@ def _input_files(model_path: Path) -> list[Path]:
     source = open_source(model_path)
     folder = source.index.parent if source.index is not None else model_path
     return [folder / shard for shard in source.shards]
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value

@@ -14,7 +14,6 @@ false in the spec skips them.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -28,10 +27,9 @@ import torch
 from compression_core import __version__
 from compression_core.errors import Cancelled, CompressionError, InputError
 from compression_core.format.stream import EncodedEntry, StreamWriter, decode_entry, encode_entry
-from compression_core.io import atomic_write_bytes
 from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
-from compression_core.metrics import add_stream_stats, summarize, tensor_metrics
+from compression_core.metrics import add_stream_stats, summarize, tensor_metrics, write_metrics
 from compression_core.select import Selection, select_tensors
 from compression_core.spec.base import DefaultDtype
 from compression_core.spec.model import SpecBase as Spec
@@ -185,7 +183,7 @@ def compress_stream(
         source.close()
     metrics["streaming"] = {"workers": workers, "input_files": len(source.shards)}
     metrics["timing"].update(timing, total=time.perf_counter() - started)
-    atomic_write_bytes(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
+    write_metrics(out_dir / "metrics.json", metrics)
     report("done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
     return metrics
 
@@ -254,16 +252,3 @@ def _compress_all(
         "tensors": entries,
         "files": files,
     }
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    import math
-
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value

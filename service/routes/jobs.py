@@ -11,10 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from mcs_common.models import JobState
 from service import jobs, presenters
 from service.deps import DispatcherDep, PrincipalDep, SessionDep, SettingsDep
-from service.errors import PayloadTooLarge
 from service.problems import problem_responses
 from service.schemas import JobList, JobPublic
-from service.uploads import stream_upload
+from service.uploads import receive_upload, upload_limit
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_OFFSET = 2**31 - 1  # databases take a 64-bit OFFSET at most; no listing gets near this
@@ -103,22 +102,10 @@ async def submit_job(
     ] = None,
 ) -> JobPublic:
     key = jobs.check_idempotency_key(idempotency_key)
-    limit, name = settings.max_upload_bytes, "MCS_MAX_UPLOAD_BYTES"
-    if principal.max_upload_bytes is not None and principal.max_upload_bytes < limit:
-        limit, name = principal.max_upload_bytes, f"max_upload_bytes of token {principal.name!r}"
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the upload ({declared} bytes) is over the limit {name}={limit} bytes")
+    limit, name = upload_limit(request, settings, principal)
     if key is None:  # a retry with a key must reach its first job even when the limit is reached now
         await run_in_threadpool(jobs.check_concurrency, session, principal)
-    staged = await stream_upload(
-        request.headers.get("content-type", ""),
-        request.stream(),
-        settings.staging_dir,
-        max_bytes=limit,
-        max_field_bytes=settings.max_field_bytes,
-        limit_name=name,
-    )
+    staged = await receive_upload(request, settings, limit, name)
     job, _replayed = await run_in_threadpool(
         jobs.create_job, session, settings, dispatcher, staged, principal, key
     )

@@ -4,7 +4,6 @@ stays the reported `evaluation` of metrics.json; `search_trial.validation` holds
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from compression_core.errors import SpecError
-from compression_core.io import atomic_write_bytes, load_state_dict
+from compression_core.io import load_state_dict
 from compression_core.methods.search.spec import Holdout
 from compression_core.methods.search.validation import split_validation
 
@@ -40,7 +39,8 @@ def run_trial(
     """Write out_dir/{model.bin, model.pth, metrics.json} like `compress_file`; returns the metrics."""
     from compression_core.data import load_data
     from compression_core.evaluate import evaluate
-    from compression_core.job.pipeline import _finite, compress_file
+    from compression_core.job.pipeline import compress_file
+    from compression_core.metrics import write_metrics
     from compression_core.models import build_model, load_into
     from compression_core.spec import DataSpec
 
@@ -93,5 +93,5 @@ def run_trial(
     if isinstance(data, dict):
         data["name"] = splits.name
         data["sizes"] = {**trial_data.splits.sizes, "validation": len(trial_data.validation)}
-    atomic_write_bytes(Path(out_dir) / "metrics.json", json.dumps(_finite(metrics), indent=1).encode())
+    write_metrics(Path(out_dir) / "metrics.json", metrics)
     return metrics
