@@ -143,7 +143,7 @@ def test_lenet5_int8_is_small_and_as_accurate(tmp_path, one_thread):
     fp32, q8 = rows["model.onnx"]["errors"], rows["model.int8.onnx"]["errors"]
     assert fp32["samples"] == q8["samples"] == 1000
     assert fp32["top1_error"] < 0.15  # the model learned something, so the comparison means something
-    # within 0.5 points, counted in samples (0.5 points of 1,000 is 5 samples; floats would round 5 to 5.0000001)
+    # within 0.5 points, counted in samples (5 of 1,000; floats make 5 samples 0.0050000000000000044)
     assert round(abs(q8["top1_error"] - fp32["top1_error"]) * 1000) <= 5
     assert metrics["evaluation"]["after"]["error"] == pytest.approx(rows["model.pth"]["errors"]["top1_error"])
 
