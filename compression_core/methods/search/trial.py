@@ -35,8 +35,10 @@ def run_trial(
     device: str = "cpu",
     data_path: Path | None = None,
     inputs: Mapping[str, Path] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write out_dir/{model.bin, model.pth, metrics.json} like `compress_file`; returns the metrics."""
+    """Write out_dir/{model.bin, model.pth, metrics.json} like `compress_file`; returns the metrics.
+    `checkpoint_dir` is the trial job's folder, as for `compress_file` (a trial running LC resumes there)."""
     from compression_core.data import load_data
     from compression_core.evaluate import evaluate
     from compression_core.job.pipeline import compress_file
@@ -68,6 +70,7 @@ def run_trial(
             device=device,
             data_path=carved,
             inputs=inputs,
+            checkpoint_dir=checkpoint_dir,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
