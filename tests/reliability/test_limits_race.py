@@ -68,7 +68,9 @@ def test_twenty_simultaneous_submissions_accept_exactly_the_limit(tmp_path: Path
         for thread in threads:
             thread.join()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            listed = client.get("/jobs", headers={"Authorization": f"Bearer {secret}"}).json()["total"]
+            listing = client.get("/jobs", headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+        assert listing.status_code == 200, listing.text
+        listed = listing.json()["total"]
     finally:
         api.stop()
     assert sorted(codes) == [202] * 2 + [429] * 18, codes
