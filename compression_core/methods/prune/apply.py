@@ -77,27 +77,39 @@ def global_keep_counts(tensors: Sequence[torch.Tensor], keep: int) -> list[int]:
     return [int(part.sum()) for part in torch.split(mask, sizes)]
 
 
-def global_keeps(
-    weights: Mapping[str, torch.Tensor], selections: Mapping[str, Selection], device: str | None = None
-) -> dict[str, int]:
-    """κ per tensor for the rules that prune with scope=global: one magnitude ranking over all of a rule's
-    tensors decides how many each keeps. Used by direct compression, retraining and each LC C step."""
+def global_groups(
+    selections: Mapping[str, Selection], numel: Mapping[str, int]
+) -> list[tuple[list[str], int]]:
+    """The tensors of each rule that prunes with scope=global, with the κ they share (SpecError when κ is
+    more than their weights). The in-memory and the streaming rankings both start here."""
     groups: dict[int, list[str]] = {}
     for name, sel in selections.items():
         step = sel.rule.step("prune")
         if isinstance(step, PruneStep) and step.scope is Scope.global_:
             groups.setdefault(sel.index, []).append(name)
-    keeps: dict[str, int] = {}
+    shared: list[tuple[list[str], int]] = []
     for names in groups.values():
         sel = selections[names[0]]
         step = sel.rule.step("prune")
         assert isinstance(step, PruneStep)
-        total = sum(weights[n].numel() for n in names)
+        total = sum(numel[n] for n in names)
         keep = keep_count(step, total)
         if keep > total:
             raise SpecError(
                 f"{sel.label}: keep={keep} is larger than the {total} weights of its {len(names)} tensors"
             )
+        shared.append((names, keep))
+    return shared
+
+
+def global_keeps(
+    weights: Mapping[str, torch.Tensor], selections: Mapping[str, Selection], device: str | None = None
+) -> dict[str, int]:
+    """κ per tensor for the rules that prune with scope=global: one magnitude ranking over all of a rule's
+    tensors decides how many each keeps. Used by direct compression, retraining and each LC C step."""
+    keeps: dict[str, int] = {}
+    numel = {name: weights[name].numel() for name in selections}
+    for names, keep in global_groups(selections, numel):
         tensors = [weights[n] if device is None else weights[n].to(device) for n in names]
         keeps.update(zip(names, global_keep_counts(tensors, keep), strict=True))
     return keeps

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from compression_core.errors import InputError, SpecError
-from compression_core.methods.prune.apply import keep_count, magnitudes_of
-from compression_core.methods.prune.spec import PruneStep, Scope
+from compression_core.errors import InputError
+from compression_core.methods.prune.apply import global_groups, magnitudes_of
 
 _BUCKETS = 1 << 16
 
@@ -110,21 +109,7 @@ def streaming_global_keeps(
     """Like `methods.prune.apply.global_keeps`, from tensor sizes (`infos`: name -> numel, in reading
     order), a loader and an ordered map (the caller's pool), for every rule that prunes with scope=global.
     Registered as the prune step's `shared_streaming`; `selections` are `select.Selection`s."""
-    groups: dict[int, list[str]] = {}
-    for name, sel in selections.items():
-        step = sel.rule.step("prune")
-        if isinstance(step, PruneStep) and step.scope is Scope.global_:
-            groups.setdefault(sel.index, []).append(name)
     keeps: dict[str, int] = {}
-    for names in groups.values():
-        sel = selections[names[0]]
-        step = sel.rule.step("prune")
-        assert isinstance(step, PruneStep)
-        total = sum(infos[n] for n in names)
-        keep = keep_count(step, total)
-        if keep > total:
-            raise SpecError(
-                f"{sel.label}: keep={keep} is larger than the {total} weights of its {len(names)} tensors"
-            )
+    for names, keep in global_groups(selections, infos):
         keeps.update(split_global_keep(names, keep, load, map_fn))
     return keeps
