@@ -75,6 +75,11 @@ SEED = {  # mix: (description, example spec, seed ratio, seed test error %)
     "b": ("pruned convs (104, 2505) + k=2 linears", "prune-conv-quantize-linear", 26.4, 0.51),
 }
 SEED_REFERENCE_ERROR = 0.59
+TARGET_ROWS = {  # the issue's targets: mix (a) >= 37.7x, mix (b) >= 26.4x, three-type >= 48x
+    ("6", "P104 P2505 L2.5e-09 L2.5e-09"),
+    ("1", "P104 P2505 Q2 Q2"),
+    ("7", "P104 P2505 L2e-09 Q2"),
+}
 SEED_STEPS, SEED_EPOCHS = 30, 10
 
 
@@ -122,6 +127,20 @@ def shortened(spec: Spec, steps: int, epochs: int) -> Spec:
     return spec.model_copy(update={"lc": new})
 
 
+def l_step_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
+    """`--lr` and `--batch-size` replace the L step's first learning rate and batch size."""
+    assert spec.lc is not None
+    update: dict[str, Any] = {}
+    if args.lr is not None:
+        update["lr"] = args.lr
+    if args.batch_size is not None:
+        update["batch_size"] = args.batch_size
+    if not update:
+        return spec
+    l_step = spec.lc.l_step.model_copy(update=update)
+    return spec.model_copy(update={"lc": spec.lc.model_copy(update={"l_step": l_step})})
+
+
 def _err(ev: dict[str, Any] | None) -> str:
     if ev is None:
         return "-"
@@ -150,10 +169,9 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     spec = load_spec(ROOT / "compression_core" / "examples" / f"lc-lenet5-mnist5k-{example}.json")
     spec = shortened(adjusted(spec, args.alpha, args.mu_scale), args.steps, args.epochs)
     assert spec.lc is not None
-    if args.lr is not None:
-        l_step = spec.lc.l_step.model_copy(update={"lr": args.lr})
-        spec = spec.model_copy(update={"lc": spec.lc.model_copy(update={"l_step": l_step})})
-        title += f" [L-step lr {args.lr:g}, seed: 0.2]"
+    spec = l_step_overrides(spec, args)
+    if args.lr is not None or args.batch_size is not None:
+        title += f" [L-step lr {args.lr or 0.2:g} (seed: 0.2), batch {args.batch_size or 256}]"
     if args.alpha is not None or args.mu_scale != 1.0:
         alphas = [r.lowrank.alpha for r in spec.rules if r.lowrank is not None]
         title += f" [NOT the seed's settings: mu x{args.mu_scale:g}, low-rank alpha {alphas or '-'}]"
@@ -222,10 +240,7 @@ def run_row(
         {**spec.model_dump(mode="json", exclude_none=True), "rules": rules_of(row), "data": {"upload": True}}
     )
     spec = shortened(adjusted(spec, None, args.mu_scale), args.steps, args.epochs)
-    assert spec.lc is not None
-    if args.lr is not None:
-        l_step = spec.lc.l_step.model_copy(update={"lr": args.lr})
-        spec = spec.model_copy(update={"lc": spec.lc.model_copy(update={"l_step": l_step})})
+    spec = l_step_overrides(spec, args)
     started = time.perf_counter()
     try:
         metrics = compress_file(model_path, spec, out, data_path=data_path)
@@ -334,7 +349,9 @@ def run_tables(args: argparse.Namespace) -> int:
         print(f"\ndata: {describe(splits)}")
         ref = cached_reference("lenet5", splits, args.reference_epochs, args.cache_dir)
         rows = [r for r in ROWS if r.table in args.tables]
-        if args.rows_per_table:
+        if args.targets:
+            rows = [r for r in ROWS if (r.table, r.label) in TARGET_ROWS]
+        elif args.rows_per_table:
             rows = [r for t in args.tables for r in [x for x in rows if x.table == t][: args.rows_per_table]]
         results = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -349,6 +366,8 @@ def run_tables(args: argparse.Namespace) -> int:
                     flush=True,
                 )
         schedule = f"LC {args.steps} steps x {args.epochs} L-step epochs (seed: 30 x 10)"
+        if args.mu_scale != 1.0 or args.lr is not None or args.batch_size is not None:
+            schedule += f", mu x{args.mu_scale:g}, lr {args.lr or 0.2:g}, batch {args.batch_size or 256}"
         print_tables(results, data, schedule)
         png = args.plot_dir / f"seed001-lc-{data}.png"
         plot(results, png, f"seed 001 schemes on {data} ({schedule})")
@@ -370,6 +389,10 @@ def main() -> int:
         "--mu-scale", type=float, default=1.0, help="multiply mu0 and alpha (same ranks, stronger pull)"
     )
     parser.add_argument("--lr", type=float, help="override the L step's first learning rate (seed: 0.2)")
+    parser.add_argument("--batch-size", type=int, help="override the L step's batch size (example: 256)")
+    parser.add_argument(
+        "--targets", action="store_true", help="with --tables: only the three rows the issue sets targets for"
+    )
     parser.add_argument("--reference-epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a shared CPU)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "mcs-reproduce-lc")
