@@ -268,10 +268,18 @@ def _save(
             "model": model.state_dict(),
             "prior": prior.state_dict(),  # means, log_precisions, rhos (the mixing logits)
             "optimizer": moments,
-            "rng": {"batches": generator.get_state(), "torch": torch.get_rng_state()},
+            "rng": _rng_states(generator),
         },
         {"optimizer": optimizer_rest, "history": json.dumps([h.to_dict() for h in history])},
     )
+
+
+def _rng_states(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The batch order's generator and torch's global RNGs (dropout draws from them)."""
+    states = {"batches": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
 
 
 def _restore(
@@ -287,4 +295,6 @@ def _restore(
     load_optimizer_state(optimizer, saved.groups.get("optimizer", {}), saved.meta["optimizer"])
     generator.set_state(saved.groups["rng"]["batches"])
     torch.set_rng_state(saved.groups["rng"]["torch"])
+    if "cuda" in saved.groups["rng"] and torch.cuda.is_available():  # dropout on the GPU draws from it
+        torch.cuda.set_rng_state(saved.groups["rng"]["cuda"])
     return [SWSEpochStats(**h) for h in json.loads(saved.meta["history"])]
