@@ -39,7 +39,9 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
         job.progress(
             "sws",
             lo + (hi - lo) * 0.9 * (epoch - 1) / config.epochs,
-            f"SWS resuming at epoch {epoch}/{config.epochs} from the job's checkpoint",
+            f"SWS resuming at epoch {epoch}/{config.epochs} from the job's checkpoint"
+            if epoch <= config.epochs
+            else f"SWS: all {config.epochs} epochs were done before the restart (job's checkpoint)",
         )
 
     def on_epoch(stats: SWSEpochStats) -> None:

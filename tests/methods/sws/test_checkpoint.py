@@ -134,6 +134,18 @@ def test_sws_job_stopped_after_some_epochs_resumes_at_the_next_epoch(reference_s
     assert metrics["sws"]["resumed_at_epoch"] == 3
     assert [h["epoch"] for h in metrics["sws"]["history"]] == [1, 2, 3, 4]
 
+    done = []  # a restart after the last epoch (while quantizing or encoding): no epoch runs again
+    finished = compress_file(
+        model_path, spec, tmp_path / "attempt3", progress=done.append, checkpoint_dir=tmp_path / "job"
+    )
+    assert [p.message for p in done if p.stage == "sws"] == [
+        "SWS: all 4 epochs were done before the restart (job's checkpoint)"
+    ]
+    assert (
+        finished["sws"]["resumed_at_epoch"] == 5 and finished["sws"]["nonzero"] == metrics["sws"]["nonzero"]
+    )
+    assert finished["evaluation"]["after"]["error"] == metrics["evaluation"]["after"]["error"]
+
     other = parse_spec(json.dumps({"model": MLP, "data": {"builtin": "digits"}, "sws": {**sws, "tau": 0.5}}))
-    fresh = compress_file(model_path, other, tmp_path / "attempt3", checkpoint_dir=tmp_path / "job")
+    fresh = compress_file(model_path, other, tmp_path / "attempt4", checkpoint_dir=tmp_path / "job")
     assert fresh["sws"]["resumed_at_epoch"] is None  # another spec: the checkpoint is not its own
