@@ -161,7 +161,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             inputs={
                 r: root / inputs[r] for r in upload_roles() if r not in ("model", "data") and r in inputs
             },
-            checkpoint_dir=root / "checkpoint",  # the job's folder: a later attempt resumes LC from it
+            checkpoint_dir=root / "checkpoint",  # the job's folder: a later attempt resumes LC / SWS from it
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
         if parent_id is None:  # a trial's report is its search's (the table and the plot)

@@ -144,7 +144,7 @@ def compress_file(
     """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics.
 
     `inputs` are the extra files the spec's methods take, by upload role (`teacher_path` is `teacher`).
-    `checkpoint_dir` (the job's folder, which outlives one worker's attempt): long runs (LC) save their
+    `checkpoint_dir` (the job's folder, which outlives one worker's attempt): long runs (LC, SWS) save their
     state there after every finished step and resume from it.
 
     Data-free specs stream, one tensor at a time on `workers` threads (`compression_core/streaming/`,
@@ -208,7 +208,7 @@ def compress_file(
             should_cancel=should_cancel,
             span=(_LOAD_END, _COMPRESS_END),
         )
-        data_job.checkpoint_dir = checkpoint_dir  # seeds: resumable LC
+        data_job.checkpoint_dir = checkpoint_dir  # seeds: resumable LC and SWS
         compress: CompressFn = functools.partial(compress_state_dict, device=device)
         # --- deploy (issue 12), 1 of 2: physical structured pruning before the methods train ------------
         if spec.model is not None:

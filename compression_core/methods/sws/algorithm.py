@@ -5,16 +5,24 @@ the one training loop with the prior as penalty); `run.py` wires it into the pip
 becomes a prune + codebook record: the positions of its non-zero weights, a codebook of the (merged)
 component means it uses and one index per kept weight, so the `.bin` format and the metrics apply unchanged.
 Weights taken by the zero component are exact zeros.
+
+With `checkpoint_dir` (the job's folder) the state after every finished epoch goes to
+`sws-checkpoint.safetensors` there (compression_core/training/checkpoint.py): the model's state dict, the
+mixture's parameters (means, log-precisions, mixing logits), Adam's moments and step counts, the batch
+generator's and torch's RNG states and the history. A run that finds a checkpoint of the same spec and
+weights continues at the next epoch and draws the same mini-batches an uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,11 +36,27 @@ from compression_core.methods.sws.spec import SWSSpec
 from compression_core.records import TensorRecord
 from compression_core.select import matches
 from compression_core.spec.base import Selector
+from compression_core.training.checkpoint import (
+    RunCheckpoint,
+    SavedRun,
+    fingerprint,
+    load_optimizer_state,
+    optimizer_state,
+)
 from compression_core.training.loop import loader_batches, run_epoch
 
-__all__ = ["SWSEpochStats", "SWSResult", "quantize_to_mixture", "run_sws", "sws_tensor_names"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "SWSEpochStats",
+    "SWSResult",
+    "quantize_to_mixture",
+    "run_sws",
+    "sws_tensor_names",
+]
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "sws-checkpoint.safetensors"
 
 
 @dataclass
@@ -57,6 +81,7 @@ class SWSResult:
     mixture: Mixture  # after merging
     learned: Mixture  # as trained, before merging
     summary: dict[str, Any] = field(default_factory=dict)
+    resumed_at: int | None = None  # the first epoch this call ran, when it resumed from a checkpoint
 
 
 def sws_tensor_names(state_dict: Mapping[str, torch.Tensor], spec: SWSSpec) -> list[str]:
@@ -104,11 +129,16 @@ def run_sws(
     device: str | torch.device = "cpu",
     on_epoch: Callable[[SWSEpochStats], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_key: str | None = None,
+    on_resume: Callable[[int], None] | None = None,
 ) -> SWSResult:
     """Retrain `model` (trained, in place) with the mixture prior and quantize the selected tensors.
 
     On return the model holds the quantized weights on the selected tensors and the retrained values of
-    everything else (biases, ...).
+    everything else (biases, ...). With `checkpoint_dir` the state after every finished epoch is saved
+    there, and a run that finds a checkpoint of the same `checkpoint_key` (the whole job spec; this SWS
+    spec when None) and starting weights resumes at the epoch after it, calling `on_resume(epoch)` first.
     """
     device = torch.device(device)
     model.to(device)
@@ -133,11 +163,24 @@ def run_sws(
         ]
     )
     scale = spec.tau / len(train_set)
-    batches = loader_batches(
-        train_set, spec.batch_size, torch.Generator().manual_seed(spec.seed), device=device
-    )
+    generator = torch.Generator().manual_seed(spec.seed)  # the batch order; saved with each checkpoint
+    batches = loader_batches(train_set, spec.batch_size, generator, device=device)
     history: list[SWSEpochStats] = []
-    for epoch in range(1, spec.epochs + 1):
+    checkpoint: RunCheckpoint | None = None
+    first = 1
+    if checkpoint_dir is not None:
+        key = checkpoint_key if checkpoint_key is not None else spec.model_dump_json()
+        checkpoint = RunCheckpoint(
+            checkpoint_dir, CHECKPOINT_NAME, fingerprint(key, model.state_dict()), what="SWS"
+        )
+        saved = checkpoint.load()
+        if saved is not None and 1 <= saved.step <= spec.epochs:
+            history = _restore(saved, model, prior, optimizer, generator)
+            first = saved.step + 1
+            log.info("SWS: resuming at epoch %d of %d from %s", first, spec.epochs, checkpoint_dir)
+            if on_resume is not None:
+                on_resume(first)
+    for epoch in range(first, spec.epochs + 1):
         started = time.perf_counter()
         totals = run_epoch(
             model,
@@ -171,6 +214,8 @@ def run_sws(
             stats.test_error,
         )
         history.append(stats)
+        if checkpoint is not None:
+            _save(checkpoint, epoch, model, prior, optimizer, generator, history)
         if on_epoch is not None:
             on_epoch(stats)
 
@@ -197,4 +242,59 @@ def run_sws(
         "sigmas": [math.exp(-0.5 * g) for g in mixture.log_precisions.tolist()],
         "pis": [math.exp(p) for p in mixture.log_pis.tolist()],
     }
-    return SWSResult(records=records, history=history, mixture=mixture, learned=learned, summary=summary)
+    return SWSResult(
+        records=records,
+        history=history,
+        mixture=mixture,
+        learned=learned,
+        summary=summary,
+        resumed_at=first if first > 1 else None,
+    )
+
+
+def _save(
+    checkpoint: RunCheckpoint,
+    epoch: int,
+    model: nn.Module,
+    prior: MixturePrior,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    history: list[SWSEpochStats],
+) -> None:
+    moments, optimizer_rest = optimizer_state(optimizer)
+    checkpoint.save(
+        epoch,
+        {
+            "model": model.state_dict(),
+            "prior": prior.state_dict(),  # means, log_precisions, rhos (the mixing logits)
+            "optimizer": moments,
+            "rng": _rng_states(generator),
+        },
+        {"optimizer": optimizer_rest, "history": json.dumps([h.to_dict() for h in history])},
+    )
+
+
+def _rng_states(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The batch order's generator and torch's global RNGs (dropout draws from them)."""
+    states = {"batches": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def _restore(
+    saved: SavedRun,
+    model: nn.Module,
+    prior: MixturePrior,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> list[SWSEpochStats]:
+    """Put the state after epoch `saved.step` back in place; the history up to it."""
+    model.load_state_dict(saved.groups["model"])
+    prior.load_state_dict(saved.groups["prior"])
+    load_optimizer_state(optimizer, saved.groups.get("optimizer", {}), saved.meta["optimizer"])
+    generator.set_state(saved.groups["rng"]["batches"])
+    torch.set_rng_state(saved.groups["rng"]["torch"])
+    if "cuda" in saved.groups["rng"] and torch.cuda.is_available():  # dropout on the GPU draws from it
+        torch.cuda.set_rng_state(saved.groups["rng"]["cuda"])
+    return [SWSEpochStats(**h) for h in json.loads(saved.meta["history"])]

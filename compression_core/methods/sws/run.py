@@ -5,7 +5,8 @@ records and evaluates the decoded `.bin`, exactly as for direct compression.
 
 metrics.json gains an `sws` section: the configuration, the learned and merged mixture, sparsity, the
 number of components left and one entry per epoch (cross-entropy, prior term, error before quantizing, on the
-section's `split`: the validation split).
+section's `split`: the validation split). With the job's `checkpoint_dir` the run resumes after a worker
+restart at the epoch after the last finished one (`resumed_at_epoch`; algorithm.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
     job.progress("evaluate", lo, "before compression")
     job.evaluate_before()
 
+    def on_resume(epoch: int) -> None:
+        job.progress(
+            "sws",
+            lo + (hi - lo) * 0.9 * (epoch - 1) / config.epochs,
+            f"SWS resuming at epoch {epoch}/{config.epochs} from the job's checkpoint"
+            if epoch <= config.epochs
+            else f"SWS: all {config.epochs} epochs were done before the restart (job's checkpoint)",
+        )
+
     def on_epoch(stats: SWSEpochStats) -> None:
         err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
         job.progress(
@@ -50,6 +60,9 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
         device=job.device,
         on_epoch=on_epoch,
         should_cancel=job.should_cancel,
+        checkpoint_dir=job.checkpoint_dir,
+        checkpoint_key=spec.model_dump_json(),  # rules, method settings, model and data
+        on_resume=on_resume,
     )
     state = {k: v.detach().cpu() for k, v in job.model.state_dict().items()}
     rest = {name: state[name] for name in job.original if name not in names}
@@ -67,6 +80,7 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
             {
                 "config": config.model_dump(mode="json"),
                 **result.summary,
+                "resumed_at_epoch": result.resumed_at,
                 "learned": {
                     "means": result.learned.means.tolist(),
                     "sigmas": torch.from_numpy(-0.5 * result.learned.log_precisions).exp().tolist(),
