@@ -350,7 +350,7 @@ def run_tables(args: argparse.Namespace) -> int:
         ref = cached_reference("lenet5", splits, args.reference_epochs, args.cache_dir)
         rows = [r for r in ROWS if r.table in args.tables]
         if args.targets:
-            rows = [r for r in ROWS if (r.table, r.label) in TARGET_ROWS]
+            rows = [r for r in rows if (r.table, r.label) in TARGET_ROWS]
         elif args.rows_per_table:
             rows = [r for t in args.tables for r in [x for x in rows if x.table == t][: args.rows_per_table]]
         results = []
