@@ -78,6 +78,8 @@ from pathlib import Path
 from compression_core.spec import parse_spec
 mode, model, out, workers = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 spec = parse_spec(sys.argv[5])
+with open('/proc/self/status') as s:  # the interpreter + torch + this package, before any tensor
+    base = next(int(l.split()[1]) * 1024 for l in s if l.startswith('VmRSS'))
 start = time.perf_counter()
 if mode == "stream":
     from compression_core.streaming.pipeline import compress_stream
@@ -98,6 +100,9 @@ else:  # the in-memory path data-free jobs took before streaming: load all, comp
     bin_bytes = len(encoded.data)
     ratio = metrics["totals"]["original_bits"] / (8 * bin_bytes)
 seconds = time.perf_counter() - start
+import resource
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime  # whole process: robust to other load on the machine, unlike wall
 exact = None
 if mode == "stream" and len(sys.argv) > 6:
     from safetensors import safe_open
@@ -108,7 +113,8 @@ if mode == "stream" and len(sys.argv) > 6:
         with safe_open(str(out / index[record.name]), "pt") as handle:
             exact = exact and torch.equal(handle.get_tensor(record.name), record.reconstruct())
         del record
-print(json.dumps({"seconds": seconds, "ratio": ratio, "exact": exact, "bin": bin_bytes}))
+result = {"seconds": seconds, "cpu": cpu, "base": base, "ratio": ratio, "exact": exact}
+print(json.dumps({**result, "bin": bin_bytes}))
 """
 
 
@@ -258,14 +264,17 @@ def model_point(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | model GB | workers | peak RSS GB | wall s | s per GB | ratio | exact |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | model GB | workers | peak RSS GiB | of it before compressing | wall s | s per GB | CPU s "
+        "| ratio | exact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gb = r["bytes"] / 1e9
         lines.append(
-            f"| {r['what']} | {gb:.2f} | {r['workers']} | {r['peak'] / 2**30:.2f} | {r['seconds']:.1f} | "
-            f"{r['seconds'] / gb:.0f} | {r['ratio']:.1f}x | {'-' if r['exact'] is None else r['exact']} |"
+            f"| {r['what']} | {gb:.2f} | {r['workers']} | {r['peak'] / 2**30:.2f} | "
+            f"{r['base'] / 2**30:.2f} | "
+            f"{r['seconds']:.1f} | {r['seconds'] / gb:.0f} | {r['cpu']:.1f} | {r['ratio']:.1f}x | "
+            f"{'-' if r['exact'] is None else r['exact']} |"
         )
     return "\n".join(lines)
 
@@ -323,7 +332,11 @@ def main() -> None:
     for name in [m for m in args.models.split(",") if m]:
         rows += model_point(name, args)
         print(table(rows[-4:]), flush=True)
-    text = f"load average at start {load[0]:.1f} on {os.cpu_count()} cores\n\n" + table(rows)
+    end = os.getloadavg()
+    text = (
+        f"load average {load[0]:.1f} at start, {end[0]:.1f} at the end, on {os.cpu_count()} cores\n\n"
+        + table(rows)
+    )
     print("\n" + text)
     (args.out / "streaming.md").write_text(text + "\n")
     (args.out / "streaming.json").write_text(json.dumps(rows, indent=1))

@@ -95,14 +95,19 @@ class _Job:
             record = compress_tensor(
                 name, tensor, sel.rule, label=sel.label, keep=self.keeps.get(name), device=self.device
             )
-        metrics = tensor_metrics(name, tensor, record, sel.label if sel else None)
-        del tensor
+        release_free_memory()  # the step's temporaries, before encoding allocates its own
         # timings vary run to run: they go to metrics.json, never into model.bin
-        record = replace(record, stats={k: v for k, v in record.stats.items() if k != "seconds"})
-        encoded = encode_entry(record)
-        del record
+        encoded = encode_entry(
+            replace(record, stats={k: v for k, v in record.stats.items() if k != "seconds"})
+        )
+        release_free_memory()
+        # one dense copy, rebuilt from the entry's own bytes, serves the metrics and the dense output
+        decoded = decode_entry(encoded).reconstruct()
+        metrics = tensor_metrics(name, tensor, record, sel.label if sel else None, reconstructed=decoded)
+        del tensor, record
         if self.dense is not None:
-            self.dense.write(name, decode_entry(encoded).reconstruct())
+            self.dense.write(name, decoded)
+        del decoded
         release_free_memory()
         return _Done(encoded, metrics)
 
