@@ -3,16 +3,19 @@
 Part 1 (`--sizes`, GB): synthetic transformer-shaped checkpoints (bf16 4096x4096 and 4096x11008 /
 11008x4096 matrices, the shapes of a 7B model's attention and MLP, plus fp32 norms) in 3 shards in the
 Hugging Face layout, compressed with prune 90% (one global ranking) + k=16 + Huffman by
-`compress_stream`. Each run is a fresh subprocess; peak RSS is the kernel's (`ru_maxrss` of the child,
-file-backed pages included). The baseline is the in-memory pipeline (`compress_file` on the same tensors
-merged into one file), run up to `--baseline-up-to` GB. After each streaming run the `.bin` is decoded
-record by record and compared bit for bit with the written shards (`exact`).
+`compress_stream`. Each run is a fresh subprocess; peak RSS is the kernel's: the child's VmHWM from
+/proc/self/status at its end (file-backed pages included, the decode check below too), "before
+compressing" its VmRSS after the imports (Python + torch + this package), CPU s its user + system time
+(imports included; unlike wall time, not stretched by other load on the machine). The baseline is the
+in-memory pipeline (`compress_file` on the same tensors merged into one file), run up to
+`--baseline-up-to` GB. After each streaming run the `.bin` is decoded record by record and compared bit
+for bit with the written shards (`exact`).
 
 Part 2 (`--models`): ResNet-50 and Wide-ResNet-101-2 (torchvision, random init) with the shipped example
 `resnet-prune90-k16`, streaming with 1 and 2 workers in the same run, beside the in-memory pipeline.
 
-    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 0.1,0.5 --out /tmp/bench-streaming
-    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 6 --models "" --workers 2
+    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 6,2,0.5,0.1 --workers 2   # docs/streaming.md
+    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 0.5,2 --workers 1 --baseline-up-to 0 --models ""
 
 Writes a markdown table (stdout and `<out>/streaming.md`) and a plot (`<out>/streaming.png`). Needs about
 2.2x the largest size free on the disk of `--out` (input + dense output); everything is removed after each
