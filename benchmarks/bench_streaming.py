@@ -292,12 +292,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for what in dict.fromkeys(r["what"] for r in rows if r["what"] == "streaming"):
         for workers in sorted({r["workers"] for r in rows if r["what"] == what}):
             pts = sorted(
-                (r["bytes"] / 1e9, r["peak"] / 2**30, r["seconds"])
+                (r["bytes"] / 1e9, r["peak"] / 2**30, r["seconds"], r["cpu"])
                 for r in rows
                 if r["what"] == what and r["workers"] == workers
             )
             mem.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{what}, {workers} workers")
-            wall.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=f"{what}, {workers} workers")
+            wall.plot(
+                [p[0] for p in pts], [p[2] for p in pts], "o-", label=f"{what}, {workers} workers: wall"
+            )
+            wall.plot([p[0] for p in pts], [p[3] for p in pts], "o:", label=f"{what}, {workers} workers: CPU")
     base = sorted(
         (r["bytes"] / 1e9, r["peak"] / 2**30, r["seconds"])
         for r in rows
@@ -307,7 +310,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         mem.plot([p[0] for p in base], [p[1] for p in base], "s--", label="in-memory (baseline)")
         wall.plot([p[0] for p in base], [p[2] for p in base], "s--", label="in-memory (baseline)")
     mem.set(xlabel="model size (GB)", ylabel="peak RSS (GiB)", title="memory")
-    wall.set(xlabel="model size (GB)", ylabel="wall time (s)", title="time")
+    wall.set(xlabel="model size (GB)", ylabel="seconds", title="time (wall, and CPU: load-independent)")
     mem.legend(fontsize=7)
     wall.legend(fontsize=7)
     fig.tight_layout()
