@@ -72,8 +72,9 @@ def _finite_or_fail(name: str, tensor: torch.Tensor) -> None:
 GROUP_ENTRIES = 1 << 22  # consecutive small tensors handled as one pool task, up to this many entries
 
 
-def tensor_groups(infos: list[TensorInfo], limit: int = GROUP_ENTRIES) -> list[list[TensorInfo]]:
+def tensor_groups(infos: list[TensorInfo], limit: int | None = None) -> list[list[TensorInfo]]:
     """Consecutive runs of tensors of at most `limit` entries in all (a larger tensor alone), in order."""
+    limit = limit or GROUP_ENTRIES
     groups: list[list[TensorInfo]] = []
     size = 0
     for info in infos:
