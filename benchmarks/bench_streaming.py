@@ -3,16 +3,19 @@
 Part 1 (`--sizes`, GB): synthetic transformer-shaped checkpoints (bf16 4096x4096 and 4096x11008 /
 11008x4096 matrices, the shapes of a 7B model's attention and MLP, plus fp32 norms) in 3 shards in the
 Hugging Face layout, compressed with prune 90% (one global ranking) + k=16 + Huffman by
-`compress_stream`. Each run is a fresh subprocess; peak RSS is the kernel's (`ru_maxrss` of the child,
-file-backed pages included). The baseline is the in-memory pipeline (`compress_file` on the same tensors
-merged into one file), run up to `--baseline-up-to` GB. After each streaming run the `.bin` is decoded
-record by record and compared bit for bit with the written shards (`exact`).
+`compress_stream`. Each run is a fresh subprocess; peak RSS is the kernel's: the child's VmHWM from
+/proc/self/status at its end (file-backed pages included, the decode check below too), "before
+compressing" its VmRSS after the imports (Python + torch + this package), CPU s its user + system time
+(imports included; unlike wall time, not stretched by other load on the machine). The baseline is the
+in-memory pipeline (`compress_file` on the same tensors merged into one file), run up to
+`--baseline-up-to` GB. After each streaming run the `.bin` is decoded record by record and compared bit
+for bit with the written shards (`exact`).
 
 Part 2 (`--models`): ResNet-50 and Wide-ResNet-101-2 (torchvision, random init) with the shipped example
 `resnet-prune90-k16`, streaming with 1 and 2 workers in the same run, beside the in-memory pipeline.
 
-    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 0.1,0.5 --out /tmp/bench-streaming
-    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 6 --models "" --workers 2
+    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 6,2,0.5,0.1 --workers 2   # docs/streaming.md
+    PYTHONPATH=. python benchmarks/bench_streaming.py --sizes 0.5,2 --workers 1 --baseline-up-to 0 --models ""
 
 Writes a markdown table (stdout and `<out>/streaming.md`) and a plot (`<out>/streaming.png`). Needs about
 2.2x the largest size free on the disk of `--out` (input + dense output); everything is removed after each
@@ -78,6 +81,8 @@ from pathlib import Path
 from compression_core.spec import parse_spec
 mode, model, out, workers = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 spec = parse_spec(sys.argv[5])
+with open('/proc/self/status') as s:  # the interpreter + torch + this package, before any tensor
+    base = next(int(l.split()[1]) * 1024 for l in s if l.startswith('VmRSS'))
 start = time.perf_counter()
 if mode == "stream":
     from compression_core.streaming.pipeline import compress_stream
@@ -98,6 +103,9 @@ else:  # the in-memory path data-free jobs took before streaming: load all, comp
     bin_bytes = len(encoded.data)
     ratio = metrics["totals"]["original_bits"] / (8 * bin_bytes)
 seconds = time.perf_counter() - start
+import resource
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime  # whole process: robust to other load on the machine, unlike wall
 exact = None
 if mode == "stream" and len(sys.argv) > 6:
     from safetensors import safe_open
@@ -108,7 +116,8 @@ if mode == "stream" and len(sys.argv) > 6:
         with safe_open(str(out / index[record.name]), "pt") as handle:
             exact = exact and torch.equal(handle.get_tensor(record.name), record.reconstruct())
         del record
-print(json.dumps({"seconds": seconds, "ratio": ratio, "exact": exact, "bin": bin_bytes}))
+result = {"seconds": seconds, "cpu": cpu, "base": base, "ratio": ratio, "exact": exact}
+print(json.dumps({**result, "bin": bin_bytes}))
 """
 
 
@@ -258,14 +267,17 @@ def model_point(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | model GB | workers | peak RSS GB | wall s | s per GB | ratio | exact |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | model GB | workers | peak RSS GiB | of it before compressing | wall s | s per GB | CPU s "
+        "| ratio | exact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gb = r["bytes"] / 1e9
         lines.append(
-            f"| {r['what']} | {gb:.2f} | {r['workers']} | {r['peak'] / 2**30:.2f} | {r['seconds']:.1f} | "
-            f"{r['seconds'] / gb:.0f} | {r['ratio']:.1f}x | {'-' if r['exact'] is None else r['exact']} |"
+            f"| {r['what']} | {gb:.2f} | {r['workers']} | {r['peak'] / 2**30:.2f} | "
+            f"{r['base'] / 2**30:.2f} | "
+            f"{r['seconds']:.1f} | {r['seconds'] / gb:.0f} | {r['cpu']:.1f} | {r['ratio']:.1f}x | "
+            f"{'-' if r['exact'] is None else r['exact']} |"
         )
     return "\n".join(lines)
 
@@ -280,12 +292,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for what in dict.fromkeys(r["what"] for r in rows if r["what"] == "streaming"):
         for workers in sorted({r["workers"] for r in rows if r["what"] == what}):
             pts = sorted(
-                (r["bytes"] / 1e9, r["peak"] / 2**30, r["seconds"])
+                (r["bytes"] / 1e9, r["peak"] / 2**30, r["seconds"], r["cpu"])
                 for r in rows
                 if r["what"] == what and r["workers"] == workers
             )
             mem.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{what}, {workers} workers")
-            wall.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=f"{what}, {workers} workers")
+            wall.plot(
+                [p[0] for p in pts], [p[2] for p in pts], "o-", label=f"{what}, {workers} workers: wall"
+            )
+            wall.plot([p[0] for p in pts], [p[3] for p in pts], "o:", label=f"{what}, {workers} workers: CPU")
     base = sorted(
         (r["bytes"] / 1e9, r["peak"] / 2**30, r["seconds"])
         for r in rows
@@ -295,7 +310,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         mem.plot([p[0] for p in base], [p[1] for p in base], "s--", label="in-memory (baseline)")
         wall.plot([p[0] for p in base], [p[2] for p in base], "s--", label="in-memory (baseline)")
     mem.set(xlabel="model size (GB)", ylabel="peak RSS (GiB)", title="memory")
-    wall.set(xlabel="model size (GB)", ylabel="wall time (s)", title="time")
+    wall.set(xlabel="model size (GB)", ylabel="seconds", title="time (wall, and CPU: load-independent)")
     mem.legend(fontsize=7)
     wall.legend(fontsize=7)
     fig.tight_layout()
@@ -323,7 +338,11 @@ def main() -> None:
     for name in [m for m in args.models.split(",") if m]:
         rows += model_point(name, args)
         print(table(rows[-4:]), flush=True)
-    text = f"load average at start {load[0]:.1f} on {os.cpu_count()} cores\n\n" + table(rows)
+    end = os.getloadavg()
+    text = (
+        f"load average {load[0]:.1f} at start, {end[0]:.1f} at the end, on {os.cpu_count()} cores\n\n"
+        + table(rows)
+    )
     print("\n" + text)
     (args.out / "streaming.md").write_text(text + "\n")
     (args.out / "streaming.json").write_text(json.dumps(rows, indent=1))

@@ -124,20 +124,30 @@ def lc_counts(name: str, original: torch.Tensor, record: TensorRecord) -> dict[s
     return result
 
 
-def _norm(tensor: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(tensor.detach().reshape(-1)))
+_CHUNK = 1 << 20  # elements per step of the norms: a few MiB of float temporaries, not 3 copies of the tensor
+
+
+def _wide(tensor: torch.Tensor, double: bool) -> torch.Tensor:
+    return tensor.double() if double else tensor.float()
+
+
+def norm_and_error(original: torch.Tensor, reconstructed: torch.Tensor) -> tuple[float, float]:
+    """(||W||_F, ||W - W'||_F / ||W||_F), summed chunk by chunk in float32 (float64 if either is)."""
+    a, b = original.detach().reshape(-1), reconstructed.detach().reshape(-1)
+    double = original.dtype == torch.float64 or reconstructed.dtype == torch.float64
+    norm_sq = diff_sq = 0.0
+    for start in range(0, a.numel(), _CHUNK):
+        x, y = _wide(a[start : start + _CHUNK], double), _wide(b[start : start + _CHUNK], double)
+        norm_sq += float(torch.linalg.vector_norm(x)) ** 2
+        diff_sq += float(torch.linalg.vector_norm(x - y)) ** 2
+    norm, diff = math.sqrt(norm_sq), math.sqrt(diff_sq)
+    if norm == 0.0:
+        return norm, 0.0 if diff == 0.0 else math.inf
+    return norm, diff / norm
 
 
 def relative_error(original: torch.Tensor, reconstructed: torch.Tensor) -> float:
-    if original.dtype == torch.float64 or reconstructed.dtype == torch.float64:
-        a, b = original.double(), reconstructed.double()
-    else:
-        a, b = original.float(), reconstructed.float()
-    norm = _norm(a)
-    diff = _norm(a - b)
-    if norm == 0.0:
-        return 0.0 if diff == 0.0 else math.inf
-    return diff / norm
+    return norm_and_error(original, reconstructed)[1]
 
 
 def record_summary(record: TensorRecord) -> dict[str, Any]:
@@ -158,17 +168,24 @@ def record_summary(record: TensorRecord) -> dict[str, Any]:
 
 
 def tensor_metrics(
-    name: str, original: torch.Tensor, record: TensorRecord, rule: str | None
+    name: str,
+    original: torch.Tensor,
+    record: TensorRecord,
+    rule: str | None,
+    reconstructed: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Everything metrics.json says about one tensor before encoding."""
-    reconstructed = record.reconstruct()
+    """Everything metrics.json says about one tensor before encoding (`reconstructed`: the record's dense
+    tensor when the caller already has it, e.g. decoded from its bytes)."""
+    if reconstructed is None:
+        reconstructed = record.reconstruct()
+    norm, error = norm_and_error(original, reconstructed)
     entry = record_summary(record)
     entry.update(
         name=name,
         rule=rule,
         nonzeros=int(torch.count_nonzero(reconstructed)),
-        rel_error=relative_error(original, reconstructed),
-        norm=_norm(original.double() if original.dtype == torch.float64 else original.float()),
+        rel_error=error,
+        norm=norm,
         lc=lc_counts(name, original, record),
         stats=_jsonable(record.stats),
     )

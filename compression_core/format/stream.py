@@ -13,7 +13,7 @@ import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,22 @@ def encode_entry(record: TensorRecord) -> EncodedEntry:
 
 def decode_entry(encoded: EncodedEntry) -> TensorRecord:
     """The record a reader gets back from `encoded`: what the dense outputs are rebuilt from."""
-    streams, batch = _Streams(memoryview(encoded.data)), _Batch()
-    record = _record(encoded.entry, streams, batch, 0)
-    streams.finish()
+    return decode_entries([encoded])[0]
+
+
+def decode_entries(encoded: Sequence[EncodedEntry]) -> list[TensorRecord]:
+    """`decode_entry` of each, with all their Huffman streams decoded in one lockstep pass (the decoder's
+    cost is per pass, not per symbol: many small tensors decoded one by one pay it many times)."""
+    batch = _Batch()
+    records = []
+    for item in encoded:
+        streams = _Streams(memoryview(item.data))
+        records.append(_record(item.entry, streams, batch, 0))
+        streams.finish()
     batch.run()
-    check_record(record)
-    return record
+    for record in records:
+        check_record(record)
+    return records
 
 
 class StreamWriter:

@@ -16,8 +16,8 @@ from compression_core.job.pipeline import compress_state_dict
 from compression_core.methods.prune.apply import global_keeps
 from compression_core.select import select_tensors
 from compression_core.spec import Spec, parse_spec
-from compression_core.streaming.pipeline import compress_stream
-from compression_core.streaming.source import open_source, read_safetensors_header
+from compression_core.streaming.pipeline import compress_stream, tensor_groups
+from compression_core.streaming.source import TensorInfo, open_source, read_safetensors_header
 from tests.streaming.conftest import INDEX, transformer_like
 
 SPARSITY = 0.8
@@ -143,3 +143,12 @@ def test_data_aware_specs_are_not_streamed(tmp_path: Path) -> None:
     spec = parse_spec(json.dumps({"model": {"arch": "lenet300"}, "rules": []}))
     with pytest.raises(CompressionError, match="data-free"):
         compress_stream(tmp_path / "x.safetensors", spec, tmp_path / "out")
+
+
+def test_small_tensors_are_grouped_in_order_and_large_ones_go_alone() -> None:
+    """Pool tasks are runs of consecutive tensors (their entries decoded in one pass), never reordered."""
+    sizes = [3, 4, 2, 20, 1, 1, 9, 5]
+    infos = [TensorInfo(f"t{i}", (n,), torch.float32, "m.safetensors") for i, n in enumerate(sizes)]
+    groups = tensor_groups(infos, limit=10)
+    assert [info for group in groups for info in group] == infos
+    assert [[i.numel for i in g] for g in groups] == [[3, 4, 2], [20], [1, 1], [9], [5]]

@@ -23,6 +23,7 @@ from compression_core.errors import InputError
 from compression_core.methods.prune.apply import global_groups, magnitudes_of
 
 _BUCKETS = 1 << 16
+_CHUNK = 1 << 20  # entries histogrammed at once: bincount widens its input to int64 (8 bytes per entry)
 
 Loader = Callable[[str], torch.Tensor]
 MapFn = Callable[[Callable[[str], Any], Iterable[str]], Iterator[Any]]
@@ -45,6 +46,12 @@ def _bf16_abs_bits(tensor: torch.Tensor, name: str) -> np.ndarray:
     return bits
 
 
+def _chunks(tensor: torch.Tensor) -> Iterator[torch.Tensor]:
+    flat = tensor.reshape(-1)
+    for start in range(0, flat.numel(), _CHUNK):
+        yield flat[start : start + _CHUNK]
+
+
 @dataclass(frozen=True)
 class _Fine:
     above: int  # entries whose high 16 bits are above the bucket
@@ -62,10 +69,13 @@ def split_global_keep(names: list[str], keep: int, load: Loader, map_fn: MapFn) 
     """κ per tensor for one global-pruning group, equal to `global_keep_counts` on the tensors in order."""
 
     def coarse(name: str) -> np.ndarray:
-        tensor = load(name)
-        if tensor.dtype == torch.bfloat16:
-            return np.bincount(_bf16_abs_bits(tensor, name), minlength=_BUCKETS)
-        return np.bincount(_bits(tensor, name) >> 16, minlength=_BUCKETS)
+        tensor, counts = load(name), np.zeros(_BUCKETS, dtype=np.int64)
+        for chunk in _chunks(tensor):
+            if tensor.dtype == torch.bfloat16:
+                counts += np.bincount(_bf16_abs_bits(chunk, name), minlength=_BUCKETS)
+            else:
+                counts += np.bincount(_bits(chunk, name) >> 16, minlength=_BUCKETS)
+        return counts
 
     counts = np.zeros(_BUCKETS, dtype=np.int64)
     for histogram in map_fn(coarse, names):
@@ -73,17 +83,19 @@ def split_global_keep(names: list[str], keep: int, load: Loader, map_fn: MapFn) 
     bucket, _ = _kth_from_top(counts, keep)
 
     def fine(name: str) -> _Fine:
-        tensor = load(name)
-        if tensor.dtype == torch.bfloat16:
-            high = _bf16_abs_bits(tensor, name)
-            inside = int(np.count_nonzero(high == bucket))
-            return _Fine(int(np.count_nonzero(high > bucket)), {0: inside} if inside else {})
-        bits = _bits(tensor, name)
-        high = bits >> 16
-        low = np.bincount(bits[high == bucket] & 0xFFFF, minlength=_BUCKETS)
+        tensor, above = load(name), 0
+        low = np.zeros(_BUCKETS, dtype=np.int64)
+        for chunk in _chunks(tensor):
+            if tensor.dtype == torch.bfloat16:  # the low 16 bits are zero
+                high = _bf16_abs_bits(chunk, name)
+                low[0] += int(np.count_nonzero(high == bucket))
+            else:
+                bits = _bits(chunk, name)
+                high = bits >> 16
+                low += np.bincount(bits[high == bucket] & 0xFFFF, minlength=_BUCKETS)
+            above += int(np.count_nonzero(high > bucket))
         nonzero = np.flatnonzero(low)
-        counts = dict(zip(nonzero.tolist(), low[nonzero].tolist(), strict=True))
-        return _Fine(int(np.count_nonzero(high > bucket)), counts)
+        return _Fine(above, dict(zip(nonzero.tolist(), low[nonzero].tolist(), strict=True)))
 
     parts: list[_Fine] = list(map_fn(fine, names))
     low_counts = np.zeros(_BUCKETS, dtype=np.int64)

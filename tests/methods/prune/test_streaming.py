@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from compression_core.errors import InputError
+from compression_core.methods.prune import streaming as prune_streaming
 from compression_core.methods.prune.apply import global_keep_counts
 from compression_core.methods.prune.streaming import split_global_keep
 from compression_core.streaming.pool import OrderedPool
@@ -26,6 +27,20 @@ def test_equals_global_ranking_on_random_tensors(seed: int) -> None:
         expected = global_keep_counts(list(tensors.values()), keep)
         assert _split(tensors, keep) == expected
         assert sum(expected) == keep
+
+
+def test_histograms_taken_in_chunks_give_the_same_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The passes histogram each tensor in chunks (bounded temporaries); chunk edges change nothing."""
+    generator = torch.Generator().manual_seed(9)
+    tensors = {
+        "f": torch.randint(-5, 6, (301,), generator=generator).float() / 3,  # many ties
+        "b": torch.randn(17, 19, generator=generator).bfloat16(),
+        "g": torch.randn(250, generator=generator),
+    }
+    total = sum(t.numel() for t in tensors.values())
+    monkeypatch.setattr(prune_streaming, "_CHUNK", 7)
+    for keep in range(1, total + 1, 11):
+        assert _split(tensors, keep, workers=2) == global_keep_counts(list(tensors.values()), keep)
 
 
 def test_ties_across_tensors_are_taken_in_order() -> None:
