@@ -176,7 +176,8 @@ def main() -> None:
                     f"{100 * metrics['sws']['sparsity']:.1f}%, {took:.0f} s",
                     flush=True,
                 )
-            print(f"sws: {json.dumps({**DEFAULT_SWS, **args.sws})}")
+            settings = {k: v for k, v in {**DEFAULT_SWS, **args.sws}.items() if k != "tau"}
+            print(f"sws (tau from --taus): {json.dumps(settings)}")
             report(arch, data_name, runs, ref_val_error, args.within)
     print(f"\ntotal wall time {time.perf_counter() - total:.0f} s (shared, loaded 2-core CPU)")
 
