@@ -9,11 +9,15 @@ Here, per data set (`mnist-5k`, `fashion-mnist`) and family, with ONE schedule f
 - the original (`lenet5`, `vgg-small`) trained alone: it is also the teacher;
 - the Fire-module student (`squeezenet-lenet5` with LeNet-5's fc1/fc2 head, the same with SqueezeNet's
   1x1-conv + average-pool head (family `lenet-squeeze-head`), `squeezenet-vgg`; see
-  compression_core/models/squeeze.py) trained alone;
+  compression_core/models/squeeze.py) trained alone; family `torchvision`: torchvision's SqueezeNet 1.1
+  with a gray stem (`squeezenet1_1-mnist`, 726,474 parameters = 2.9 MB, the size of seed 002's squeezed
+  VGG) as the student of `vgg-small`;
 - the same student distilled from that original (methods/distill: alpha·T²·KL + (1-alpha)·CE),
   for every (T, alpha) of the grid.
-Every choice (the epoch each run keeps, and T/alpha) is made on the validation split; the test split is only
-reported, with its sample count. Model size: float32 bytes of the state dict.
+Families that share an original train it once per data set (same seed and schedule, so the same weights).
+The teacher passed to KD is the original's best-validation epoch, in eval mode; the KD loss carries the T²
+factor (see methods/distill). Every choice (the epoch each run keeps, and T/alpha) is made on the validation
+split; the test split is only reported, with its sample count. Model size: float32 bytes of the state dict.
 
     PYTHONPATH=. python benchmarks/reproduce_students.py [--data mnist-5k fashion-mnist]
         [--families lenet vgg] [--epochs 3 --train-limit 2000 --grid 4:0.9 2:0.5]
@@ -55,11 +59,13 @@ FAMILIES: dict[str, tuple[ModelSpecDict, ModelSpecDict]] = {  # original, Fire-m
     "lenet": ({"arch": "lenet5"}, {"arch": "squeezenet-lenet5"}),
     "lenet-squeeze-head": ({"arch": "lenet5"}, SQUEEZE_HEAD),
     "vgg": ({"arch": "vgg-small"}, {"arch": "squeezenet-vgg"}),
+    "torchvision": ({"arch": "vgg-small"}, {"arch": "squeezenet1_1-mnist"}),
 }
 SEED_002 = {  # family: (original size, accuracy %), (squeezed size, accuracy %) on MNIST
     "lenet": (("269 KB", 99.07), ("72 KB", 98.42)),
     "lenet-squeeze-head": (("269 KB", 99.07), ("72 KB", 98.42)),
     "vgg": (("79 MB", 97.85), ("2.9 MB", 99.6)),
+    "torchvision": (("79 MB", 97.85), ("2.9 MB", 99.6)),
 }
 SEED_004 = {"teacher": (9_416_010, 85.5), "student": (1_575_690, 79.7), "student + KD": (1_575_690, 81.4)}
 
@@ -130,15 +136,23 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
 
 
+_TEACHERS: dict[tuple[str, int, str], tuple[nn.Module, float, int, float]] = {}
+
+
 def family_runs(family: str, splits: DataSplits, args: argparse.Namespace) -> list[Run]:
     original, student = FAMILIES[family]
     config = RetrainConfig(
         epochs=args.epochs, optimizer="adam", lr=args.lr, batch_size=args.batch_size, gamma=1.0, seed=0
     )
-    teacher, err, ep, secs = _train_best(original, splits, config, None, (0, 0))
+    key = (splits.name, len(splits.train), _label(original))
+    if key not in _TEACHERS:  # families sharing an original train it once (same seed, same schedule)
+        _TEACHERS[key] = _train_best(original, splits, config, None, (0, 0))
+    teacher, err, ep, secs = _TEACHERS[key]
     runs = [_run(f"{_label(original)} (original, teacher)", teacher, err, ep, secs, splits)]
+    print(f"  {runs[0].label}: validation error {100 * err:.2f}% (epoch {ep}), {secs:.0f} s")
     alone, err, ep, secs = _train_best(student, splits, config, None, (0, 0))
     runs.append(_run(f"{_label(student)} alone", alone, err, ep, secs, splits))
+    print(f"  {runs[1].label}: validation error {100 * err:.2f}% (epoch {ep}), {secs:.0f} s")
     teacher.eval()
     candidates = []
     for temperature, alpha in args.grid:
@@ -201,7 +215,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist-5k", "fashion-mnist"])
     parser.add_argument(
-        "--families", nargs="+", default=["lenet", "lenet-squeeze-head", "vgg"], choices=sorted(FAMILIES)
+        "--families",
+        nargs="+",
+        default=["lenet", "lenet-squeeze-head", "vgg", "torchvision"],
+        choices=sorted(FAMILIES),
     )
     parser.add_argument("--epochs", type=int, default=3, help="one schedule for all runs (seed 002: 20)")
     parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")

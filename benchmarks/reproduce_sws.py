@@ -34,6 +34,12 @@ start) leave the zero component wide when training stops, so it takes 99.9% of t
 quantized net is at chance (8.6%) although the retrained one is at 92-93%; tau 0.05 or 1e-3 with that start
 did the same; no Gamma hyperprior on the non-zero components let them widen (σ ≈ 0.14), same failure.
 
+On all 3,600 mnist-5k digits, 2 December 2026 (`--sws '{"epochs": 20}' --taus 1e-2 3e-2 --within 1.5`,
+1,140 Adam steps per tau, docs/reproductions.md): LeNet-300-100 96.2% sparsity at 92.3% -> 90.3% (tau 1e-2;
+3e-2: 98.6% at +5 points on validation); LeNet-5 with 8 epochs 98.5% at 95.9% -> 89.7%. Not met: one step
+costs 0.44 s of a core with the prior over LeNet-300-100's 266,200 weights (3.3 ms without), so the long
+schedule the method needs did not fit; the loss is in the quantization (retrained nets are within a point).
+
 A full run: no `--train-limit`, `--ref-epochs 20`, `--sws '{"epochs": 100}'` (the tutorial's ~7,000 Adam
 steps are ~15 epochs of fashion-mnist's 54,000 images at batch 64... the paper ran far longer) and a τ grid of
 3-5 values: hours per architecture on this CPU; minutes on a GPU.
@@ -59,6 +65,7 @@ from helpers.bench_data import bench_data, cached_reference, describe  # noqa: E
 from compression_core.data import load_upload  # noqa: E402
 from compression_core.evaluate import evaluate  # noqa: E402
 from compression_core.format.reader import decode_state_dict  # noqa: E402
+from compression_core.io import load_state_dict  # noqa: E402
 from compression_core.models import build_model, load_into  # noqa: E402
 from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import parse_spec  # noqa: E402
@@ -73,6 +80,9 @@ SELECT = {"lenet300": "fc*.weight", "lenet5": "*.weight"}
 def _acc(ev: dict) -> str:
     right = round(ev["top1"] * ev["samples"])
     return f"{100 * ev['top1']:.2f}% ({right}/{ev['samples']})"
+
+
+Run = tuple[float, dict, float, float]  # tau, metrics, validation error of the decoded .bin, seconds
 
 
 def run_tau(arch: str, ref: Path, data_path: Path, sws: dict, out: Path) -> tuple[dict, float, float]:
@@ -91,13 +101,30 @@ def run_tau(arch: str, ref: Path, data_path: Path, sws: dict, out: Path) -> tupl
     return metrics, evaluate(model, splits.validation, timing=False).error, took
 
 
-def report(arch: str, data_name: str, runs: list[tuple[float, dict, float, float]]) -> None:
-    tau, metrics, val_error, took = min(runs, key=lambda r: r[2])  # τ chosen on validation only
+def choose(runs: list[Run], ref_val_error: float, within: float | None) -> tuple[Run, str]:
+    """The τ to report, on validation only: with `within` (points), the sparsest run whose decoded
+    validation error is at most the reference's + `within` (the target's form); else, or when none
+    qualifies, the lowest decoded validation error."""
+    if within is not None:
+        ok = [r for r in runs if r[2] <= ref_val_error + within / 100 + 1e-9]
+        if ok:
+            best = max(ok, key=lambda r: r[1]["sws"]["sparsity"])
+            return best, f"sparsest within {within:g} points of the reference's validation error"
+    rule = "lowest validation error" + ("" if within is None else f" (none within {within:g} points)")
+    return min(runs, key=lambda r: r[2]), rule
+
+
+def report(arch: str, data_name: str, runs: list[Run], ref_val_error: float, within: float | None) -> None:
+    (tau, metrics, val_error, took), rule = choose(runs, ref_val_error, within)
     ev, s, totals = metrics["evaluation"], metrics["sws"], metrics["totals"]
     source, before, after, sparsity, ratio = SEED[arch]
+    listing = ", ".join(
+        f"{r[0]:g} ({100 * r[2]:.2f}% at {100 * r[1]['sws']['sparsity']:.1f}% sparsity, {r[3]:.0f} s)"
+        for r in runs
+    )
     print(
-        f"\n== {arch} on {data_name}: tau {tau:g} chosen on validation among "
-        f"{', '.join(f'{r[0]:g} ({100 * r[2]:.2f}%)' for r in runs)}; {took:.0f} s for this run =="
+        f"\n== {arch} on {data_name}: tau {tau:g} chosen on validation ({rule}; reference "
+        f"{100 * ref_val_error:.2f}%) among {listing} =="
     )
     print(f"{'':34}{source:>30}{'here (test split)':>30}")
     print(f"{'accuracy before':34}{before:>29.2f}%{_acc(ev['before']):>30}")
@@ -125,6 +152,12 @@ def main() -> None:
     parser.add_argument("--taus", nargs="+", type=float, default=[5e-3], help="chosen among on validation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded CPU)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mcs-reproduce")
+    parser.add_argument(
+        "--within",
+        type=float,
+        default=None,
+        help="choose the sparsest tau within this many points of the reference's validation error",
+    )
     parser.add_argument("--sws", type=json.loads, default={}, help="overrides of the sws field, as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,14 +168,23 @@ def main() -> None:
         print(f"\ndata: {describe(splits)}")
         for arch in args.archs:
             ref = cached_reference(arch, splits, args.ref_epochs, args.cache)
+            assert splits.validation is not None
+            reference = load_into(build_model({"arch": arch}), load_state_dict(ref))
+            ref_val_error = evaluate(reference, splits.validation, timing=False).error
             runs = []
             for tau in args.taus:
                 sws = {**DEFAULT_SWS, **args.sws, "tau": tau}
                 with tempfile.TemporaryDirectory() as out:
                     metrics, val_error, took = run_tau(arch, ref, data_path, sws, Path(out))
                 runs.append((tau, metrics, val_error, took))
-            print(f"sws: {json.dumps({**DEFAULT_SWS, **args.sws})}")
-            report(arch, data_name, runs)
+                print(
+                    f"  tau {tau:g}: decoded validation error {100 * val_error:.2f}%, sparsity "
+                    f"{100 * metrics['sws']['sparsity']:.1f}%, {took:.0f} s",
+                    flush=True,
+                )
+            settings = {k: v for k, v in {**DEFAULT_SWS, **args.sws}.items() if k != "tau"}
+            print(f"sws (tau from --taus): {json.dumps(settings)}")
+            report(arch, data_name, runs, ref_val_error, args.within)
     print(f"\ntotal wall time {time.perf_counter() - total:.0f} s (shared, loaded 2-core CPU)")
 
 
