@@ -10,9 +10,9 @@ import torch
 from compression_core.errors import Cancelled
 from compression_core.methods.lc.algorithm import run_lc
 from compression_core.methods.lc.checkpoint import CHECKPOINT_NAME
-from compression_core.models import build_model
 from compression_core.spec import parse_spec
 
+from ..resume import fresh_model, killed_after
 from .conftest import MLP
 
 RULES = [
@@ -37,30 +37,11 @@ def _spec(steps=5, **lc):
     )
 
 
-def _model(state):
-    model = build_model(MLP)
-    model.load_state_dict(state)
-    return model
-
-
-def _killed_after(steps_done: int):
-    """should_cancel that stops the run before LC step `steps_done + 1` (as a worker restart would)."""
-    seen: list[int] = []
-
-    def on_step(stats) -> None:
-        seen.append(stats.step)
-
-    def should_cancel() -> bool:
-        return bool(seen) and seen[-1] >= steps_done
-
-    return on_step, should_cancel, seen
-
-
 def test_killed_lc_run_resumes_at_the_next_step(reference_state, digits, tmp_path):
-    on_step, should_cancel, seen = _killed_after(3)
+    on_step, should_cancel, seen = killed_after(3, "step")
     with pytest.raises(Cancelled):
         run_lc(
-            _model(reference_state),
+            fresh_model(MLP, reference_state),
             _spec(),
             digits.train,
             eval_set=digits.validation,
@@ -72,7 +53,7 @@ def test_killed_lc_run_resumes_at_the_next_step(reference_state, digits, tmp_pat
 
     resumed_steps: list[int] = []
     resumed = run_lc(
-        _model(reference_state),  # a new worker: the uploaded weights again
+        fresh_model(MLP, reference_state),  # a new worker: the uploaded weights again
         _spec(),
         digits.train,
         eval_set=digits.validation,
@@ -82,7 +63,7 @@ def test_killed_lc_run_resumes_at_the_next_step(reference_state, digits, tmp_pat
     assert resumed.resumed_at == 4 and resumed_steps == [4, 5]
     assert [h.step for h in resumed.history] == [0, 1, 2, 3, 4, 5]  # the earlier steps' history kept
 
-    straight = run_lc(_model(reference_state), _spec(), digits.train, eval_set=digits.validation)
+    straight = run_lc(fresh_model(MLP, reference_state), _spec(), digits.train, eval_set=digits.validation)
     assert straight.resumed_at is None
     for name, record in straight.records.items():  # the same result as a run that was never stopped
         assert torch.allclose(record.reconstruct(), resumed.records[name].reconstruct(), atol=1e-5), name
@@ -90,17 +71,20 @@ def test_killed_lc_run_resumes_at_the_next_step(reference_state, digits, tmp_pat
 
 
 def test_checkpoint_of_another_spec_or_upload_is_ignored(reference_state, digits, tmp_path):
-    on_step, should_cancel, _ = _killed_after(2)
+    on_step, should_cancel, _ = killed_after(2, "step")
     with pytest.raises(Cancelled):
         run_lc(
-            _model(reference_state),
+            fresh_model(MLP, reference_state),
             _spec(),
             digits.train,
             on_step=on_step,
             should_cancel=should_cancel,
             checkpoint_dir=tmp_path,
         )
-    other = run_lc(_model(reference_state), _spec(mu0=2e-3), digits.train, checkpoint_dir=tmp_path)
+    other = run_lc(fresh_model(MLP, reference_state), _spec(mu0=2e-3), digits.train, checkpoint_dir=tmp_path)
     assert other.resumed_at is None and [h.step for h in other.history] == [0, 1, 2, 3, 4, 5]
     changed = {k: v + 0.01 for k, v in reference_state.items()}
-    assert run_lc(_model(changed), _spec(mu0=2e-3), digits.train, checkpoint_dir=tmp_path).resumed_at is None
+    assert (
+        run_lc(fresh_model(MLP, changed), _spec(mu0=2e-3), digits.train, checkpoint_dir=tmp_path).resumed_at
+        is None
+    )

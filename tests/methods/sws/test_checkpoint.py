@@ -12,10 +12,10 @@ from safetensors.torch import save_file
 from compression_core.errors import Cancelled
 from compression_core.methods.sws.algorithm import CHECKPOINT_NAME, run_sws
 from compression_core.methods.sws.spec import SWSSpec
-from compression_core.models import build_model
 from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 
+from ..resume import fresh_model, killed_after
 from .conftest import MLP, SWS
 
 EPOCHS = 4
@@ -25,30 +25,11 @@ def _spec(**extra) -> SWSSpec:
     return SWSSpec(**{**SWS, "epochs": EPOCHS, "select": "fc*.weight", **extra})
 
 
-def _model(state):
-    model = build_model(MLP)
-    model.load_state_dict(state)
-    return model
-
-
-def _killed_after(epochs_done: int):
-    """should_cancel that stops the run before epoch `epochs_done + 1` (as a worker restart would)."""
-    seen: list[int] = []
-
-    def on_epoch(stats) -> None:
-        seen.append(stats.epoch)
-
-    def should_cancel() -> bool:
-        return bool(seen) and seen[-1] >= epochs_done
-
-    return on_epoch, should_cancel, seen
-
-
 def test_killed_sws_run_resumes_at_the_next_epoch(reference_state, digits, tmp_path):
-    on_epoch, should_cancel, seen = _killed_after(2)
+    on_epoch, should_cancel, seen = killed_after(2, "epoch")
     with pytest.raises(Cancelled):
         run_sws(
-            _model(reference_state),
+            fresh_model(MLP, reference_state),
             _spec(),
             digits.train,
             eval_set=digits.validation,
@@ -61,7 +42,7 @@ def test_killed_sws_run_resumes_at_the_next_epoch(reference_state, digits, tmp_p
     resumed_epochs: list[int] = []
     starts: list[int] = []
     resumed = run_sws(
-        _model(reference_state),  # a new worker: the uploaded weights again
+        fresh_model(MLP, reference_state),  # a new worker: the uploaded weights again
         _spec(),
         digits.train,
         eval_set=digits.validation,
@@ -72,7 +53,7 @@ def test_killed_sws_run_resumes_at_the_next_epoch(reference_state, digits, tmp_p
     assert resumed.resumed_at == 3 and starts == [3] and resumed_epochs == [3, 4]
     assert [h.epoch for h in resumed.history] == [1, 2, 3, 4]  # the earlier epochs' history kept
 
-    straight = run_sws(_model(reference_state), _spec(), digits.train, eval_set=digits.validation)
+    straight = run_sws(fresh_model(MLP, reference_state), _spec(), digits.train, eval_set=digits.validation)
     assert straight.resumed_at is None
     # the same run as one never stopped: weights, Adam state, mixture and batch order all came back
     for field in ("means", "log_precisions", "log_pis"):
@@ -86,20 +67,23 @@ def test_killed_sws_run_resumes_at_the_next_epoch(reference_state, digits, tmp_p
 
 
 def test_checkpoint_of_another_spec_or_upload_is_ignored(reference_state, digits, tmp_path):
-    on_epoch, should_cancel, _ = _killed_after(2)
+    on_epoch, should_cancel, _ = killed_after(2, "epoch")
     with pytest.raises(Cancelled):
         run_sws(
-            _model(reference_state),
+            fresh_model(MLP, reference_state),
             _spec(),
             digits.train,
             on_epoch=on_epoch,
             should_cancel=should_cancel,
             checkpoint_dir=tmp_path,
         )
-    other = run_sws(_model(reference_state), _spec(tau=0.5), digits.train, checkpoint_dir=tmp_path)
+    other = run_sws(fresh_model(MLP, reference_state), _spec(tau=0.5), digits.train, checkpoint_dir=tmp_path)
     assert other.resumed_at is None and [h.epoch for h in other.history] == [1, 2, 3, 4]
     changed = {k: v + 0.01 for k, v in reference_state.items()}
-    assert run_sws(_model(changed), _spec(tau=0.5), digits.train, checkpoint_dir=tmp_path).resumed_at is None
+    assert (
+        run_sws(fresh_model(MLP, changed), _spec(tau=0.5), digits.train, checkpoint_dir=tmp_path).resumed_at
+        is None
+    )
 
 
 def test_sws_job_stopped_after_some_epochs_resumes_at_the_next_epoch(reference_state, tmp_path):
