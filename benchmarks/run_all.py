@@ -51,6 +51,7 @@ BENCHMARKS = (
         True,
         "training loop vs a bare PyTorch loop",
     ),
+    Benchmark("bench_sws_prior.py", ("--repeats", "5"), True, "SWS prior step vs PyTorch autograd logsumexp"),
     Benchmark("reproduce_lc.py", (), False, "seed 001: the LC algorithm on LeNet-5, shortened schedule"),
     Benchmark(
         "lc_toolkit_side_by_side.py",
