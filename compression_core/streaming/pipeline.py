@@ -70,15 +70,21 @@ def _finite_or_fail(name: str, tensor: torch.Tensor) -> None:
 
 
 GROUP_ENTRIES = 1 << 22  # consecutive small tensors handled as one pool task, up to this many entries
+# ... and up to this many tensors: a group reports progress and can be cancelled only once it is done, so a
+# long run of small tensors under a slow step (k-means with many iterations) must not become one task
+GROUP_TENSORS = 16
 
 
-def tensor_groups(infos: list[TensorInfo], limit: int | None = None) -> list[list[TensorInfo]]:
-    """Consecutive runs of tensors of at most `limit` entries in all (a larger tensor alone), in order."""
+def tensor_groups(
+    infos: list[TensorInfo], limit: int | None = None, max_tensors: int = GROUP_TENSORS
+) -> list[list[TensorInfo]]:
+    """Consecutive runs of at most `max_tensors` tensors of at most `limit` entries in all (a larger tensor
+    alone), in order."""
     limit = limit or GROUP_ENTRIES
     groups: list[list[TensorInfo]] = []
     size = 0
     for info in infos:
-        if not groups or size + info.numel > limit:
+        if not groups or size + info.numel > limit or len(groups[-1]) >= max_tensors:
             groups.append([])
             size = 0
         groups[-1].append(info)

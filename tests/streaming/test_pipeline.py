@@ -16,7 +16,7 @@ from compression_core.job.pipeline import compress_state_dict
 from compression_core.methods.prune.apply import global_keeps
 from compression_core.select import select_tensors
 from compression_core.spec import Spec, parse_spec
-from compression_core.streaming.pipeline import compress_stream, tensor_groups
+from compression_core.streaming.pipeline import GROUP_TENSORS, compress_stream, tensor_groups
 from compression_core.streaming.source import TensorInfo, open_source, read_safetensors_header
 from tests.streaming.conftest import INDEX, transformer_like
 
@@ -152,3 +152,12 @@ def test_small_tensors_are_grouped_in_order_and_large_ones_go_alone() -> None:
     groups = tensor_groups(infos, limit=10)
     assert [info for group in groups for info in group] == infos
     assert [[i.numel for i in g] for g in groups] == [[3, 4, 2], [20], [1, 1], [9], [5]]
+
+
+def test_a_group_holds_at_most_max_tensors() -> None:
+    """A group reports progress and checks cancellation once it is done: a long run of small tensors is
+    split by count too (200 tensors of 16k entries, 3.3M in all, were one task: no progress, no cancel)."""
+    infos = [TensorInfo(f"t{i}", (128, 128), torch.float32, "m.safetensors") for i in range(200)]
+    groups = tensor_groups(infos)
+    assert [info for group in groups for info in group] == infos
+    assert max(len(g) for g in groups) == GROUP_TENSORS and len(groups) == 13
