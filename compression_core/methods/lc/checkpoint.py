@@ -40,7 +40,6 @@ class LCCheckpoint:
     def __init__(self, directory: str | Path, fingerprint: str):
         self._file = RunCheckpoint(directory, CHECKPOINT_NAME, fingerprint, what="LC")
         self.path = self._file.path
-        self.fingerprint = fingerprint
 
     def save(
         self,
