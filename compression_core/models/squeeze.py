@@ -14,8 +14,11 @@ output channels costs about s·C_in + s·e1 + 9·s·e3 weights instead of k²·C
   net with every convolution but the stem replaced by a Fire module of the same output width (BatchNorm
   inside): the original and its squeezed version.
 - `squeezenet1_1-mnist`: torchvision's SqueezeNet 1.1 (identical modules and state-dict names) with a stem for
-  `in_channels` (default 1) input channels, so it takes 28x28 gray images; `squeezenet1_1` itself is built by
-  name from torchvision (3-channel input) like every torchvision classifier.
+  `in_channels` (default 1) input channels and stride `stem_stride` (default 1), so it takes 28x28 gray
+  images; `squeezenet1_1` itself is built by name from torchvision (3-channel input) like every torchvision
+  classifier. Why stride 1: torchvision's stride-2 stem (made for 224x224) leaves 1x1 maps for the last four
+  Fire modules of a 28x28 image, and the net did not train there (36.6% after 10 epochs on mnist-5k, see
+  docs/reproductions.md); with stride 1 they see 3x3 maps at the same parameter count.
 
 All accept flattened 784-vectors (`mnist-5k`, `fashion-mnist`) as 1x28x28 images, as LeNet-5 does.
 """
@@ -143,14 +146,18 @@ class SqueezeVGG(_SmallVGGBase):
 
 
 class SqueezeNet11Gray(nn.Module):
-    """torchvision's SqueezeNet 1.1 (weights never downloaded) with an `in_channels` stem."""
+    """torchvision's SqueezeNet 1.1 (weights never downloaded) with an `in_channels`, `stem_stride` stem."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5):
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, stem_stride: int = 1
+    ):
         super().__init__()
         from torchvision.models.squeezenet import SqueezeNet
 
+        if stem_stride not in (1, 2):
+            raise ValueError("stem_stride must be 1 (28x28 inputs) or 2 (torchvision's, for large images)")
         net = SqueezeNet("1_1", num_classes=num_classes, dropout=dropout)
-        net.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, stride=2)
+        net.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, stride=stem_stride)
         self.in_channels = in_channels
         self.features, self.classifier = net.features, net.classifier
 
