@@ -10,8 +10,9 @@ Here, per data set (`mnist-5k`, `fashion-mnist`) and family, with ONE schedule f
 - the Fire-module student (`squeezenet-lenet5` with LeNet-5's fc1/fc2 head, the same with SqueezeNet's
   1x1-conv + average-pool head (family `lenet-squeeze-head`), `squeezenet-vgg`; see
   compression_core/models/squeeze.py) trained alone; family `torchvision`: torchvision's SqueezeNet 1.1
-  with a gray stem (`squeezenet1_1-mnist`, 726,474 parameters = 2.9 MB, the size of seed 002's squeezed
-  VGG) as the student of `vgg-small`;
+  with a gray, stride-1 stem (`squeezenet1_1-mnist`, 726,474 parameters = 2.9 MB, the size of seed 002's
+  squeezed VGG) as the student of `vgg-small`; run it with `--lr 5e-4` (at 2e-3 its ReLU'd logits die in
+  the first epoch);
 - the same student distilled from that original (methods/distill: alpha·T²·KL + (1-alpha)·CE),
   for every (T, alpha) of the grid.
 Families that share an original train it once per data set (same seed and schedule, so the same weights).
