@@ -42,6 +42,7 @@ import json
 import math
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -333,7 +334,7 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("LC compression ratio (weights, LC toolkit counting)")
     ax.set_ylabel("test error (%)")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 90), fontsize=10)  # long schedules would run off the figure
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
