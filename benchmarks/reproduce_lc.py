@@ -60,8 +60,8 @@ from compression_core.data import load_builtin, load_upload  # noqa: E402
 from compression_core.errors import CompressionError  # noqa: E402
 from compression_core.evaluate import evaluate  # noqa: E402
 from compression_core.format.reader import decode_state_dict  # noqa: E402
+from compression_core.job.pipeline import compress_file  # noqa: E402
 from compression_core.models import build_model, load_into  # noqa: E402
-from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import Spec, load_spec  # noqa: E402
 from compression_core.train import save_state_dict, train_reference  # noqa: E402
 from compression_core.training.finetune import RetrainConfig  # noqa: E402

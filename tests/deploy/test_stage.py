@@ -17,8 +17,8 @@ from compression_core.deploy.onnx_export import ort_session
 from compression_core.deploy.pruning import count_parameters
 from compression_core.errors import InputError
 from compression_core.format import decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.models import build_model
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 
 RESNET = {"arch": "resnet18", "kwargs": {"num_classes": 10}, "input_shape": [3, 64, 64]}

@@ -9,8 +9,8 @@ import torch
 from compression_core.errors import InputError, SpecError
 from compression_core.evaluate import evaluate
 from compression_core.format import decode_records, decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.models import build_model, load_into
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 from compression_core.train import save_state_dict, train_reference
 from compression_core.training.finetune import RetrainConfig

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from compression_core.io import load_state_dict, save_state_dict
-from compression_core.pipeline import compress_file
+from compression_core.job.pipeline import compress_file
 from compression_core.spec import example_spec
 
 

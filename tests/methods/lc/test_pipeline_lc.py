@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from compression_core.errors import Cancelled
 from compression_core.evaluate import evaluate
 from compression_core.format import decode_records, decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.models import build_model, load_into
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 
 from .conftest import MLP

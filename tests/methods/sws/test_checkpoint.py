@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from compression_core.errors import Cancelled
+from compression_core.job.pipeline import compress_file
 from compression_core.methods.sws.algorithm import CHECKPOINT_NAME, run_sws
 from compression_core.methods.sws.spec import SWSSpec
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 
 from ..resume import fresh_model, killed_after

@@ -10,10 +10,10 @@ from safetensors.torch import save_file
 from compression_core.errors import SpecError
 from compression_core.evaluate import evaluate
 from compression_core.format import decode_records, decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.methods.sws.algorithm import run_sws
 from compression_core.methods.sws.spec import SWSSpec
 from compression_core.models import build_model, load_into
-from compression_core.pipeline import compress_file
 from compression_core.spec import Spec, parse_spec
 
 from .conftest import MLP, SWS
