@@ -57,11 +57,22 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def strict_json(text: str) -> None:
     """Refuse what JSON parsers disagree on: NaN/Infinity (`alpha: Infinity` zeroed the weights) and
-    repeated keys (one parser keeps the first, another the last)."""
+    repeated keys (one parser keeps the first, another the last), and nesting deeper than any spec needs
+    (past ~1,000 levels Python's parser raises RecursionError)."""
+    from compression_core.jsonbound import MAX_SPEC_DEPTH, JSONDepthError, loads_bounded
+
     try:
-        json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+        loads_bounded(
+            text,
+            MAX_SPEC_DEPTH,
+            "the spec",
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_refuse_duplicates,
+        )
     except json.JSONDecodeError:
         return  # not JSON at all: the validation below names it like any other spec error
+    except JSONDepthError as exc:
+        raise InvalidSpec(str(exc), [FieldError(field="spec", message=str(exc))]) from exc
     except ValueError as exc:
         raise InvalidSpec(
             f"the spec is not strict JSON: {exc}", [FieldError(field="spec", message=str(exc))]
