@@ -186,7 +186,11 @@ def _read_bin(path: Path) -> bytes:
 
 def check(
     model: Annotated[
-        Path, typer.Argument(help="state dict: .safetensors or .pth (only names and shapes are read)")
+        Path,
+        typer.Argument(
+            help="state dict: .safetensors or .pth, or a sharded checkpoint (its index or folder); only "
+            "names and shapes are read, after the same metadata checks as an upload"
+        ),
     ],
     spec: Annotated[
         str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")
