@@ -38,7 +38,7 @@ from service.observability import main_method
 from service.schemas import (
     FieldError,
 )
-from service.uploads import StagedUpload, state_dict_roles
+from service.uploads import StagedUpload, byte_limit, state_dict_roles, unpack_tar
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +265,7 @@ def create_job(
                 staged.discard()
                 return first, True
         check_concurrency(session, principal)
+        unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
         check_state_dict(staged.files["model"], "model")
         for role in state_dict_roles():  # the methods' extra inputs (e.g. `teacher`)
             if role != "model" and role in staged.files:
