@@ -49,8 +49,9 @@ def kd_loss(
 def load_teacher(spec: DistillSpec, path: str | Path) -> nn.Module:
     """The teacher: its architecture from the spec, its weights from the upload through the safe loader
     (`.safetensors`, or `.pth` with `weights_only=True`); InputError when they do not fit."""
-    try:
-        return load_into(build_model(spec.teacher), load_state_dict(path))
+    try:  # the weights first: the architecture is sized and fitted to them before it is built
+        weights = load_state_dict(path)
+        return load_into(build_model(spec.teacher, fits=weights), weights)
     except InputError as error:
         raise InputError(f"teacher: {error}") from None
 
