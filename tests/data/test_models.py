@@ -159,16 +159,14 @@ def test_an_architecture_that_fails_on_meta_is_still_sized_before_it_is_built(mo
 
 def test_the_teacher_and_load_model_are_sized_too(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import json
+    from types import SimpleNamespace
 
     import pytest
+    from safetensors.torch import save_file
 
     from compression_core.budget import ENV
     from compression_core.deploy.architecture import load_model
     from compression_core.errors import SpecError
-    from types import SimpleNamespace
-
-    from safetensors.torch import save_file
-
     from compression_core.methods.distill.algorithm import load_teacher
     from compression_core.models import ModelSpec, build_model
     from tests.reliability.memory import peak_mib, reset_peak
