@@ -434,6 +434,11 @@ def resume_searches(session: Session, settings: Settings, dispatcher: Dispatcher
 
 def delete_job(session: Session, settings: Settings, job_id: uuid.UUID, principal: Principal) -> None:
     job = get_job(session, job_id, principal)
+    if job.parent_id is not None:  # its search's rounds and outcome are numbered over its trials
+        raise JobConflict(
+            f"job {job_id} is trial #{job.trial_index} of search {job.parent_id}; a trial is deleted with "
+            "its search (DELETE the search once it has finished)"
+        )
     if job.state not in FINISHED_STATES:
         raise JobConflict(f"job {job_id} is {job.state}; cancel it first, then delete it")
     children = list(session.scalars(select(Job).where(Job.parent_id == job_id)))
