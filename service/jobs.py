@@ -143,6 +143,13 @@ def check_state_dict(path: Path, role: str) -> None:
         raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
 
 
+def check_state_dicts(staged: StagedUpload) -> None:
+    """The model and every method's extra input (e.g. `teacher`), from their metadata."""
+    for role in state_dict_roles():
+        if role in staged.files:
+            check_state_dict(staged.files[role], role)
+
+
 def _check_sharded(index: Path, role: str) -> None:
     """The index and every shard's header, read without the tensors' data (stream, issue 14)."""
     from compression_core.errors import InputError
@@ -252,11 +259,14 @@ def create_job(
             raise InvalidSubmission(
                 "queue must be 'cpu' or 'gpu'", [FieldError(field="queue", message=queue)]
             )
-        spec = parse_spec(_spec_text(staged))
         if "model" not in staged.files:
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
+        tar = staged.files["model"].suffix == ".tar"
+        if not tar:  # the cheap checks first (file metadata), before the spec's (a search's can cost)
+            check_state_dicts(staged)
+        spec = parse_spec(_spec_text(staged))
         stored = {role: d for role, d in staged.digests.items() if role != "spec_file"}
         digest = request_hash(spec, queue, stored)
         if idempotency_key is not None:
@@ -265,11 +275,9 @@ def create_job(
                 staged.discard()
                 return first, True
         check_concurrency(session, principal)
-        unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
-        check_state_dict(staged.files["model"], "model")
-        for role in state_dict_roles():  # the methods' extra inputs (e.g. `teacher`)
-            if role != "model" and role in staged.files:
-                check_state_dict(staged.files[role], role)
+        if tar:
+            unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
+            check_state_dicts(staged)
     except BaseException:
         staged.discard()
         raise

@@ -224,7 +224,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
     from compression_core.io import load_state_dict
     from compression_core.methods.search import sensitivity
     from compression_core.methods.search.planner import plan_next
-    from compression_core.spec import Spec
+    from compression_core.spec import CHECKED_CONTEXT, Spec
     from mcs_common.broker import send_job
     from worker.app import app
 
@@ -237,7 +237,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
             session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.trial_index))
         )
     try:
-        spec = Spec.model_validate(parent.spec)
+        spec = Spec.model_validate(parent.spec, context=CHECKED_CONTEXT)  # its trials were checked at submit
         search = spec.method("search")
         assert search is not None
         if lease.should_stop():
@@ -423,7 +423,7 @@ def _advance_if_round_done(
 
 def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID) -> None:
     """After a trial ends: when no sibling is queued or running, ask for the parent's next round."""
-    from compression_core.spec import Spec
+    from compression_core.spec import CHECKED_CONTEXT, Spec
     from mcs_common.broker import send_advance
     from worker.app import app
 
@@ -439,7 +439,7 @@ def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id
         )
     active = any(child.state not in FINISHED_STATES for child in children)
     try:  # progress while the parent waits: trials done / total, best so far
-        search = Spec.model_validate(spec).method("search")
+        search = Spec.model_validate(spec, context=CHECKED_CONTEXT).method("search")
         fraction, message = _progress(
             search, [child_result(c) for c in children], int(total or len(children))
         )

@@ -163,3 +163,23 @@ def test_the_round_number_comes_from_the_recorded_trials_not_their_count(tmp_pat
     assert worker.search.next_trial_index([]) == 0
     rows = [Job(trial_index=1), Job(trial_index=4)]
     assert worker.search.next_trial_index(rows) == 5
+
+
+def test_the_worker_does_not_check_the_search_again_each_round(
+    settings: Settings, sent: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21, item 4: the parent's spec was checked when it was submitted; a round and a trial's end
+    read it without re-validating every trial (350 s of worker CPU for a large search)."""
+    import compression_core.methods.search.check as check
+
+    def refuse(spec: Any) -> None:
+        raise AssertionError("the search's check ran again in the worker")
+
+    monkeypatch.setattr(check, "check_search", refuse)
+    settings = settings.model_copy(update={"search_slots": 1})
+    factory = _factory(settings)
+    parent = _running_search(settings, factory, {0: "succeeded", 1: "succeeded"})
+    worker.search.child_finished(settings, factory, parent)
+    assert ("advance", str(parent)) in sent
+    assert worker.search.advance(str(parent), settings, factory, first=False) == "waiting"
+    assert _children(factory, parent) == {0: "succeeded", 1: "succeeded", 2: "queued"}
