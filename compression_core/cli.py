@@ -188,7 +188,8 @@ def check(
     model: Annotated[
         Path,
         typer.Argument(
-            help="the model input, as for `mcs compress` (only names and shapes are read)",
+            help="state dict: .safetensors or .pth, or a sharded checkpoint (its index or folder); only "
+            "names and shapes are read, after the same metadata checks as an upload"
         ),
     ],
     spec: Annotated[

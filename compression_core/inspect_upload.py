@@ -16,7 +16,6 @@ worker and the command line refuse the same files with the same `InputError`.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 import warnings
@@ -28,10 +27,12 @@ from typing import Any
 import torch
 
 from compression_core.errors import InputError
+from compression_core.jsonbound import loads_bounded
 
 MAX_TENSORS = 100_000  # a state dict with more tensors than this is not a model we can serve
 MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
 MAX_DIMS = 16
+MAX_HEADER_DEPTH = 8  # a safetensors header nests 3 levels (entry, shape); JSON deeper is refused
 
 # dtypes the pipeline compresses (floats) or carries unchanged (integers, bool)
 SUPPORTED_DTYPES: dict[torch.dtype, str] = {
@@ -149,8 +150,10 @@ def _inspect_safetensors(path: Path, size: int) -> list[TensorMeta]:
                 f"the file has {size})"
             )
         raw = handle.read(length)
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    try:  # entry, its shape: three levels; __metadata__ is flat
+        header = loads_bounded(
+            raw.decode("utf-8"), MAX_HEADER_DEPTH, "the header", object_pairs_hook=_no_duplicates
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{name}: not a readable safetensors file (header: {exc})") from None
     if not isinstance(header, dict):

@@ -60,6 +60,10 @@ class Unavailable(ServiceError):
     status, title, type = 503, "Service unavailable", "urn:mcs:problem:unavailable"
 
 
+class StorageFull(ServiceError):
+    status, title, type = 507, "Insufficient Storage", "urn:mcs:problem:storage-full"
+
+
 class LimitExceeded(ServiceError):
     status, title, type = 429, "Limit reached", "urn:mcs:problem:limit"
 

@@ -38,7 +38,7 @@ from service.observability import main_method
 from service.schemas import (
     FieldError,
 )
-from service.uploads import StagedUpload, state_dict_roles
+from service.uploads import StagedUpload, byte_limit, state_dict_roles, unpack_tar
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,22 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def strict_json(text: str) -> None:
     """Refuse what JSON parsers disagree on: NaN/Infinity (`alpha: Infinity` zeroed the weights) and
-    repeated keys (one parser keeps the first, another the last)."""
+    repeated keys (one parser keeps the first, another the last), and nesting deeper than any spec needs
+    (past ~1,000 levels Python's parser raises RecursionError)."""
+    from compression_core.jsonbound import MAX_SPEC_DEPTH, JSONDepthError, loads_bounded
+
     try:
-        json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+        loads_bounded(
+            text,
+            MAX_SPEC_DEPTH,
+            "the spec",
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_refuse_duplicates,
+        )
     except json.JSONDecodeError:
         return  # not JSON at all: the validation below names it like any other spec error
+    except JSONDepthError as exc:
+        raise InvalidSpec(str(exc), [FieldError(field="spec", message=str(exc))]) from exc
     except ValueError as exc:
         raise InvalidSpec(
             f"the spec is not strict JSON: {exc}", [FieldError(field="spec", message=str(exc))]
@@ -130,6 +141,13 @@ def check_state_dict(path: Path, role: str) -> None:
     except InputError as exc:
         message = str(exc).removeprefix(f"{path.name}: ")
         raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
+
+
+def check_state_dicts(staged: StagedUpload) -> None:
+    """The model and every method's extra input (e.g. `teacher`), from their metadata."""
+    for role in state_dict_roles():
+        if role in staged.files:
+            check_state_dict(staged.files[role], role)
 
 
 def _check_sharded(index: Path, role: str) -> None:
@@ -241,11 +259,14 @@ def create_job(
             raise InvalidSubmission(
                 "queue must be 'cpu' or 'gpu'", [FieldError(field="queue", message=queue)]
             )
-        spec = parse_spec(_spec_text(staged))
         if "model" not in staged.files:
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
+        tar = staged.files["model"].suffix == ".tar"
+        if not tar:  # the cheap checks first (file metadata), before the spec's (a search's can cost)
+            check_state_dicts(staged)
+        spec = parse_spec(_spec_text(staged))
         stored = {role: d for role, d in staged.digests.items() if role != "spec_file"}
         digest = request_hash(spec, queue, stored)
         if idempotency_key is not None:
@@ -254,10 +275,9 @@ def create_job(
                 staged.discard()
                 return first, True
         check_concurrency(session, principal)
-        check_state_dict(staged.files["model"], "model")
-        for role in state_dict_roles():  # the methods' extra inputs (e.g. `teacher`)
-            if role != "model" and role in staged.files:
-                check_state_dict(staged.files[role], role)
+        if tar:
+            unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
+            check_state_dicts(staged)
     except BaseException:
         staged.discard()
         raise
@@ -422,6 +442,11 @@ def resume_searches(session: Session, settings: Settings, dispatcher: Dispatcher
 
 def delete_job(session: Session, settings: Settings, job_id: uuid.UUID, principal: Principal) -> None:
     job = get_job(session, job_id, principal)
+    if job.parent_id is not None:  # its search's rounds and outcome are numbered over its trials
+        raise JobConflict(
+            f"job {job_id} is trial #{job.trial_index} of search {job.parent_id}; a trial is deleted with "
+            "its search (DELETE the search once it has finished)"
+        )
     if job.state not in FINISHED_STATES:
         raise JobConflict(f"job {job_id} is {job.state}; cancel it first, then delete it")
     children = list(session.scalars(select(Job).where(Job.parent_id == job_id)))

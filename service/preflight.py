@@ -13,24 +13,30 @@ from typing import Any
 from service.errors import InvalidSpec, InvalidSubmission, NotAStateDict
 from service.jobs import _spec_text, check_state_dict, parse_spec
 from service.schemas import FieldError
-from service.uploads import StagedUpload
+from service.uploads import StagedUpload, unpack_tar
 
 log = logging.getLogger(__name__)
 
 
-def validate_upload(staged: StagedUpload) -> dict[str, Any]:
-    """The preflight report of a staged upload (consumes `staged`); raises the problems POST /jobs would."""
+def validate_upload(staged: StagedUpload, max_bytes: int, limit_name: str) -> dict[str, Any]:
+    """The preflight report of a staged upload (consumes `staged`); raises the problems POST /jobs would.
+    A tar is extracted (at most `max_bytes`) only after the spec passed."""
     from compression_core.deploy.preflight import preflight, upload_shapes
     from compression_core.errors import InputError, SpecError
-    from compression_core.spec import Spec
+    from compression_core.spec import CHECKED_CONTEXT, Spec
 
     try:
-        spec = Spec.model_validate(parse_spec(_spec_text(staged)))
         if "model" not in staged.files:
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
-        check_state_dict(staged.files["model"], "model")  # metadata checks first (views, dtypes, sizes)
+        tar = staged.files["model"].suffix == ".tar"
+        if not tar:  # the cheap check first: metadata (views, dtypes, sizes), before the spec's checks
+            check_state_dict(staged.files["model"], "model")
+        spec = Spec.model_validate(parse_spec(_spec_text(staged)), context=CHECKED_CONTEXT)
+        if tar:
+            unpack_tar(staged, max_bytes, limit_name)
+            check_state_dict(staged.files["model"], "model")
         try:
             shapes = upload_shapes(staged.files["model"])
         except InputError as exc:

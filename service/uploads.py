@@ -281,15 +281,9 @@ async def stream_upload(
                 await anyio.to_thread.run_sync(receiver.flush)
         parser.finalize()
         model = receiver.staged.files.get("model")
-        if model is not None and model.suffix == ".tar":  # stream (issue 14)
-            from service.model_tar import unpack_model_tar
-
-            roles = await anyio.to_thread.run_sync(
-                unpack_model_tar, model, INDEX_PART, SHARD_PART, MAX_SHARD_PARTS
-            )
-            if any(role.startswith("model/") for role in receiver.staged.files):
-                raise InvalidSubmission("send a sharded model as one tar or as parts, not both")
-            receiver.staged.files.update(roles)
+        tar = model is not None and model.suffix == ".tar"  # stream (issue 14): unpack_tar, after the limits
+        if tar and any(role.startswith("model/") for role in receiver.staged.files):
+            raise InvalidSubmission("send a sharded model as one tar or as parts, not both")
         check_shards(receiver.staged)  # stream (issue 14)
     except FormParserError as exc:
         receiver.close()
@@ -303,12 +297,33 @@ async def stream_upload(
     return receiver.staged
 
 
-def upload_limit(request: Request, settings: Settings, principal: Principal) -> tuple[int, str]:
-    """The byte limit of this request's upload and its name (the deployment's, or the token's when lower);
-    a declared Content-Length over it is refused before a byte is read."""
+def unpack_tar(staged: StagedUpload, max_bytes: int, limit_name: str) -> None:
+    """A `model` sent as one tar becomes its index and shards (stream, issue 14), writing at most
+    `max_bytes`. Called once the caller's limits passed: nothing is extracted for a request refused."""
+    from service.model_tar import unpack_model_tar
+
+    model = staged.files.get("model")
+    if model is None or model.suffix != ".tar":
+        return
+    roles = unpack_model_tar(
+        model, INDEX_PART, SHARD_PART, MAX_SHARD_PARTS, max_bytes=max_bytes, limit_name=limit_name
+    )
+    staged.files.update(roles)
+
+
+def byte_limit(settings: Settings, principal: Principal) -> tuple[int, str]:
+    """The bytes one submission may store and the limit's name: the deployment's, or the token's when
+    lower."""
     limit, name = settings.max_upload_bytes, "MCS_MAX_UPLOAD_BYTES"
     if principal.max_upload_bytes is not None and principal.max_upload_bytes < limit:
         limit, name = principal.max_upload_bytes, f"max_upload_bytes of token {principal.name!r}"
+    return limit, name
+
+
+def upload_limit(request: Request, settings: Settings, principal: Principal) -> tuple[int, str]:
+    """The byte limit of this request's upload and its name (the deployment's, or the token's when lower);
+    a declared Content-Length over it is refused before a byte is read."""
+    limit, name = byte_limit(settings, principal)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the upload ({declared} bytes) is over the limit {name}={limit} bytes")

@@ -105,6 +105,20 @@ def write_report(job_id: str, work: Path, model_path: Path) -> None:
         (work / "report.html").unlink(missing_ok=True)
 
 
+def _read_spec(stored: dict[str, Any]) -> Any:
+    """A job's spec as submitted (its whole-spec checks ran then); a search's trial whose sampled value
+    its search's check did not validate fails with the reason (SpecError), not as an internal error."""
+    from pydantic import ValidationError
+
+    from compression_core.errors import SpecError
+    from compression_core.spec import CHECKED_CONTEXT, Spec, format_validation_error
+
+    try:
+        return Spec.model_validate(stored, context=CHECKED_CONTEXT)
+    except ValidationError as exc:
+        raise SpecError(f"the spec is not valid: {format_validation_error(exc)}") from None
+
+
 def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> str:
     """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
     from compression_core.errors import Cancelled, CompressionError
@@ -112,7 +126,6 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     from compression_core.methods import upload_roles
     from compression_core.methods.search.spec import Holdout
     from compression_core.methods.search.trial import run_trial
-    from compression_core.spec import Spec
 
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lease = take_lease(factory, uuid.UUID(job_id), owner, settings.lease_s, settings.max_attempts)
@@ -129,7 +142,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         with factory() as session:
             job = session.get(Job, uuid.UUID(job_id))
             assert job is not None
-            spec, inputs = Spec.model_validate(job.spec), dict(job.inputs)
+            spec, inputs = _read_spec(job.spec), dict(job.inputs)
             time_limit = job.time_limit_s
             parent_id, trial = job.parent_id, job.trial  # a search's trial (worker/search.py)
         storage.fetch_inputs(settings, job_id, inputs)  # MCS_STORAGE=s3: from the bucket

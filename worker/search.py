@@ -122,11 +122,18 @@ def _link_inputs(settings: Settings, parent: Job, child_id: uuid.UUID) -> None:
     storage.store_inputs(settings, child_id)  # MCS_STORAGE=s3: into the bucket
 
 
+def next_trial_index(children: Sequence[Job]) -> int:
+    """The first index of the next round: after the highest recorded trial (not the count of trials:
+    with a row missing, the count names a trial that exists and the round would collide with it)."""
+    return max((int(c.trial_index) for c in children if c.trial_index is not None), default=-1) + 1
+
+
 def insert_children(
     settings: Settings, factory: sessionmaker[Session], parent: Job, first_index: int, planned: Sequence[Any]
-) -> list[tuple[uuid.UUID, str, int | None]]:
-    """One transaction for the whole round: all children exist or none. A round already inserted by a
-    duplicate continuation answers with the children that are still queued (to send them again)."""
+) -> tuple[bool, list[tuple[uuid.UUID, str, int | None]]]:
+    """One transaction for the whole round: all children exist or none. Returns whether this call
+    inserted them, and the children still queued (a round another continuation inserted first: to send
+    them again)."""
     from compression_core.methods import method_label
 
     search = parent.spec["search"]
@@ -148,12 +155,14 @@ def insert_children(
         )
         _link_inputs(settings, parent, child.id)
         rows.append(child)
+    inserted = True
     with factory() as session:
         session.add_all(rows)
         try:
             session.commit()
         except IntegrityError:
             session.rollback()
+            inserted = False
             for row in rows:
                 storage.remove_job_files(settings, row.id)
             log.info("search %s: round from trial %d already planned", parent.id, first_index)
@@ -163,7 +172,7 @@ def insert_children(
                 Job.parent_id == parent.id, Job.state == JobState.queued
             )
         ).all()
-    return [(row[0], row[1], row[2]) for row in queued]
+    return inserted, [(row[0], row[1], row[2]) for row in queued]
 
 
 def _progress(search: Any, trials: Sequence[Any], total: int) -> tuple[float, str]:
@@ -215,7 +224,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
     from compression_core.io import load_state_dict
     from compression_core.methods.search import sensitivity
     from compression_core.methods.search.planner import plan_next
-    from compression_core.spec import Spec
+    from compression_core.spec import CHECKED_CONTEXT, Spec
     from mcs_common.broker import send_job
     from worker.app import app
 
@@ -228,7 +237,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
             session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.trial_index))
         )
     try:
-        spec = Spec.model_validate(parent.spec)
+        spec = Spec.model_validate(parent.spec, context=CHECKED_CONTEXT)  # its trials were checked at submit
         search = spec.method("search")
         assert search is not None
         if lease.should_stop():
@@ -248,7 +257,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
         slots = free_slots(settings, parent.queue) if search.mode == "budget" else 1  # grid: all at once
         plan = plan_next(search, base, trials, slots, layers)
         if not plan.finished:
-            first_index = len(children)
+            first_index = next_trial_index(children)
             trace.append(
                 {
                     "round": len(trace) + 1,
@@ -256,7 +265,16 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
                     "note": plan.note,
                 }
             )
-            queued = insert_children(settings, factory, parent, first_index, plan.trials)
+            inserted, queued = insert_children(settings, factory, parent, first_index, plan.trials)
+            if not inserted and not queued and not _any_active(factory, parent_id):
+                # nothing of this round will run, so no trial's end would ever advance the search
+                note = f"round {len(trace)} inserted nothing (its trial numbers are taken) and no trial runs"
+                trace[-1] |= {"trials": [], "note": note}
+                log.warning("search %s: %s; ending the search", parent_id, note)
+                try:
+                    return _finish(lease, settings, parent, search, trials, trace, note)
+                except CompressionError as exc:
+                    raise CompressionError(f"search ended: {note}; {exc}") from exc
             for child_id, queue, limit in queued:
                 send_job(app, settings, str(child_id), queue, limit)
             if lease.should_stop():  # cancelled while this round was being inserted
@@ -383,25 +401,29 @@ def _copy_artifact(settings: Settings, job_id: uuid.UUID, record: dict[str, Any]
             out.write(chunk)
 
 
-def _advance_if_round_done(
-    settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID, queue: str
-) -> None:
-    from mcs_common.broker import send_advance
-    from worker.app import app
-
+def _any_active(factory: sessionmaker[Session], parent_id: uuid.UUID) -> bool:
     with factory() as session:
         active = session.scalar(
             select(Job.id)
             .where(Job.parent_id == parent_id, Job.state.in_((JobState.queued, JobState.running)))
             .limit(1)
         )
-    if active is None:
+    return active is not None
+
+
+def _advance_if_round_done(
+    settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID, queue: str
+) -> None:
+    from mcs_common.broker import send_advance
+    from worker.app import app
+
+    if not _any_active(factory, parent_id):
         send_advance(app, settings, str(parent_id), queue)
 
 
 def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID) -> None:
     """After a trial ends: when no sibling is queued or running, ask for the parent's next round."""
-    from compression_core.spec import Spec
+    from compression_core.spec import CHECKED_CONTEXT, Spec
     from mcs_common.broker import send_advance
     from worker.app import app
 
@@ -417,7 +439,7 @@ def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id
         )
     active = any(child.state not in FINISHED_STATES for child in children)
     try:  # progress while the parent waits: trials done / total, best so far
-        search = Spec.model_validate(spec).method("search")
+        search = Spec.model_validate(spec, context=CHECKED_CONTEXT).method("search")
         fraction, message = _progress(
             search, [child_result(c) for c in children], int(total or len(children))
         )

@@ -54,14 +54,21 @@ REQUIRED_KEYS = ("x_train", "y_train")
 OPTIONAL_KEYS = ("x_test", "y_test", "x_val", "y_val")
 
 
-def _npz_members(path: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """Each member's dtype and shape from its .npy header alone (a deflated member of a few bytes can
-    declare gigabytes): object arrays, sample counts and the byte budget are checked before any load."""
-    members = {}
+def _npz_members(path: Path) -> dict[str, tuple[str, np.dtype, tuple[int, ...]]]:
+    """key -> (member name, dtype, shape) from each member's .npy header alone (a deflated member of a few
+    bytes can declare gigabytes): object arrays, sample counts and the byte budget are checked before any
+    load. A key given twice (`x_train` beside `x_train.npy`, or a repeated member name) is refused: the
+    member checked must be the member loaded (`_read_npz` reads exactly these names)."""
+    members: dict[str, tuple[str, np.dtype, tuple[int, ...]]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 key = info.filename.removesuffix(".npy")
+                if key in members:
+                    raise InputError(
+                        f"{path.name}: the archive holds {key} twice ({members[key][0]!r} and "
+                        f"{info.filename!r}); give each array once"
+                    )
                 with archive.open(info) as handle:
                     version = np.lib.format.read_magic(handle)
                     header = (
@@ -70,20 +77,20 @@ def _npz_members(path: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
                         else np.lib.format.read_array_header_2_0
                     )
                     shape, _, dtype = header(handle)
-                members[key] = (dtype, tuple(shape))
+                members[key] = (info.filename, dtype, tuple(shape))
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InputError(
             f"{path.name}: not a readable .npz archive (truncated or corrupted: {exc})"
         ) from None
     total = 0
-    for key, (dtype, shape) in members.items():
+    for key, (_, dtype, shape) in members.items():
         if dtype.hasobject:
             raise InputError(f"{path.name}: refused: {key} is a pickled (object) array")
         if shape and shape[0] > MAX_SAMPLES:
             raise InputError(f"{path.name}: {key} has {shape[0]} samples, more than the limit {MAX_SAMPLES}")
         total += math.prod(shape) * dtype.itemsize
     check_bytes(
-        f"{path.name}: the arrays {sorted(members)} of shapes {[s for _, s in members.values()]}", total
+        f"{path.name}: the arrays {sorted(members)} of shapes {[s for _, _, s in members.values()]}", total
     )
     return members
 
@@ -91,12 +98,16 @@ def _npz_members(path: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):  # np.load would otherwise try it as a pickle (and refuse)
         raise InputError(f"{path.name}: not a readable .npz archive (not a zip file)")
-    _npz_members(path)
+    members = _npz_members(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with zipfile.ZipFile(path) as archive:
             arrays = {}
-            for key in archive.files:
-                arrays[key] = archive[key]
+            for key, (member, _, shape) in members.items():
+                with archive.open(member) as handle:
+                    array = np.lib.format.read_array(handle, allow_pickle=False)
+                if array.shape != shape:  # the header read above is the one read here
+                    raise ValueError(f"{member} changed shape while it was read")
+                arrays[key] = array
             return arrays
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:  # headers were fine: the data is cut
         raise InputError(f"{path.name}: not a readable .npz archive (truncated or corrupted: {exc})") from exc

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from compression_core.errors import InputError, SpecError
+from compression_core.jsonbound import JSONDepthError, loads_bounded
 
 __all__ = [
     "ARCHITECTURE_FILE",
@@ -41,6 +42,7 @@ __all__ = [
 ARCHITECTURE_FILE = "architecture.json"
 FORMAT = "mcs-architecture"
 VERSION = 1
+MAX_DEPTH = 16
 MAX_BYTES = 64 * 1024 * 1024  # a pruning history lists indices; even ResNet-152's stays far below this
 
 
@@ -84,8 +86,10 @@ def read_architecture(path: str | Path) -> dict[str, Any]:
         ) from None
     if size > MAX_BYTES:
         raise InputError(f"{path}: {size} bytes is over the {MAX_BYTES}-byte limit of an architecture record")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a record nests 4 levels (pruning.history[i][2]); deeper JSON is refused before it is walked
+        record = loads_bounded(path.read_text(encoding="utf-8"), MAX_DEPTH, path.name)
+    except JSONDepthError as error:
+        raise InputError(str(error)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not a readable JSON architecture record: {error}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:

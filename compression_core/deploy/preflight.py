@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from compression_core.errors import CompressionError, InputError, SpecError
+from compression_core.errors import CompressionError, SpecError
 from compression_core.spec import Spec
 
 __all__ = ["preflight", "upload_shapes"]
@@ -30,24 +30,20 @@ log = logging.getLogger(__name__)
 
 
 def upload_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of a state-dict file: the safetensors header only; a torch file through
-    `torch.load(weights_only=True, mmap=True)` (the values stay on disk)."""
+    """Tensor names and shapes of an upload from its metadata alone, after the same checks the API makes
+    (`compression_core.inspect_upload`: a stride-0 view or a lying header is refused, nothing is made
+    dense); a sharded checkpoint (its index, or the folder holding it) from its shards' headers."""
+    from compression_core.inspect_upload import inspect_state_dict
+    from compression_core.streaming.source import INDEX_SUFFIX, open_source
+
     path = Path(path)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
-
+    if path.is_dir() or path.name.endswith(INDEX_SUFFIX):
+        source = open_source(path)
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
-        except Exception as exc:  # a broken header is an input problem, whatever safetensors raises
-            raise InputError(f"{path.name}: not a readable safetensors file: {exc}") from exc
-    from compression_core.io import as_state_dict
-
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # weights_only refuses code; any failure means the file is unusable
-        raise InputError(f"{path.name}: not a state dict torch can load safely: {exc}") from exc
-    return {k: tuple(v.shape) for k, v in as_state_dict(loaded, source=path.name).items()}
+            return {info.name: info.shape for info in source.infos}
+        finally:
+            source.close()
+    return {tensor.name: tensor.shape for tensor in inspect_state_dict(path).tensors}
 
 
 def _fit(model: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from compression_core.budget import check_bytes
 from compression_core.errors import InputError, SpecError
@@ -45,6 +46,7 @@ __all__ = [
     "build_model",
     "load_exported_program",
     "load_into",
+    "model_bytes",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,27 +111,76 @@ def build_model(
     return _call(factory, name, kwargs, fits)
 
 
-def _probe(factory: Any, kwargs: dict[str, Any]) -> nn.Module | None:
-    """The model the kwargs describe, built on the meta device (nothing is allocated); None when the
-    factory cannot build on meta (the real build then reports any error)."""
-    try:
-        with torch.device("meta"):
-            probe = factory(**kwargs)
-    except Exception:  # noqa: BLE001 - only a probe
-        return None
-    return probe if isinstance(probe, nn.Module) else None
+# constructors that allocate by size: put on the meta device by the second probe; tensors made from
+# values (torch.tensor, arange, ...) stay real there, so a constructor that computes its widths with small
+# tensors and `.tolist()` (torchvision's RegNet) still builds
+_SIZED = (
+    torch.empty,
+    torch.empty_strided,
+    torch.empty_permuted,
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.eye,
+)
+
+
+class _AllocationsOnMeta(TorchFunctionMode):
+    """Tensors created by size go to the meta device; everything else runs as usual."""
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func in _SIZED and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def _probe(factory: Any, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """The model the kwargs describe, its parameters and buffers on the meta device (nothing large is
+    allocated): first with every tensor on meta, then with only the tensors made by size there (some
+    constructors compute with small real tensors). SpecError when neither builds: a model that cannot be
+    sized is refused, never built blind (issue 21, item 5)."""
+    failures: list[BaseException] = []
+    for device in (lambda: torch.device("meta"), _AllocationsOnMeta):
+        try:
+            with device():
+                probe = factory(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - the next probe, or the refusal below, names it
+            failures.append(exc)
+            continue
+        if not isinstance(probe, nn.Module):
+            raise SpecError(f"architecture {name!r} did not return a torch.nn.Module")
+        return probe
+    last = failures[-1]
+    if isinstance(last, TypeError | ValueError):  # the kwargs are wrong: a real build fails the same way
+        raise SpecError(f"cannot build {name!r} with kwargs {kwargs}: {last}") from last
+    raise SpecError(
+        f"architecture {name!r} with kwargs {kwargs} cannot be sized before it is built (its constructor "
+        f"fails on the meta device: {type(last).__name__}: {str(last)[:200]}); refused rather than built "
+        "without knowing its size"
+    ) from last
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes of a model's parameters and buffers (meta tensors included: their declared size)."""
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
 def _call(
     factory: Any, name: str, kwargs: dict[str, Any], fits: Mapping[str, torch.Tensor] | None = None
 ) -> nn.Module:
-    probe = _probe(factory, kwargs)
-    if probe is not None:  # e.g. sizes=[8, 20000000, 3] must not allocate 0.9 GB before it is refused
-        if fits is not None:
-            check_fits(probe, fits)
-        tensors = [*probe.parameters(), *probe.buffers()]
-        nbytes = sum(t.numel() * t.element_size() for t in tensors)
-        check_bytes(f"model {name!r} with kwargs {kwargs}", nbytes, error=SpecError)
+    # e.g. sizes=[8, 20000000, 3] must not allocate 0.9 GB before it is refused
+    probe = _probe(factory, name, kwargs)
+    check_bytes(f"model {name!r} with kwargs {kwargs}", model_bytes(probe), error=SpecError)
+    if fits is not None:
+        check_fits(probe, fits)
+    del probe
     try:
         model = factory(**kwargs)
     except (TypeError, ValueError) as exc:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from compression_core.spec.base import MAX_KEEP, DefaultDtype, DefaultPolicy, Encoding, Kind, Selector, Strict
 from compression_core.spec.fields import DataSpec, ModelSpec, OptimizerName, RetrainConfig
+from compression_core.spec.model import CHECKED_CONTEXT
 from compression_core.spec.parse import (
     example_names,
     example_spec,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from compression_core.spec.model import SpecBase as Spec
 
 __all__ = [
+    "CHECKED_CONTEXT",
     "MAX_KEEP",
     "DataSpec",
     "DefaultDtype",

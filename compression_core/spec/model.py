@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from compression_core.deploy.spec import ExportFormat, check_deploy_fields, export_formats
 from compression_core.methods.base import MethodSpec, StepSpec
@@ -16,7 +16,13 @@ from compression_core.spec.base import DefaultPolicy, Encoding, Selector, Strict
 from compression_core.spec.fields import DataSpec, ModelSpec
 from compression_core.streaming.spec import OutputsSpec
 
-__all__ = ["RuleBase", "SpecBase"]
+__all__ = ["CHECKED", "CHECKED_CONTEXT", "RuleBase", "SpecBase"]
+
+# `Spec.model_validate(stored, context=CHECKED_CONTEXT)`: a spec that passed every check when it was
+# submitted is read again without the whole-spec checkers (a search's check validates its trials: the
+# worker re-read it every round and after every trial, issue 21 item 4); the fields are validated as ever
+CHECKED = "checked"
+CHECKED_CONTEXT = {CHECKED: True}
 
 
 def _plan_text(plan: tuple[str, ...]) -> str:
@@ -74,7 +80,7 @@ class SpecBase(Strict):
     method_specs: ClassVar[tuple[type[MethodSpec], ...]] = ()  # set by assemble, registry order
 
     @model_validator(mode="after")
-    def _method_fields(self) -> SpecBase:
+    def _method_fields(self, info: ValidationInfo) -> SpecBase:
         if self.data is not None and self.model is None:
             fields = " and ".join(
                 ["`data`", *(f"`{m.field}`" for m in self.method_specs if "model" in m.needs)]
@@ -97,7 +103,8 @@ class SpecBase(Strict):
                     + " and ".join(f"`{n}`" for n in clash)
                     + "; give one"
                 )
-            getattr(self, cls.field).check(self)
+            if not (info.context or {}).get(CHECKED):  # whole-spec checks ran when it was submitted
+                getattr(self, cls.field).check(self)
         check_deploy_fields(self)  # deploy (issue 12): Torch-Pruning options, int8 and export
         return self
 

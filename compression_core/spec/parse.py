@@ -42,8 +42,21 @@ def format_validation_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _check_nesting(text: str | bytes, what: str) -> None:
+    """SpecError for JSON nested deeper than a spec can be (RecursionError in `json`, else later)."""
+    from compression_core.jsonbound import MAX_SPEC_DEPTH, JSONDepthError, loads_bounded
+
+    try:
+        loads_bounded(text, MAX_SPEC_DEPTH, what)
+    except JSONDepthError as error:
+        raise SpecError(str(error)) from None
+    except ValueError:
+        return  # not JSON: the caller names that
+
+
 def parse_spec(text: str | bytes) -> SpecBase:
     """Validate JSON text into a `Spec`, raising `SpecError` with the field names on failure."""
+    _check_nesting(text, "the spec")
     try:
         return spec_model().model_validate_json(text)
     except ValidationError as error:
@@ -56,6 +69,7 @@ def load_spec(path: str | Path) -> SpecBase:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot read spec {path}: {error}") from None
+    _check_nesting(text, f"spec {path}")
     try:
         json.loads(text)
     except json.JSONDecodeError as error:

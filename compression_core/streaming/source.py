@@ -28,11 +28,13 @@ from typing import Any
 import torch
 
 from compression_core.errors import InputError
+from compression_core.jsonbound import JSONDepthError, loads_bounded
 
 REMAP_BYTES = 16 << 20  # file pages a mapping may leave resident before it is reopened
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own cap on a header
 MAX_INDEX_BYTES = 64 << 20
 INDEX_SUFFIX = ".safetensors.index.json"
+MAX_JSON_DEPTH = 16  # a header or an index nests 3 levels; deeper JSON is refused before it is walked
 _SHARD_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.safetensors$")
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -113,9 +115,11 @@ def read_safetensors_header(path: Path) -> ShardHeader:
             if length > MAX_HEADER_BYTES:
                 raise InputError(f"{path.name}: safetensors header of {length} bytes is over the cap")
             text = handle.read(length)
-        entries = json.loads(text)
+        entries = loads_bounded(text, MAX_JSON_DEPTH, f"{path.name}: the safetensors header")
     except OSError as error:
         raise InputError(f"{path.name}: cannot read ({error.strerror or error})") from None
+    except JSONDepthError as error:
+        raise InputError(str(error)) from None
     except (ValueError, UnicodeDecodeError):
         raise InputError(f"{path.name}: the safetensors header is not valid JSON") from None
     if len(text) != length or type(entries) is not dict:
@@ -235,9 +239,11 @@ def _read_index(path: Path) -> list[str]:
     try:
         if path.stat().st_size > MAX_INDEX_BYTES:
             raise InputError(f"{path.name}: index over {MAX_INDEX_BYTES} bytes")
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_bounded(path.read_text(encoding="utf-8"), MAX_JSON_DEPTH, f"{path.name}: the index")
     except OSError as error:
         raise InputError(f"{path.name}: cannot read ({error.strerror or error})") from None
+    except JSONDepthError as error:
+        raise InputError(str(error)) from None
     except (ValueError, UnicodeDecodeError):
         raise InputError(f"{path.name}: not valid JSON") from None
     weight_map = doc.get("weight_map") if type(doc) is dict else None

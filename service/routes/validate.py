@@ -21,13 +21,13 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 @router.post(
     "/validate",
     summary="Check a submission without queueing it: which layers would be pruned or quantized, which cannot",
-    responses=problem_responses(401, 413, 415, 422),
+    responses=problem_responses(401, 413, 415, 422, 507),
     openapi_extra=UPLOAD_BODY,
 )
 async def validate_job(request: Request, settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
     limit, name = upload_limit(request, settings, principal)
     staged = await receive_upload(request, settings, limit, name)
-    return await run_in_threadpool(validate_upload, staged)
+    return await run_in_threadpool(validate_upload, staged, limit, name)
 
 
 @router.api_route(

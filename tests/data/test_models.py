@@ -131,3 +131,77 @@ def test_a_model_over_the_byte_budget_is_a_spec_error(monkeypatch) -> None:  # t
     monkeypatch.setenv(ENV, str(1 << 20))
     with pytest.raises(SpecError, match="over the byte budget"):
         build_model({"arch": "mlp", "kwargs": {"sizes": [8, 100_000, 3]}})
+
+
+REGNET = {"arch": "regnet_x_400mf", "kwargs": {"num_classes": 200_000}}  # ~100M params, ~400 MB of fp32
+
+
+def test_an_architecture_that_fails_on_meta_is_still_sized_before_it_is_built(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21, item 5: RegNet computes its widths with tensors, so it fails to build on the meta device
+    and the byte budget was skipped: it was built for real (+336 MB) under a 256 MiB budget."""
+    import pytest
+
+    from compression_core.budget import ENV
+    from compression_core.errors import SpecError
+    from compression_core.models import build_model
+    from tests.reliability.memory import peak_mib, reset_peak
+
+    monkeypatch.setenv(ENV, str(256 << 20))
+    before = reset_peak()
+    with pytest.raises(SpecError, match="over the byte budget"):
+        build_model(REGNET)
+    growth = peak_mib() - before
+    print(f"regnet_x_400mf with 200,000 classes under a 256 MiB budget: peak RSS growth {growth:.1f} MiB")
+    assert growth < 64, growth
+    small = build_model({"arch": "regnet_x_400mf", "kwargs": {"num_classes": 10}})
+    assert small.fc.out_features == 10 and all(p.device.type == "cpu" for p in small.parameters())
+
+
+def test_the_teacher_and_load_model_are_sized_too(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from types import SimpleNamespace
+
+    import pytest
+    from safetensors.torch import save_file
+
+    from compression_core.budget import ENV
+    from compression_core.deploy.architecture import load_model
+    from compression_core.errors import SpecError
+    from compression_core.methods.distill.algorithm import load_teacher
+    from compression_core.models import ModelSpec, build_model
+    from tests.reliability.memory import peak_mib, reset_peak
+
+    monkeypatch.setenv(ENV, str(256 << 20))
+    record = {"format": "mcs-architecture", "version": 1, "model": {**REGNET, "input_shape": [3, 32, 32]}}
+    (tmp_path / "architecture.json").write_text(json.dumps(record))
+    (tmp_path / "model.pth").write_bytes(b"")
+    teacher = tmp_path / "teacher.safetensors"
+    save_file(build_model({"arch": "lenet5"}).state_dict(), str(teacher))
+    before = reset_peak()
+    with pytest.raises(SpecError, match="over the byte budget"):
+        load_model(tmp_path)
+    with pytest.raises(SpecError, match="over the byte budget"):
+        load_teacher(SimpleNamespace(teacher=ModelSpec(**REGNET)), teacher)  # type: ignore[arg-type]
+    assert peak_mib() - before < 64
+
+
+def test_an_architecture_that_cannot_be_sized_is_refused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A constructor that fails on the meta device however it is probed is refused, not built blind."""
+    import pytest
+    import torch
+
+    import compression_core.models as models
+    from compression_core.errors import SpecError
+
+    built: list[int] = []
+
+    def stubborn(width: int = 4) -> torch.nn.Module:
+        if torch.empty(1).device.type == "meta":  # only real tensors will do
+            raise NotImplementedError("no meta support")
+        built.append(width)
+        return torch.nn.Linear(width, width)
+
+    monkeypatch.setitem(models.BUILTIN_MODELS, "stubborn", stubborn)
+    with pytest.raises(SpecError, match="cannot be sized"):
+        models.build_model({"arch": "stubborn"})
+    assert built == []

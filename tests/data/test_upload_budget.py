@@ -78,3 +78,56 @@ def test_object_arrays_are_still_refused_by_name(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "obj.npz", {"x_train": ((2, 2), "|O", 0), "y_train": ((2,), "<i8", 16)})
     with pytest.raises(InputError, match="pickled \\(object\\) array"):
         load_upload(path)
+
+
+def write_members(path: Path, members: list[tuple[str, tuple[int, ...], str, int]]) -> Path:
+    """Zip members by their exact names (shape, dtype descr, zero data bytes), deflated."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, shape, descr, nbytes in members:
+            with archive.open(name, "w", force_zip64=True) as handle:
+                handle.write(npy_header(shape, descr))
+                for start in range(0, nbytes, 1 << 20):
+                    handle.write(bytes(min(1 << 20, nbytes - start)))
+    return path
+
+
+def test_a_duplicate_npz_member_is_refused_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`x_train` (deflated, 256 MiB declared) beside `x_train.npy` (small): the check must not size one
+    and np.load read the other (issue 21, item 3)."""
+    monkeypatch.setenv(ENV, str(64 << 20))
+    rows = (256 << 20) // 4 // 8
+    path = write_members(
+        tmp_path / "twice.npz",
+        [
+            ("x_train", (rows, 8), "<f4", rows * 32),
+            ("x_train.npy", (4, 8), "<f4", 128),
+            ("y_train.npy", (4,), "<i8", 32),
+        ],
+    )
+    assert path.stat().st_size < 1 << 20
+    before = reset_peak()
+    with pytest.raises(InputError, match="x_train.*twice"):
+        load_upload(path)
+    growth = peak_mib() - before
+    print(f"peak RSS growth refusing a duplicate .npz member: {growth:.1f} MiB")
+    assert growth < 32, growth  # loading the unchecked member would have made 256 MiB
+
+
+def test_the_member_checked_is_the_member_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member stored without `.npy` is sized and read under its own name: over the budget, refused."""
+    monkeypatch.setenv(ENV, str(64 << 20))
+    rows = (128 << 20) // 4 // 8
+    path = write_members(
+        tmp_path / "bare.npz", [("x_train", (rows, 8), "<f4", rows * 32), ("y_train", (rows,), "<i8", 0)]
+    )
+    with pytest.raises(InputError, match="over the byte budget"):
+        load_upload(path)
+    small = write_members(
+        tmp_path / "small.npz",
+        [("x_train", (6, 3), "<f4", 72), ("y_train.npy", (6,), "<i8", 48), ("x_test", (2, 3), "<f4", 24),
+         ("y_test", (2,), "<i8", 16)],
+    )  # fmt: skip
+    splits = load_upload(small, validation=0.0)
+    assert tuple(splits.train.tensors[0].shape) == (6, 3) and len(splits.test) == 2

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from compression_core.methods.search import sensitivity
-from compression_core.methods.search.paths import validate_trials
+from compression_core.methods.search.paths import SearchPathError, validate_trials
 from compression_core.methods.search.planner import budget_probe_points, grid_points
 from compression_core.methods.search.spec import SearchMode, SearchSpec
 
@@ -16,15 +16,36 @@ __all__ = ["check_search"]
 log = logging.getLogger(__name__)
 
 
+MAX_CHECK_WORK = 100_000  # trial specs validated x (rules + name patterns + 1): about 1.5 s of one core
+
+
+def distinct(assignments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each assignment once (a grid whose lists repeat a value repeats its points)."""
+    seen: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    for assignment in assignments:
+        seen.setdefault(tuple(sorted(assignment.items())), assignment)
+    return list(seen.values())
+
+
 def check_search(spec: Any) -> None:
-    """Every trial's spec is valid (a SearchPathError naming the path otherwise), before anything runs."""
+    """Every trial's spec is valid (a SearchPathError naming the path otherwise), before anything runs.
+    The work is bounded: a budget search validates a sample of what it can probe, each distinct trial
+    spec is validated once, and more than MAX_CHECK_WORK is refused before a trial spec is built."""
     search: SearchSpec = spec.method("search")
     if spec.model is None or spec.data is None:
         raise ValueError("search: a search needs `model` and `data` (each trial is measured on data)")
-    base = spec.model_dump(mode="json")
-    if search.mode is SearchMode.grid:
-        validate_trials(base, grid_points(search))
-    elif search.mode is SearchMode.budget:
-        validate_trials(base, budget_probe_points(search))
-    else:
-        sensitivity.validate(base, search)
+    if search.mode is SearchMode.sensitivity:
+        sensitivity.validate(spec.model_dump(mode="json"), search)
+        return
+    points = distinct(grid_points(search) if search.mode is SearchMode.grid else budget_probe_points(search))
+    rules = list(spec.rules or [])
+    weight = len(rules) + sum(len(rule.select.patterns) for rule in rules) + 1
+    if len(points) * weight > MAX_CHECK_WORK:
+        raise SearchPathError(
+            "parameters",
+            f"{len(points)} trial specs of {len(rules)} rules (weight {weight} with their name patterns) are "
+            f"too much to validate before queueing ({len(points) * weight:,} > {MAX_CHECK_WORK:,}); use "
+            "fewer grid points or fewer rules",
+            loc=("search",),
+        )
+    validate_trials(spec.model_dump(mode="json"), points)

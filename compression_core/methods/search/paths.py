@@ -98,7 +98,12 @@ def validate_trials(base: Mapping[str, Any], assignments: Iterable[Mapping[str, 
     """Build and validate each trial's spec; the first refusal is a SearchPathError naming its path."""
     from compression_core.spec import Spec, format_validation_error
 
+    seen: set[tuple[tuple[str, int | float], ...]] = set()
     for assignment in assignments:
+        key = tuple(sorted(assignment.items()))
+        if key in seen:  # the same trial spec: validated once
+            continue
+        seen.add(key)
         spec = trial_spec(base, assignment)
         try:
             Spec.model_validate(spec)

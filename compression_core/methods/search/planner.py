@@ -51,15 +51,33 @@ def grid_points(search: SearchSpec) -> list[dict[str, Number]]:
     return [dict(zip(paths, combo, strict=True)) for combo in combos]
 
 
+PROBES = 8  # values per parameter the up-front check of a budget search validates
+
+
+def _sample(values: list[Number], count: int = PROBES) -> list[Number]:
+    """A budget search may probe any listed value; the check validates the ends, one whole and one
+    fractional value when the list mixes them (an integer field refuses 6.5), and evenly spaced others."""
+    distinct = sorted(set(values))
+    if len(distinct) <= count:
+        return distinct
+    whole = [v for v in distinct if float(v).is_integer()]
+    fractional = [v for v in distinct if not float(v).is_integer()]
+    picks = [distinct[0], distinct[-1], *(group[0] for group in (whole, fractional) if whole and fractional)]
+    spread = [distinct[round(j * (len(distinct) - 1) / (count - 1))] for j in range(count)]
+    chosen = list(dict.fromkeys([*picks, *spread]))[:count]
+    return sorted(chosen)
+
+
 def budget_probe_points(search: SearchSpec) -> list[dict[str, Number]]:
-    """The ends of every range or list, for the up-front validation of a budget search."""
-    points = []
-    for path, values in search.parameters.items():
-        if isinstance(values, Range):
-            points += [{path: values.low}, {path: values.high}]
-        else:
-            points += [{path: v} for v in values]
-    return points
+    """What the up-front check of a budget search validates: every parameter at once, at the ends of its
+    range or at a sample of its listed values (`_sample`), so at most PROBES trial specs however many
+    parameters and values (16 x 256 values used to be 4,096 specs, 92 s of CPU over 1,000 rules)."""
+    samples = {
+        path: [values.low, values.high] if isinstance(values, Range) else _sample(values)
+        for path, values in search.parameters.items()
+    }
+    count = max(len(values) for values in samples.values())
+    return [{path: values[min(i, len(values) - 1)] for path, values in samples.items()} for i in range(count)]
 
 
 def plan_next(

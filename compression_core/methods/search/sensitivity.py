@@ -63,7 +63,7 @@ def layer_spec(base: Mapping[str, Any], search: SearchSpec, choices: Mapping[str
                 step[other] = None
         step[name] = int(value) if name in ("k", "rank", "keep") else value
         rules.append(rule)
-    spec = without_search(base)
+    spec = without_search({key: value for key, value in base.items() if key != "rules"})  # not copied
     spec["rules"] = rules
     return spec
 
@@ -74,7 +74,7 @@ def validate(base: Mapping[str, Any], search: SearchSpec) -> None:
 
     from compression_core.spec import Spec, format_validation_error
 
-    for value in search.values or []:
+    for value in dict.fromkeys(search.values or []):  # each distinct value once
         try:
             Spec.model_validate(layer_spec(base, search, {"layer.weight": value}))
         except ValidationError as error:

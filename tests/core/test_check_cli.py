@@ -1,0 +1,56 @@
+"""`mcs check` reads an upload the way the API does: the metadata checks first (a stride-0 view is refused
+from its header, not made dense), and a sharded checkpoint through its index (issue 21, items 8 and 9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from mcs.app import app
+from tests.reliability.hostile import stride_zero_view_pth
+from tests.reliability.memory import peak_mib, reset_peak
+
+from .conftest import lenet5_state_dict
+
+runner = CliRunner()
+
+
+def test_mcs_check_refuses_a_stride_zero_view_before_making_it_dense(tmp_path: Path) -> None:
+    view = tmp_path / "view.pth"
+    view.write_bytes(stride_zero_view_pth())  # ~1 kB; (16384, 16384) float32 once contiguous: 1 GiB
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"model": {"arch": "lenet5"}}))
+    before = reset_peak()
+    result = runner.invoke(app, ["check", str(view), "--spec", str(spec)])
+    growth = peak_mib() - before
+    print(f"mcs check of a {view.stat().st_size}-byte stride-0 view: peak RSS growth {growth:.1f} MiB")
+    assert result.exit_code == 2, result.output
+    assert "stride 0" in result.output, result.output
+    assert growth < 100, growth
+
+
+def test_mcs_check_reads_a_sharded_checkpoint(tmp_path: Path) -> None:
+    state = lenet5_state_dict()
+    names = sorted(state)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    weight_map = {}
+    for i, part in enumerate((names[:4], names[4:])):
+        shard = f"model-{i + 1:05d}-of-00002.safetensors"
+        save_file({n: state[n] for n in part}, str(folder / shard))
+        weight_map.update(dict.fromkeys(part, shard))
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"model": {"arch": "lenet5"}}))
+    for target in (index, folder):
+        result = runner.invoke(app, ["check", str(target), "--spec", str(spec), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["ok"] is True
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"model": {"arch": "lenet300"}}))
+    result = runner.invoke(app, ["check", str(folder), "--spec", str(wrong)])
+    assert result.exit_code == 2 and "fc1.weight" in result.output, result.output
