@@ -268,7 +268,8 @@ def compress_file(
 
     for entry in metrics["tensors"]:
         add_stream_stats(entry, encoded.streams.get(entry["name"], []))
-    metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data))
+    upload = deploy.upload if deploy is not None else None  # structured pruning: ratio against the upload
+    metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data), upload=upload)
     metrics["files"] = {
         "input_bytes": sum(p.stat().st_size for p in _input_files(model_path)),
         "model_bin_bytes": len(encoded.data),
