@@ -22,7 +22,7 @@ from compression_core.errors import Cancelled, SpecError
 from compression_core.evaluate import evaluate
 from compression_core.models import build_model, load_into
 from compression_core.spec.model import SpecBase
-from compression_core.training.loop import EpochStats
+from compression_core.training.loop import EpochStats, renamed_for_split
 
 __all__ = ["JobContext", "ProgressFn"]
 
@@ -77,10 +77,16 @@ class JobContext:
         return {**ev.to_dict(), **self.data.info(self.data.eval_split)}
 
     def monitored(self, section: dict[str, Any]) -> dict[str, Any]:
-        """A history section tagged with the split its per-epoch errors come from (the validation split)."""
+        """A history section tagged with the split its per-epoch errors come from (the validation split).
+
+        The loops name those errors `validation_*`; a run without a validation split (`data.validation`
+        0, a tiny upload) monitors the reported split instead, and its entries are renamed for it."""
         if self.data is None:
             return section
-        return {**section, **self.data.info(self.data.choice_split)}
+        split = self.data.choice_split
+        if split != "validation" and isinstance(section.get("history"), list):
+            section = {**section, "history": [renamed_for_split(h, split) for h in section["history"]]}
+        return {**section, **self.data.info(split)}
 
     def evaluate_before(self) -> None:
         """Record the uploaded model's accuracy as `evaluation.before` (every data-aware method starts so)."""

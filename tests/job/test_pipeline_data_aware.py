@@ -56,7 +56,8 @@ def test_retrain_spec_runs_end_to_end(reference, digits, tmp_path):
     assert [h["stage"] for h in history] == ["prune-retrain 1/2", "prune-retrain 2/2", "finetune"]
     # per-epoch errors come from the validation split; only evaluation.before/after report the test split
     assert (metrics["training"]["split"], metrics["training"]["n"]) == ("validation", 144)
-    assert all(h["test_samples"] == 144 for h in history)
+    assert all(h["validation_samples"] == 144 and h["validation_error"] is not None for h in history)
+    assert not any(key.startswith("test_") for h in history for key in h)  # named for their split
     before, after = metrics["evaluation"]["before"], metrics["evaluation"]["after"]
     assert before["samples"] == after["samples"] == 360
     assert before["split"] == after["split"] == "test" and before["n"] == after["n"] == 360
@@ -109,3 +110,16 @@ def test_spec_checks_of_the_data_aware_fields(reference, tmp_path):
 def test_data_free_specs_are_unchanged(reference, tmp_path):
     metrics = compress_file(reference, _spec(), tmp_path)
     assert "evaluation" not in metrics and "training" not in metrics
+
+
+def test_a_run_without_a_validation_split_names_its_history_for_the_split_it_watched(reference, tmp_path):
+    """`data.validation: 0`: the epochs are monitored on the test split, and the history says so."""
+    spec = _spec(
+        model=MLP,
+        data={"builtin": "digits", "validation": 0},
+        retrain={"finetune": {"epochs": 1, "lr": 0.01, "batch_size": 32}},
+    )
+    training = compress_file(reference, spec, tmp_path)["training"]
+    assert (training["split"], training["n"]) == ("test", 360)
+    assert [h["test_samples"] for h in training["history"]] == [360]
+    assert not any(key.startswith("validation_") for key in training["history"][0])
