@@ -106,6 +106,13 @@ def headline(metrics: Mapping[str, Any] | None) -> Headline:
     )
 
 
+def job_warnings(metrics: Mapping[str, Any] | None) -> list[str]:
+    """What the job says to mistrust in its own numbers (`evaluation.data.warnings`), e.g. a validation
+    split carved from the uploaded training data."""
+    warnings = lookup(metrics, ("evaluation", "data", "warnings"))
+    return [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
+
+
 def human_bytes(n: float | None) -> str:
     """1536 -> '1.50 KiB'; None -> '-'."""
     if n is None:

@@ -57,6 +57,8 @@ class JobContext:
         self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
         if self.data is not None:
             check_against_model(self.data, self.model)
+            if self.data.validation_warning:  # also in metrics.json, report.html and `mcs submit`
+                log.warning("%s: %s", self.data.name, self.data.validation_warning)
         self.inputs: dict[str, Path] = dict(inputs or {})
         self.history: list[EpochStats] = []
         self.evaluation: dict[str, Any] = {}
@@ -99,12 +101,15 @@ class JobContext:
         if self.data is None:
             return None
         evaluated = self.data.eval_split
+        warning = self.data.validation_warning
         return {
             "name": self.data.name,
             "sizes": self.data.sizes,
             "evaluated_on": evaluated if evaluated == "test" else f"{evaluated} (no test split uploaded)",
             "chosen_on": self.data.choice_split,
+            "validation_from": self.data.index_spaces.get("validation") if self.data.validation else None,
             "validation_fraction": self.spec.data.validation if self.spec.data is not None else None,
+            "warnings": [warning] if warning else [],
         }
 
     def decoded_model(self, decoded: Mapping[str, torch.Tensor]) -> nn.Module:

@@ -92,8 +92,32 @@ def test_uploaded_data_file(reference, digits, tmp_path):
     assert (
         metrics["evaluation"]["after"]["n"] == 36 and metrics["evaluation"]["after"]["split"] == "validation"
     )
+    # the validation split came out of x_train, which the uploaded model has usually seen: said plainly
+    data = metrics["evaluation"]["data"]
+    assert data["validation_from"] == "x_train"
+    assert len(data["warnings"]) == 1 and "carved from the uploaded x_train" in data["warnings"][0]
+    assert "x_val" in data["warnings"][0]
+    from compression_core.report import write_job_report
+
+    write_job_report(tmp_path / "out", reference)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<p class="warning">Warning: the validation split (36 samples) was carved' in page
     with pytest.raises(SpecError, match="no data file was uploaded"):
         compress_file(reference, spec, tmp_path / "out2")
+
+
+def test_uploaded_validation_split_or_a_builtin_needs_no_warning(reference, digits, tmp_path):
+    x, y = digits.test.tensors
+    half = len(y) // 2
+    arrays = {"x_train": x[:half].numpy(), "y_train": y[:half].numpy()}
+    np.savez(tmp_path / "d.npz", **arrays, x_val=x[half:].numpy(), y_val=y[half:].numpy())
+    uploaded = _spec(model=MLP, data={"upload": True})
+    data = compress_file(reference, uploaded, tmp_path / "a", data_path=tmp_path / "d.npz")["evaluation"][
+        "data"
+    ]
+    assert data["validation_from"] == "x_val" and data["warnings"] == []
+    builtin = _spec(model=MLP, data={"builtin": "digits"})
+    assert compress_file(reference, builtin, tmp_path / "b")["evaluation"]["data"]["warnings"] == []
 
 
 def test_spec_checks_of_the_data_aware_fields(reference, tmp_path):
