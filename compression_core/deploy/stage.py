@@ -29,7 +29,7 @@ from compression_core.deploy.table import MeasureOptions, deployment_table, onnx
 from compression_core.errors import CompressionError, SpecError
 from compression_core.io import atomic_write_bytes
 from compression_core.methods.apply import dense_record
-from compression_core.metrics import summarize, tensor_metrics
+from compression_core.metrics import summarize, tensor_metrics, upload_totals
 from compression_core.models.inputs import known_input_shape
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
@@ -112,6 +112,8 @@ class DeployStage:
         self.plan = StructuredPlan([], [])
         self.params_before = count_parameters(job.model)
         self.before: dict[str, Any] | None = None
+        # the uploaded model's size, set when structured pruning changes the shapes: ratios compare with it
+        self.upload: dict[str, int] | None = None
         self.deployed: nn.Module | None = None  # load_model(out_dir), once `finish` wrote the files
 
     @classmethod
@@ -125,6 +127,7 @@ class DeployStage:
             progress("structured", 0.05, f"Torch-Pruning {len(targets)} layers")
         job.evaluate_before()
         stage.before = job.evaluation.get("before")
+        stage.upload = upload_totals(job.original)
         batches = None
         if any(t.importance is Importance.taylor for t in targets):
             x, y = job.data.train.tensors
@@ -165,7 +168,7 @@ class DeployStage:
                 merged.append(record)
                 entries.append(tensor_metrics(name, tensor, record, sel.label if sel else None))
             metrics["tensors"] = entries
-            metrics["totals"] = summarize(entries)
+            metrics["totals"] = summarize(entries, upload=self.upload)
             return merged, metrics
 
         return without_structured

@@ -23,7 +23,7 @@ from compression_core.errors import Cancelled, SpecError
 from compression_core.evaluate import evaluate
 from compression_core.sources import ModelSource
 from compression_core.spec.model import SpecBase
-from compression_core.training.loop import EpochStats
+from compression_core.training.loop import EpochStats, renamed_for_split
 
 __all__ = ["JobContext", "ProgressFn"]
 
@@ -61,6 +61,8 @@ class JobContext:
         self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
         if self.data is not None:
             check_against_model(self.data, self.model)
+            if self.data.validation_warning:  # also in metrics.json, report.html and `mcs submit`
+                log.warning("%s: %s", self.data.name, self.data.validation_warning)
         self.inputs: dict[str, Path] = dict(inputs or {})
         self.history: list[EpochStats] = []
         self.evaluation: dict[str, Any] = {}
@@ -81,10 +83,16 @@ class JobContext:
         return {**ev.to_dict(), **self.data.info(self.data.eval_split)}
 
     def monitored(self, section: dict[str, Any]) -> dict[str, Any]:
-        """A history section tagged with the split its per-epoch errors come from (the validation split)."""
+        """A history section tagged with the split its per-epoch errors come from (the validation split).
+
+        The loops name those errors `validation_*`; a run without a validation split (`data.validation`
+        0, a tiny upload) monitors the reported split instead, and its entries are renamed for it."""
         if self.data is None:
             return section
-        return {**section, **self.data.info(self.data.choice_split)}
+        split = self.data.choice_split
+        if split != "validation" and isinstance(section.get("history"), list):
+            section = {**section, "history": [renamed_for_split(h, split) for h in section["history"]]}
+        return {**section, **self.data.info(split)}
 
     def evaluate_before(self) -> None:
         """Record the uploaded model's accuracy as `evaluation.before` (every data-aware method starts so)."""
@@ -97,10 +105,13 @@ class JobContext:
         if self.data is None:
             return None
         evaluated = self.data.eval_split
+        warning = self.data.validation_warning
         return {
             "name": self.data.name,
             "sizes": self.data.sizes,
             "evaluated_on": evaluated if evaluated == "test" else f"{evaluated} (no test split uploaded)",
             "chosen_on": self.data.choice_split,
+            "validation_from": self.data.index_spaces.get("validation") if self.data.validation else None,
             "validation_fraction": self.spec.data.validation if self.spec.data is not None else None,
+            "warnings": [warning] if warning else [],
         }

@@ -302,7 +302,8 @@ class _Run:
 
         for entry in metrics["tensors"]:
             add_stream_stats(entry, encoded.streams.get(entry["name"], []))
-        metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data))
+        upload = deploy.upload if deploy is not None else None  # structured pruning: ratio against the upload
+        metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data), upload=upload)
         metrics["files"] = {"input_bytes": source.input_bytes(), "model_bin_bytes": len(encoded.data)}
         if out_dir / "model.pth" in dense:
             metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size

@@ -39,7 +39,7 @@ def test_sws_prunes_most_weights_and_keeps_accuracy(sws_run):
     assert result.summary["sparsity"] > 0.7
     assert after.error <= before.error + 0.03  # robust: 3 points on 360 test digits
     assert [h.epoch for h in result.history] == list(range(1, 31))
-    assert all(h.test_error is not None for h in result.history)
+    assert all(h.validation_error is not None for h in result.history)
 
 
 @pytest.mark.slow
