@@ -57,8 +57,10 @@ class StateDictSource(ModelSource):
 
     def _streamed(self) -> Source:
         if self._reader is None:
+            from compression_core.inspect_upload import inspect_state_dict
             from compression_core.streaming.source import open_source
 
+            inspect_state_dict(self.path)  # an upload's metadata is checked before any tensor is mapped
             self._reader = open_source(self.path)
         return self._reader
 
