@@ -364,7 +364,7 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, prin
             update(Job).where(Job.id == job_id, Job.state == JobState.running).values(cancel_requested=True)
         )
         session.commit()
-    if job.spec.get("search"):  # a search takes its trials with it; between rounds nobody holds it
+    if _is_outer(job.spec):  # a search takes its trials with it; between rounds nobody holds it
         cancel_children(session, job_id)
         session.execute(
             update(Job)
@@ -380,9 +380,16 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, prin
     return job
 
 
+def _is_outer(spec: dict[str, Any]) -> bool:
+    """Whether the job is an outer method's (a search): it runs as child jobs (the registry says which)."""
+    from compression_core.methods.outer import outer_method
+
+    return outer_method(spec) is not None
+
+
 def children_of(session: Session, job: Job) -> list[Job] | None:
-    """A search's trials in order (None for a job that is not a search)."""
-    if not job.spec.get("search"):
+    """An outer job's children (a search's trials) in order (None for any other job)."""
+    if not _is_outer(job.spec):
         return None
     return list(session.scalars(select(Job).where(Job.parent_id == job.id).order_by(Job.trial_index)))
 

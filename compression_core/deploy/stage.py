@@ -245,14 +245,14 @@ class DeployStage:
     def _deploy_methods(self, out_dir: Path, deployment: dict[str, Any], progress: ProgressFn | None) -> None:
         """The registry's "deploy" methods the spec names (int8), each adding its section."""
         from compression_core.methods import registry
-        from compression_core.methods.base import resolve
+        from compression_core.methods.base import DeployMethod
 
         for method, config in registry.present_methods(self.spec):
-            if method.spec.stage != "deploy":
+            if not isinstance(method, DeployMethod):
                 continue
             if progress:
                 progress(method.name, 0.94, f"{method.spec.title}")
-            deployment[method.name] = resolve(method.run)(config, self, out_dir)
+            deployment[method.name] = method.deploy(config, self, out_dir)
 
     def _table(
         self,
