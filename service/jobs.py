@@ -117,30 +117,17 @@ def check_spec_size(spec: Any) -> None:
 
 
 def check_state_dict(path: Path, role: str) -> None:
-    """Refuse anything that is not a state dict we can compress, from the file's metadata alone: the API
-    never loads an upload's tensors (memory per submit stays O(header)); the worker loads them."""
+    """Refuse anything that is not a model input we can compress, from the file's metadata alone (each kind
+    of input checks its own: `compression_core.sources.check_upload`): the API never loads an upload's
+    tensors (memory per submit stays O(header)); the worker loads them."""
     from compression_core.errors import InputError
-    from compression_core.inspect_upload import inspect_state_dict
+    from compression_core.sources import check_upload
 
-    if path.name.endswith(".safetensors.index.json"):  # stream (issue 14): a sharded checkpoint
-        _check_sharded(path, role)
-        return
     try:
-        inspect_state_dict(path)
+        check_upload(path)
     except InputError as exc:
         message = str(exc).removeprefix(f"{path.name}: ")
         raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
-
-
-def _check_sharded(index: Path, role: str) -> None:
-    """The index and every shard's header, read without the tensors' data (stream, issue 14)."""
-    from compression_core.errors import InputError
-    from compression_core.streaming.source import open_source
-
-    try:
-        open_source(index).close()
-    except InputError as exc:
-        raise NotAStateDict(f"{role}: {exc}", [FieldError(field=role, message=str(exc))]) from exc
 
 
 def _spec_text(staged: StagedUpload) -> str:

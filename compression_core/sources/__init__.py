@@ -11,7 +11,8 @@ Adding a kind of input (e.g. `onnx`, `hf`) is one folder plus one registration l
    - `claims(path, model_spec) -> bool`: whether this input is yours, from the path and at most a small
      read (a suffix, `config.json` in a folder, a magic number); kinds are asked from the highest priority
      down (`sharded` is 10, `state_dict` 0 and takes any file left; a Hugging Face folder, which also holds
-     an index, needs a priority above 10);
+     an index, needs a priority above 10); `check(path)` (optional): what the API checks at `POST /jobs`
+     from metadata alone, before anything is queued;
    - the subclass implements `infos` and `load(name)` (tensors by name, dtype and shape from metadata,
      one at a time), `write(out_dir, state_dict)` (the in-memory outputs in the source's own form), and,
      where it can, `module(state_dict)` / `has_module` (the trainable module: what data-aware methods,
@@ -38,6 +39,7 @@ __all__ = [
     "ModelSource",
     "SourceKind",
     "TensorInfo",
+    "check_upload",
     "kinds",
     "open_source",
     "register",
@@ -75,13 +77,28 @@ def kinds() -> list[SourceKind]:
     return sorted(_kinds.values(), key=lambda kind: -kind.priority)
 
 
+def _kind_of(path: Path, model: Any) -> SourceKind:
+    from compression_core.errors import InputError
+
+    for kind in kinds():
+        if kind.claims(path, model):
+            return kind
+    raise InputError(f"{path}: not a model input this service reads")
+
+
 def open_source(path: str | Path, model: Any = None) -> ModelSource:
     """The source of the input at `path`; `model` is the spec's `model` field (architecture name, kwargs,
     input shape) or None. Reads nothing yet: the kind's readers raise InputError when they first read."""
-    from compression_core.errors import InputError
-
     path = Path(path)
-    for kind in kinds():
-        if kind.claims(path, model):
-            return kind.open(path, model)
-    raise InputError(f"{path}: not a model input this service reads")
+    return _kind_of(path, model).open(path, model)
+
+
+def check_upload(path: str | Path, model: Any = None) -> None:
+    """The API's check of an uploaded model input (`SourceKind.check`): metadata only; InputError."""
+    path = Path(path)
+    kind = _kind_of(path, model)
+    if kind.check is not None:
+        kind.check(path)
+        return
+    with kind.open(path, model) as source:
+        source.infos  # noqa: B018 - listing the tensors reads and checks the metadata

@@ -148,3 +148,7 @@ class SourceKind:
     open: Callable[[Path, Any], ModelSource]
     claims: Callable[[Path, Any], bool]
     priority: int = 0
+    # the API's check of an upload at `POST /jobs`, before anything is queued: from metadata only (headers,
+    # an index, a protobuf's declared sizes), never the tensors' data; InputError naming what is wrong.
+    # None: listing the source's `infos` is the check.
+    check: Callable[[Path], None] | None = None

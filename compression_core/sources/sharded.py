@@ -98,4 +98,11 @@ def _claims(path: Path, model: Any) -> bool:
     return path.is_dir() or path.name.endswith(".json")
 
 
-SOURCE = SourceKind("sharded", ShardedSource, _claims, priority=10)
+def _check(path: Path) -> None:
+    """The index and every shard's header, read without the tensors' data."""
+    from compression_core.streaming.source import open_source
+
+    open_source(path).close()
+
+
+SOURCE = SourceKind("sharded", ShardedSource, _claims, priority=10, check=_check)

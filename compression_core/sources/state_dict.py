@@ -110,4 +110,12 @@ def _claims(path: Path, model: Any) -> bool:
     return not path.is_dir()
 
 
-SOURCE = SourceKind("state_dict", StateDictSource, _claims, priority=0)
+def _check(path: Path) -> None:
+    """From the header (safetensors) or the pickle's metadata (torch, `weights_only`): the declared sizes,
+    dtypes and views, refusing what would expand past the file, without loading the tensors."""
+    from compression_core.inspect_upload import inspect_state_dict
+
+    inspect_state_dict(path)
+
+
+SOURCE = SourceKind("state_dict", StateDictSource, _claims, priority=0, check=_check)

@@ -163,3 +163,25 @@ def test_a_single_safetensors_folder_streams_to_model_pth(tmp_path):
     writer = source.dense_writer(tmp_path / "out")
     writer.write("w", torch.ones(4, 4))
     assert [p.name for p in writer.finish()] == ["model.pth"]
+
+
+def test_the_upload_check_reads_metadata_and_each_kind_checks_its_own(tmp_path, lenet5_file):
+    path, _ = lenet5_file
+    sources.check_upload(path)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(InputError, match="broken.safetensors"):
+        sources.check_upload(broken)
+    index = write_sharded(tmp_path / "ckpt", transformer_like(), shards=2)
+    sources.check_upload(index)
+    (index.parent / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(InputError, match="shard model-00002-of-00002.safetensors is missing"):
+        sources.check_upload(index)
+    seen: list[Path] = []
+    kind = SourceKind("npz-test", _Npz, lambda p, m: p.suffix == ".npz", priority=5, check=seen.append)
+    sources.register(kind)
+    try:
+        sources.check_upload(tmp_path / "x.npz")
+    finally:
+        sources.unregister("npz-test")
+    assert seen == [tmp_path / "x.npz"]
