@@ -174,11 +174,12 @@ class DeployStage:
 
     def finish(self, out_dir: Path, metrics: dict[str, Any], *, progress: ProgressFn | None = None) -> None:
         spec, job = self.spec, self.job
-        assert spec.model is not None
         out_dir = Path(out_dir)
         deployed_params = count_parameters(job.model)
+        described = job.source.architecture()
+        assert described is not None  # the deployment stage runs only on sources with a module
         record = architecture_record(
-            spec.model.model_dump(mode="json"),
+            described,
             list(self.example.shape[1:]),
             self.history,
             [p.to_dict() for p in self.plan.pruned],

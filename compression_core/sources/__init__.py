@@ -16,9 +16,11 @@ Adding a kind of input (e.g. `onnx`, `hf`) is one folder plus one registration l
    - the subclass implements `infos` and `load(name)` (tensors by name, dtype and shape from metadata,
      one at a time), `write(out_dir, state_dict)` (the in-memory outputs in the source's own form), and,
      where it can, `module(state_dict)` / `has_module` (the trainable module: what data-aware methods,
-     deployment and Torch-Pruning work on), `input_signature()`, `dense_writer(out_dir)` (streamed
-     outputs; set `streamable = False` when tensors cannot be compressed one at a time), `label`,
-     `input_files()`; the constructor reads nothing (the plan is made before any loading);
+     deployment and Torch-Pruning work on), `input_signature()`, `architecture()` (with
+     `SourceKind(rebuild=...)`: how `load_model(out_dir)` rebuilds it without the upload),
+     `dense_writer(out_dir)` (streamed outputs; set `streamable = False` when tensors cannot be compressed
+     one at a time), `label`, `input_files()`; the constructor reads nothing (the plan is made before any
+     loading);
 2. add `"<name>"` to `BUILTINS` below (its place in the tuple does not matter; `priority` orders them).
 
 Nothing else changes: the pipeline plans from `source.describe()`, `streamable` and `has_module`
@@ -28,10 +30,14 @@ Nothing else changes: the pipeline plans from `source.describe()`, `streamable` 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compression_core.sources.base import DenseWriter, ModelSource, SourceKind, TensorInfo
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "BUILTINS",
@@ -42,6 +48,7 @@ __all__ = [
     "check_upload",
     "kinds",
     "open_source",
+    "rebuild",
     "register",
     "unregister",
 ]
@@ -102,3 +109,14 @@ def check_upload(path: str | Path, model: Any = None) -> None:
         return
     with kind.open(path, model) as source:
         source.infos  # noqa: B018 - listing the tensors reads and checks the metadata
+
+
+def rebuild(model: Mapping[str, Any], out_dir: Path) -> nn.Module:
+    """The unpruned module an architecture.json `model` entry with a `source` describes (`load_model`)."""
+    from compression_core.errors import InputError
+
+    _load()
+    kind = _kinds.get(str(model.get("source")))
+    if kind is None or kind.rebuild is None:
+        raise InputError(f"architecture.json: no installed model source rebuilds {model.get('source')!r}")
+    return kind.rebuild(model, out_dir)

@@ -86,6 +86,9 @@ class StateDictSource(ModelSource):
     def input_signature(self) -> tuple[int, ...] | None:
         return architecture_signature(self.model_spec)
 
+    def architecture(self) -> dict[str, Any] | None:
+        return None if self.model_spec is None else self.model_spec.model_dump(mode="json")
+
     def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
         from compression_core.io import save_state_dict
 

@@ -185,3 +185,36 @@ def test_the_upload_check_reads_metadata_and_each_kind_checks_its_own(tmp_path, 
     finally:
         sources.unregister("npz-test")
     assert seen == [tmp_path / "x.npz"]
+
+
+def test_load_model_rebuilds_through_the_kind_an_architecture_record_names(tmp_path):
+    from compression_core.deploy.architecture import ARCHITECTURE_FILE, architecture_record, load_model
+
+    built: list[tuple[str, Path]] = []
+
+    def rebuild(model, out_dir):
+        built.append((model["arch"], out_dir))
+        return torch.nn.Linear(4, 2)
+
+    torch.manual_seed(0)
+    weights = torch.nn.Linear(4, 2).state_dict()
+    save_state_dict(weights, tmp_path / "model.pth")
+    record = architecture_record(
+        {"source": "toy-rebuild", "arch": "linear", "kwargs": {}}, [4], [], [], 10, 10
+    )
+    assert record["model"] == {"source": "toy-rebuild", "arch": "linear", "kwargs": {}, "input_shape": [4]}
+    (tmp_path / ARCHITECTURE_FILE).write_text(json.dumps(record))
+    sources.register(SourceKind("toy-rebuild", _Npz, lambda p, m: False, rebuild=rebuild))
+    try:
+        model = load_model(tmp_path)
+    finally:
+        sources.unregister("toy-rebuild")
+    assert built == [("linear", tmp_path)] and torch.equal(model.weight, weights["weight"])
+    with pytest.raises(InputError, match="no installed model source rebuilds 'toy-rebuild'"):
+        load_model(tmp_path)
+
+
+def test_a_state_dict_records_its_architecture_without_a_source_key(lenet5_file):
+    path, _ = lenet5_file
+    assert open_source(path, LENET5).architecture() == {"arch": "lenet5", "kwargs": {}, "input_shape": None}
+    assert open_source(path).architecture() is None
