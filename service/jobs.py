@@ -128,19 +128,24 @@ def check_spec_size(spec: Any) -> None:
 
 
 def check_state_dict(path: Path, role: str) -> None:
-    """Refuse anything that is not a state dict we can compress, from the file's metadata alone: the API
-    never loads an upload's tensors (memory per submit stays O(header)); the worker loads them."""
+    """Refuse anything that is not a model input we can compress, from the file's metadata alone (each kind
+    of input checks its own: `compression_core.sources.check_upload`): the API never loads an upload's
+    tensors (memory per submit stays O(header)); the worker loads them."""
     from compression_core.errors import InputError
-    from compression_core.inspect_upload import inspect_state_dict
+    from compression_core.sources import check_upload
 
-    if path.name.endswith(".safetensors.index.json"):  # stream (issue 14): a sharded checkpoint
-        _check_sharded(path, role)
-        return
     try:
-        inspect_state_dict(path)
+        check_upload(path)
     except InputError as exc:
-        message = str(exc).removeprefix(f"{path.name}: ")
-        raise NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
+        raise not_a_state_dict(exc, path, role) from exc
+
+
+def not_a_state_dict(error: Exception, path: Path, role: str) -> NotAStateDict:
+    """The 415 for an upload's file, its message without the server's staging folder (a library message
+    may name a file by its full path)."""
+    message = str(error).replace(f"{path.parent}{os.sep}", "").replace(str(path.parent), "")
+    message = message.removeprefix(f"{path.name}: ")
+    return NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)])
 
 
 def check_state_dicts(staged: StagedUpload) -> None:
@@ -148,17 +153,6 @@ def check_state_dicts(staged: StagedUpload) -> None:
     for role in state_dict_roles():
         if role in staged.files:
             check_state_dict(staged.files[role], role)
-
-
-def _check_sharded(index: Path, role: str) -> None:
-    """The index and every shard's header, read without the tensors' data (stream, issue 14)."""
-    from compression_core.errors import InputError
-    from compression_core.streaming.source import open_source
-
-    try:
-        open_source(index).close()
-    except InputError as exc:
-        raise NotAStateDict(f"{role}: {exc}", [FieldError(field=role, message=str(exc))]) from exc
 
 
 def _spec_text(staged: StagedUpload) -> str:
@@ -384,7 +378,7 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, prin
             update(Job).where(Job.id == job_id, Job.state == JobState.running).values(cancel_requested=True)
         )
         session.commit()
-    if job.spec.get("search"):  # a search takes its trials with it; between rounds nobody holds it
+    if _is_outer(job.spec):  # a search takes its trials with it; between rounds nobody holds it
         cancel_children(session, job_id)
         session.execute(
             update(Job)
@@ -400,9 +394,16 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: uuid.UUID, prin
     return job
 
 
+def _is_outer(spec: dict[str, Any]) -> bool:
+    """Whether the job is an outer method's (a search): it runs as child jobs (the registry says which)."""
+    from compression_core.methods.outer import outer_method
+
+    return outer_method(spec) is not None
+
+
 def children_of(session: Session, job: Job) -> list[Job] | None:
-    """A search's trials in order (None for a job that is not a search)."""
-    if not job.spec.get("search"):
+    """An outer job's children (a search's trials) in order (None for any other job)."""
+    if not _is_outer(job.spec):
         return None
     return list(session.scalars(select(Job).where(Job.parent_id == job.id).order_by(Job.trial_index)))
 

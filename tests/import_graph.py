@@ -47,3 +47,54 @@ def violations(package: str, forbidden: set[str], root: Path = ROOT) -> list[str
         for path, line, name in imports_of(package, root)
         if name.split(".")[0] in forbidden
     ]
+
+
+def module_graph(packages: list[str], root: Path = ROOT) -> dict[str, set[str]]:
+    """module -> the modules of `packages` it imports (a name imported from a package counts as its
+    submodule when there is one; a package's own `__init__` is not an edge from inside it)."""
+    modules = {
+        _module_of(path, root): path
+        for package in packages
+        for path in sorted((root / package).rglob("*.py"))
+    }
+    graph: dict[str, set[str]] = {module: set() for module in modules}
+    for package in packages:
+        for path, _, name in imports_of(package, root):
+            module = _module_of(path, root)
+            target = (
+                name
+                if name in modules
+                else name.rpartition(".")[0]
+                if name.rpartition(".")[0] in modules
+                else None
+            )
+            if target is not None and target != module and not module.startswith(target + "."):
+                graph[module].add(target)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of `graph` (as a path that ends where it starts), or None."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            found = visit(module)
+            if found:
+                return found
+    return None

@@ -1,4 +1,5 @@
-"""Runs one job: lease, heartbeat, `compress_file`, atomic publication of the artifacts, final state.
+"""Runs one job: lease, heartbeat, `compress_file` (or, for an outer job's child, its driver's
+`run_child`), atomic publication of the artifacts, final state.
 
 The compression itself is `compression_core.job.pipeline.compress_file`; this module only wires it to the
 job row (progress, cancel) and the data dir.
@@ -12,21 +13,21 @@ import logging
 import os
 import shutil
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mcs_common import storage
 from mcs_common.models import Job, JobState
 from mcs_common.settings import Settings
 from mcs_common.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
-from worker.store import Lease, take_lease
+from worker.report import write_report
+from worker.store import Heartbeat, take_lease
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +45,6 @@ def pick_device() -> str:
     return f"cuda:{index % torch.cuda.device_count()}"
 
 
-class Heartbeat(threading.Thread):
-    """Renews the lease while the job runs, so a reaper can tell a live worker from a vanished one."""
-
-    def __init__(self, lease: Lease) -> None:
-        super().__init__(name=f"lease-{lease.job_id}", daemon=True)
-        self.lease = lease
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.lease.seconds / 3):
-            try:
-                if not self.lease.renew():
-                    return
-            except Exception:  # noqa: BLE001 - a failed renewal is retried at the next beat
-                log.warning("lease renewal failed for job %s", self.lease.job_id, exc_info=True)
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-
 def throttled(
     interval: float, func: Callable[..., Any], *, always: Callable[..., bool]
 ) -> Callable[..., Any]:
@@ -78,31 +59,6 @@ def throttled(
         return None
 
     return call
-
-
-REPORT_MAX_BYTES = 1 << 30
-
-
-def write_report(job_id: str, work: Path, model_path: Path) -> None:
-    """report.html beside the other outputs (plots embedded). A report is a convenience: if it cannot be
-    drawn, the job still succeeds without it, and the reason goes to the log."""
-    from compression_core.report import write_job_report
-
-    # stream (issue 14): the report loads the original and model.pth whole; not for big or sharded models
-    if (
-        not (work / "model.pth").is_file()
-        or not model_path.is_file()
-        or model_path.stat().st_size > REPORT_MAX_BYTES
-    ):
-        log.info("job %s: no report.html (the model is sharded, has no model.pth, or is over 1 GiB)", job_id)
-        return
-    try:
-        write_job_report(work, model_path)
-    except SoftTimeLimitExceeded:
-        raise
-    except Exception:  # noqa: BLE001 - never fail a compressed model over its report
-        log.warning("job %s: report.html could not be written; publishing without it", job_id, exc_info=True)
-        (work / "report.html").unlink(missing_ok=True)
 
 
 def _read_spec(stored: dict[str, Any]) -> Any:
@@ -124,8 +80,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     from compression_core.errors import Cancelled, CompressionError
     from compression_core.job.pipeline import compress_file
     from compression_core.methods import upload_roles
-    from compression_core.methods.search.spec import Holdout
-    from compression_core.methods.search.trial import run_trial
+    from compression_core.methods.outer import driver_for
 
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lease = take_lease(factory, uuid.UUID(job_id), owner, settings.lease_s, settings.max_attempts)
@@ -144,7 +99,8 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             assert job is not None
             spec, inputs = _read_spec(job.spec), dict(job.inputs)
             time_limit = job.time_limit_s
-            parent_id, trial = job.parent_id, job.trial  # a search's trial (worker/search.py)
+            parent_id, trial = job.parent_id, job.trial  # an outer job's child (worker/search.py)
+            parent_spec = session.scalar(select(Job.spec).where(Job.id == parent_id)) if parent_id else None
         storage.fetch_inputs(settings, job_id, inputs)  # MCS_STORAGE=s3: from the bucket
         last_stage: list[str | None] = [None]
 
@@ -158,11 +114,10 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         should_cancel = throttled(settings.cancel_poll_s, lease.should_stop, always=lambda: False)
         work.mkdir(parents=True, exist_ok=True)
         data_path = root / inputs["data"] if "data" in inputs else None
-        compress = compress_file
-        if parent_id is not None:  # a trial: retrain without, and also measure on, the validation split
-            compress = functools.partial(
-                run_trial, holdout=Holdout.model_validate((trial or {}).get("validation") or {})
-            )
+        compress: Callable[..., Any] = compress_file
+        driver = driver_for(parent_spec) if parent_spec is not None else None
+        if driver is not None:  # a child runs as its outer method says (a search's trial: with a holdout)
+            compress = functools.partial(driver.run_child, record=trial or {})
         compress(
             root / inputs["model"],
             spec,
@@ -177,7 +132,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             checkpoint_dir=root / "checkpoint",  # the job's folder: a later attempt resumes LC / SWS from it
         )
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
-        if parent_id is None:  # a trial's report is its search's (the table and the plot)
+        if parent_id is None:  # a child's report is its outer job's (a search's table and plot)
             lease.progress("report", 1.0, "writing report.html")
             write_report(job_id, work, root / inputs["model"])
         if lease.should_stop():  # lost the lease (or cancelled) while finishing: publish nothing
@@ -219,7 +174,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         heartbeat.stop()
         shutil.rmtree(work, ignore_errors=True)
         storage.release_local_copies(settings, job_id)  # MCS_STORAGE=s3: the bucket has everything
-        if parent_id is not None:  # the last trial of a round asks for the search's next one
+        if parent_id is not None:  # the last child of a round asks for the outer job's next one
             from worker.search import child_finished
 
             child_finished(settings, factory, parent_id)

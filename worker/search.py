@@ -1,12 +1,14 @@
-"""Search jobs over the workers: the parent plans a round, inserts its trials as ordinary child jobs, sends
-them and returns; it never waits for them (with one worker, as in embedded `mcs serve`, that would
-deadlock). When a child ends, its worker checks whether the round is complete and, if so, sends
-`mcs.advance_search` for the parent. Each round is claimed through the parent's row (a conditional UPDATE,
-like a job's lease), and (parent_id, trial_index) is unique, so duplicate deliveries plan nothing twice.
-The planner and the outcome are `compression_core.methods.search`; this module only wires them to rows.
+"""Outer jobs (a search) over the workers: the parent plans a round, inserts its children (a search's
+trials) as ordinary child jobs, sends them and returns; it never waits for them (with one worker, as in
+embedded `mcs serve`, that would deadlock). When a child ends, its worker checks whether the round is
+complete and, if so, sends `mcs.advance_search` for the parent. Each round is claimed through the parent's
+row (a conditional UPDATE, like a job's lease), and (parent_id, trial_index) is unique, so duplicate
+deliveries plan nothing twice. What to run and the outcome come from the registered outer method's driver
+(`compression_core.methods.outer`), whichever method it is; this module only wires it to rows.
 
-Between rounds the parent is `running` with no lease owner (progress stage `search`); the API's reaper
-sends a continuation for a parent whose children all ended but which nobody advanced (a lost message).
+Between rounds the parent is `running` with no lease owner (progress stage: the method's field, e.g.
+`search`); the API's reaper sends a continuation for a parent whose children all ended but which nobody
+advanced (a lost message).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,15 +31,36 @@ from mcs_common import storage
 from mcs_common.models import FINISHED_STATES, Job, JobState, cancel_children, utcnow
 from mcs_common.settings import Settings
 from mcs_common.storage import ARTIFACT_NAMES, OPTIONAL_ARTIFACTS, job_dir, publish
-from worker.store import Lease, take_lease
+from worker.report import write_report
+from worker.store import Heartbeat, Lease, take_lease
+
+if TYPE_CHECKING:
+    from compression_core.methods.outer import Child, ChildPlan, OuterDriver
 
 log = logging.getLogger(__name__)
 
-STAGE_WAITING = "search"
+
+def is_outer(spec: dict[str, Any]) -> bool:
+    """Whether the spec names an outer method (a search): the job plans children instead of running."""
+    from compression_core.methods.outer import outer_method
+
+    return outer_method(spec) is not None
 
 
-def is_search(spec: dict[str, Any]) -> bool:
-    return bool(spec.get("search"))
+def _driver(spec: dict[str, Any]) -> OuterDriver:
+    from compression_core.methods.outer import driver_for
+
+    driver = driver_for(spec)
+    assert driver is not None, "not an outer job"
+    return driver
+
+
+def _field(spec: dict[str, Any]) -> str:
+    from compression_core.methods.outer import outer_method
+
+    method = outer_method(spec)
+    assert method is not None, "not an outer job"
+    return method.name
 
 
 def claim_round(
@@ -91,19 +114,18 @@ def free_slots(settings: Settings, queue: str) -> int:
     return max(1, total)
 
 
-def child_result(child: Job) -> Any:
-    from compression_core.methods.search.trials import TrialResult
+def as_child(child: Job) -> Child:
+    """A child job's row as the outer method's driver sees it."""
+    from compression_core.methods.outer import Child
 
-    trial = child.trial or {}
     seconds = None
     if child.started_at is not None and child.finished_at is not None:
         seconds = (child.finished_at - child.started_at).total_seconds()
-    return TrialResult.from_metrics(
+    return Child(
         int(child.trial_index or 0),
-        trial.get("parameters") or {},
+        dict(child.trial or {}),
         str(child.state),
         child.metrics if child.state == JobState.succeeded else None,
-        label=trial.get("label"),
         seconds=seconds,
         job_id=str(child.id),
         reason=child.error or (None if child.state == JobState.succeeded else str(child.state)),
@@ -129,15 +151,17 @@ def next_trial_index(children: Sequence[Job]) -> int:
 
 
 def insert_children(
-    settings: Settings, factory: sessionmaker[Session], parent: Job, first_index: int, planned: Sequence[Any]
+    settings: Settings,
+    factory: sessionmaker[Session],
+    parent: Job,
+    first_index: int,
+    planned: Sequence[ChildPlan],
 ) -> tuple[bool, list[tuple[uuid.UUID, str, int | None]]]:
     """One transaction for the whole round: all children exist or none. Returns whether this call
     inserted them, and the children still queued (a round another continuation inserted first: to send
     them again)."""
     from compression_core.methods import method_label
 
-    search = parent.spec["search"]
-    validation = search.get("validation") or {}
     rows = []
     for offset, trial in enumerate(planned):
         child = Job(
@@ -151,7 +175,7 @@ def insert_children(
             method=method_label(trial.spec),
             parent_id=parent.id,
             trial_index=first_index + offset,
-            trial={"parameters": trial.parameters, "label": trial.label, "validation": validation},
+            trial=trial.record,
         )
         _link_inputs(settings, parent, child.id)
         rows.append(child)
@@ -175,33 +199,9 @@ def insert_children(
     return inserted, [(row[0], row[1], row[2]) for row in queued]
 
 
-def _progress(search: Any, trials: Sequence[Any], total: int) -> tuple[float, str]:
-    from compression_core.methods.search.results import choose_best
-
-    done = sum(t.state in FINISHED_STATES for t in trials)
-    message = f"{done}/{total} trials"
-    best, _ = choose_best(search, [t for t in trials if t.state in FINISHED_STATES])
-    chosen = next((t for t in trials if t.index == best), None)
-    if chosen is not None and chosen.ratio is not None and chosen.error_after is not None:
-        message += f"; best so far: {chosen.ratio:.2f}x at {100 * chosen.error_after:.2f}% test error"
-    return min(0.99, done / max(1, total)), message
-
-
-def _expected_total(search: Any, layers: Sequence[str] | None, planned: int) -> int:
-    from compression_core.methods.search.planner import grid_points
-
-    if search.mode == "grid":
-        return min(search.max_trials, len(grid_points(search)))
-    if search.mode == "sensitivity":
-        return len(layers or []) * len(search.values or []) + 1
-    return max(planned, search.max_trials)
-
-
 def advance(job_id: str, settings: Settings, factory: sessionmaker[Session], *, first: bool) -> str:
     """One step of a search: plan and send the next round, or assemble the outcome. `first`: the job's own
     delivery (a lease like any job); otherwise a continuation (claims the waiting parent)."""
-    from worker.runner import Heartbeat
-
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     parent_id = uuid.UUID(job_id)
     if first:
@@ -221,10 +221,6 @@ def advance(job_id: str, settings: Settings, factory: sessionmaker[Session], *, 
 
 def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -> str:
     from compression_core.errors import CompressionError
-    from compression_core.io import load_state_dict
-    from compression_core.methods.search import sensitivity
-    from compression_core.methods.search.planner import plan_next
-    from compression_core.spec import CHECKED_CONTEXT, Spec
     from mcs_common.broker import send_job
     from worker.app import app
 
@@ -237,9 +233,7 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
             session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.trial_index))
         )
     try:
-        spec = Spec.model_validate(parent.spec, context=CHECKED_CONTEXT)  # its trials were checked at submit
-        search = spec.method("search")
-        assert search is not None
+        driver, field = _driver(parent.spec), _field(parent.spec)
         if lease.should_stop():
             return _cancelled(lease, factory)
         if any(c.state not in FINISHED_STATES for c in children):
@@ -248,58 +242,58 @@ def _advance(lease: Lease, settings: Settings, factory: sessionmaker[Session]) -
             return "waiting"
         storage.fetch_inputs(settings, parent_id, parent.inputs)
         root = job_dir(settings, parent_id)
-        base = spec.model_dump(mode="json")
-        layers = None
-        if search.mode == "sensitivity":
-            layers = sensitivity.select_layers(load_state_dict(root / parent.inputs["model"]), base, search)
-        trials = [child_result(c) for c in children]
-        trace = list(((parent.metrics or {}).get("search") or {}).get("trace") or [])
-        slots = free_slots(settings, parent.queue) if search.mode == "budget" else 1  # grid: all at once
-        plan = plan_next(search, base, trials, slots, layers)
+        done = [as_child(c) for c in children]
+        trace = list(((parent.metrics or {}).get(field) or {}).get("trace") or [])
+        slots = free_slots(settings, parent.queue) if driver.adaptive else 1  # grid: all at once
+        plan = driver.plan(done, slots, root / parent.inputs["model"])
         if not plan.finished:
             first_index = next_trial_index(children)
             trace.append(
                 {
                     "round": len(trace) + 1,
-                    "trials": list(range(first_index, first_index + len(plan.trials))),
+                    "trials": list(range(first_index, first_index + len(plan.children))),
                     "note": plan.note,
                 }
             )
-            inserted, queued = insert_children(settings, factory, parent, first_index, plan.trials)
+            inserted, queued = insert_children(settings, factory, parent, first_index, plan.children)
             if not inserted and not queued and not _any_active(factory, parent_id):
-                # nothing of this round will run, so no trial's end would ever advance the search
+                # nothing of this round will run, so no child's end would ever advance the outer job
                 note = f"round {len(trace)} inserted nothing (its trial numbers are taken) and no trial runs"
                 trace[-1] |= {"trials": [], "note": note}
-                log.warning("search %s: %s; ending the search", parent_id, note)
+                log.warning("%s %s: %s; ending it", field, parent_id, note)
                 try:
-                    return _finish(lease, settings, parent, search, trials, trace, note)
+                    return _finish(lease, settings, parent, driver, done, trace, note)
                 except CompressionError as exc:
-                    raise CompressionError(f"search ended: {note}; {exc}") from exc
+                    raise CompressionError(f"{field} ended: {note}; {exc}") from exc
             for child_id, queue, limit in queued:
                 send_job(app, settings, str(child_id), queue, limit)
             if lease.should_stop():  # cancelled while this round was being inserted
                 return _cancelled(lease, factory)
-            total = _expected_total(search, layers, len(children) + len(plan.trials))
-            fraction, message = _progress(search, trials, total)
+            fraction, message = driver.progress(done, plan.total)
             release(
                 lease,
-                progress_stage=STAGE_WAITING,
+                progress_stage=field,
                 progress_fraction=fraction,
                 progress_message=f"{message}; round {len(trace)}: {plan.note}",
-                metrics={"search": {"trace": trace, "total": total}},
+                metrics={field: {"trace": trace, "total": plan.total}},
             )
             log.info(
-                "search %s: round %d sent (%d trials): %s", parent_id, len(trace), len(plan.trials), plan.note
+                "%s %s: round %d sent (%d trials): %s",
+                field,
+                parent_id,
+                len(trace),
+                len(plan.children),
+                plan.note,
             )
             # a trial that ended before the release found the parent held and its continuation skipped it
             _advance_if_round_done(settings, factory, parent_id, parent.queue)
             return "waiting"
-        return _finish(lease, settings, parent, search, trials, trace, plan.note)
+        return _finish(lease, settings, parent, driver, done, trace, plan.note)
     except CompressionError as exc:
         _fail(lease, factory, str(exc) or type(exc).__name__)
         return JobState.failed
     except Exception as exc:
-        log.exception("search %s failed unexpectedly", parent_id)
+        log.exception("outer job %s failed unexpectedly", parent_id)
         _fail(lease, factory, f"internal error in the worker ({type(exc).__name__}); see its logs")
         return JobState.failed
 
@@ -314,23 +308,22 @@ def _cancelled(lease: Lease, factory: sessionmaker[Session]) -> str:
 def _fail(lease: Lease, factory: sessionmaker[Session], reason: str) -> None:
     with factory() as session:
         cancel_children(session, lease.job_id)
-    lease.finish(JobState.failed, error=f"search: {reason}" if not reason.startswith("search") else reason)
+        spec = session.scalar(select(Job.spec).where(Job.id == lease.job_id)) or {}
+    field = _field(spec) if is_outer(spec) else "outer"
+    lease.finish(JobState.failed, error=reason if reason.startswith(field) else f"{field}: {reason}")
 
 
 def _finish(
     lease: Lease,
     settings: Settings,
     parent: Job,
-    search: Any,
-    trials: Sequence[Any],
+    driver: OuterDriver,
+    trials: Sequence[Child],
     trace: list[dict[str, Any]],
     note: str,
 ) -> str:
-    """The chosen trial's files, the `search` section, search.csv, the plots and report.html, published
-    as the parent's artifacts."""
-    from compression_core.methods.search.run import finalize
-    from worker.runner import write_report
-
+    """The outcome the driver assembles (a search: the chosen trial's files, the `search` section,
+    search.csv, the plots) and report.html, published as the parent's artifacts."""
     root = job_dir(settings, parent.id)
     work = root / f"work-{lease.owner.rsplit(':', 1)[-1]}"
     fetched = root / f"trials-{lease.owner.rsplit(':', 1)[-1]}"
@@ -341,13 +334,14 @@ def _finish(
         folder = fetched / str(index)
         folder.mkdir(parents=True, exist_ok=True)
         job_id = by_index[index].job_id
+        assert job_id is not None
         artifacts = _artifacts_of(lease, uuid.UUID(job_id))
         for name in ("model.bin", "model.pth", "metrics.json"):
             _copy_artifact(settings, uuid.UUID(job_id), artifacts[name], folder / name)
         return folder
 
     try:
-        metrics = finalize(search, trials, best_dir, work, trace=trace, note=note)
+        metrics = driver.finish(trials, best_dir, work, trace=trace, note=note)
         write_report(str(parent.id), work, root / parent.inputs["model"])
         if lease.should_stop():
             raise _Stopped
@@ -356,11 +350,7 @@ def _finish(
             for name in ARTIFACT_NAMES
             if name not in OPTIONAL_ARTIFACTS or (work / name).is_file()
         ]
-        section = metrics["search"]
-        met = (section.get("budget") or {}).get("met")
-        message = f"{len(trials)} trials; best #{section['best']}" + (
-            "" if met is None else ("; within budget" if met else "; NO trial met the budget")
-        )
+        message = driver.summary(metrics, trials)
         lease.finish(
             JobState.succeeded,
             metrics=metrics,
@@ -422,8 +412,7 @@ def _advance_if_round_done(
 
 
 def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id: uuid.UUID) -> None:
-    """After a trial ends: when no sibling is queued or running, ask for the parent's next round."""
-    from compression_core.spec import CHECKED_CONTEXT, Spec
+    """After a child ends: when no sibling is queued or running, ask for the parent's next round."""
     from mcs_common.broker import send_advance
     from worker.app import app
 
@@ -432,16 +421,12 @@ def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id
         if parent is None or parent.state != JobState.running:
             return
         children = list(session.scalars(select(Job).where(Job.parent_id == parent_id)))
-        queue, spec, total = (
-            parent.queue,
-            parent.spec,
-            ((parent.metrics or {}).get("search") or {}).get("total"),
-        )
+        queue, spec, metrics = parent.queue, parent.spec, parent.metrics or {}
     active = any(child.state not in FINISHED_STATES for child in children)
-    try:  # progress while the parent waits: trials done / total, best so far
-        search = Spec.model_validate(spec, context=CHECKED_CONTEXT).method("search")
-        fraction, message = _progress(
-            search, [child_result(c) for c in children], int(total or len(children))
+    try:  # progress while the parent waits: children done / total, best so far
+        total = (metrics.get(_field(spec)) or {}).get("total")
+        fraction, message = _driver(spec).progress(
+            [as_child(c) for c in children], int(total or len(children))
         )
         with factory() as session:
             session.execute(
@@ -451,6 +436,6 @@ def child_finished(settings: Settings, factory: sessionmaker[Session], parent_id
             )
             session.commit()
     except Exception:  # noqa: BLE001 - progress is a convenience; the continuation below is what matters
-        log.warning("search %s: could not update its progress", parent_id, exc_info=True)
+        log.warning("outer job %s: could not update its progress", parent_id, exc_info=True)
     if not active:
         send_advance(app, settings, str(parent_id), queue)

@@ -1,8 +1,10 @@
-"""The worker's side of the job row: take a lease, renew it, report progress, finish. Every write is a
-conditional UPDATE on the lease owner, so a duplicate or stale worker can never overwrite a job."""
+"""The worker's side of the job row: take a lease, renew it (`Heartbeat`), report progress, finish. Every
+write is a conditional UPDATE on the lease owner, so a duplicate or stale worker can never overwrite a job."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,6 +14,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mcs_common.models import Job, JobState, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,3 +108,23 @@ def take_lease(
         )
         session.commit()
     return Lease(factory, job_id, owner, seconds) if result.rowcount else None  # type: ignore[attr-defined]
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease while the job runs, so a reaper can tell a live worker from a vanished one."""
+
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(name=f"lease-{lease.job_id}", daemon=True)
+        self.lease = lease
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.lease.seconds / 3):
+            try:
+                if not self.lease.renew():
+                    return
+            except Exception:  # noqa: BLE001 - a failed renewal is retried at the next beat
+                log.warning("lease renewal failed for job %s", self.lease.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()

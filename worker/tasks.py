@@ -1,5 +1,5 @@
-"""The tasks: run a job by id, and advance a search. Everything else is in `worker.runner`, `worker.search`
-and `compression_core`."""
+"""The tasks: run a job by id, and advance an outer job (a search). Everything else is in `worker.runner`,
+`worker.search` and `compression_core`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mcs_common.models import Job
 from mcs_common.settings import get_settings
 from worker.app import app
 from worker.runner import run_job as run
-from worker.search import advance, child_finished, is_search
+from worker.search import advance, child_finished, is_outer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def run_job(job_id: str) -> str:
             select(Job.spec, Job.parent_id).where(Job.id == uuid.UUID(job_id))
         ).one_or_none()
     spec, parent_id = row if row is not None else (None, None)
-    if spec is not None and is_search(spec):  # a search plans its trials as child jobs and returns
+    if spec is not None and is_outer(spec):  # e.g. a search: plans its children as jobs and returns
         state = advance(job_id, get_settings(), _sessions(), first=True)
     else:
         state = run(job_id, get_settings(), _sessions())
@@ -50,7 +50,7 @@ def run_job(job_id: str) -> str:
 
 @app.task(name=TASK_ADVANCE_SEARCH)
 def advance_search(job_id: str) -> str:
-    """A search's next round (sent when its last running trial ended, or by the API's reaper)."""
+    """An outer job's next round (sent when its last running child ended, or by the API's reaper)."""
     state = advance(job_id, get_settings(), _sessions(), first=False)
     log.info("search step: %s", state, extra={"state": str(state)})
     return state

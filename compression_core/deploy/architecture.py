@@ -56,10 +56,12 @@ def architecture_record(
 ) -> dict[str, Any]:
     import torch_pruning as tp
 
+    source = {"source": model_spec["source"]} if model_spec.get("source") is not None else {}
     return {
         "format": FORMAT,
         "version": VERSION,
         "model": {
+            **source,
             "arch": model_spec["arch"],
             "kwargs": dict(model_spec.get("kwargs") or {}),
             "input_shape": [int(d) for d in input_shape],
@@ -115,13 +117,20 @@ def read_architecture(path: str | Path) -> dict[str, Any]:
     return record
 
 
-def build_deployed(record: Mapping[str, Any]) -> nn.Module:
-    """The architecture a record describes, with its recorded pruning applied (random weights)."""
+def build_deployed(record: Mapping[str, Any], out_dir: Path | None = None) -> nn.Module:
+    """The architecture a record describes, with its recorded pruning applied (random weights). A record
+    whose `model` names a `source` (a kind of input other than a state dict) is rebuilt by that kind, from
+    the files in `out_dir` (`compression_core.sources.rebuild`)."""
     from compression_core.deploy.pruning import replay_history
     from compression_core.models import build_model
 
     model_spec = record["model"]
-    model = build_model({"arch": model_spec["arch"], "kwargs": model_spec.get("kwargs", {})})
+    if model_spec.get("source") is not None:
+        from compression_core.sources import rebuild
+
+        model = rebuild(model_spec, Path(out_dir or "."))
+    else:
+        model = build_model({"arch": model_spec["arch"], "kwargs": model_spec.get("kwargs", {})})
     history = record.get("pruning", {}).get("history", [])
     if history:
         example = torch.zeros(1, *model_spec["input_shape"])
@@ -145,7 +154,7 @@ def load_model(out_dir: str | os.PathLike[str]) -> nn.Module:
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise InputError(f"{ARCHITECTURE_FILE}: weights must be a file name in the same folder, not {name!r}")
     weights = out_dir / name
-    model = build_deployed(record)
+    model = build_deployed(record, out_dir)
     if not weights.is_file() and (out_dir / "model.bin").is_file():  # only the compact file downloaded
         from compression_core.format import decode_state_dict
 

@@ -177,11 +177,12 @@ class DeployStage:
 
     def finish(self, out_dir: Path, metrics: dict[str, Any], *, progress: ProgressFn | None = None) -> None:
         spec, job = self.spec, self.job
-        assert spec.model is not None
         out_dir = Path(out_dir)
         deployed_params = count_parameters(job.model)
+        described = job.source.architecture()
+        assert described is not None  # the deployment stage runs only on sources with a module
         record = architecture_record(
-            spec.model.model_dump(mode="json"),
+            described,
             list(self.example.shape[1:]),
             self.history,
             [p.to_dict() for p in self.plan.pruned],
@@ -248,14 +249,14 @@ class DeployStage:
     def _deploy_methods(self, out_dir: Path, deployment: dict[str, Any], progress: ProgressFn | None) -> None:
         """The registry's "deploy" methods the spec names (int8), each adding its section."""
         from compression_core.methods import registry
-        from compression_core.methods.base import resolve
+        from compression_core.methods.base import DeployMethod
 
         for method, config in registry.present_methods(self.spec):
-            if method.spec.stage != "deploy":
+            if not isinstance(method, DeployMethod):
                 continue
             if progress:
                 progress(method.name, 0.94, f"{method.spec.title}")
-            deployment[method.name] = resolve(method.run)(config, self, out_dir)
+            deployment[method.name] = method.deploy(config, self, out_dir)
 
     def _table(
         self,

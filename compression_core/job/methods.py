@@ -14,13 +14,13 @@ from typing import Any
 from compression_core.job.context import JobContext
 from compression_core.job.outcome import assemble
 from compression_core.methods import registry
-from compression_core.methods.base import CompressFn, ModelMethod, resolve
+from compression_core.methods.base import CompressFn, CompressMethod, PrepareMethod, resolve
 from compression_core.records import TensorRecord
 
 __all__ = ["run_methods"]
 
 
-def _configured(job: JobContext, name: str) -> tuple[ModelMethod, Any]:
+def _configured(job: JobContext, name: str) -> tuple[Any, Any]:
     method = registry.model_method(name)
     config = job.spec.method(name)
     return method, config if config is not None else method.spec()  # the fallback, with its defaults
@@ -29,28 +29,29 @@ def _configured(job: JobContext, name: str) -> tuple[ModelMethod, Any]:
 def run_methods(
     job: JobContext, compress: CompressFn, prepare_names: Sequence[str], main_name: str
 ) -> tuple[list[TensorRecord], dict[str, Any]]:
-    """Records of the whole state dict after the plan's "prepare" methods and its one "retrain" method (the
-    registry's fallback when the spec names none), and their metrics. "deploy" methods (int8) run in the
-    deployment stage, after model.pth is written (deploy/stage.py)."""
-    prepare = [_configured(job, name) for name in prepare_names]
-    main = [_configured(job, main_name)]
+    """Records of the whole state dict after the plan's "prepare" methods and its one "compress" method
+    (the registry's fallback when the spec names none), and their metrics. "deploy" methods (int8) run in
+    the deployment stage, after model.pth is written (deploy/stage.py)."""
     lo, hi = job.span
     sections: dict[str, dict[str, Any]] = {}
-    if prepare:
+    if prepare_names:
         mid = lo + (hi - lo) * 0.5
-        width = (mid - lo) / len(prepare)
-        for i, (method, config) in enumerate(prepare):
+        width = (mid - lo) / len(prepare_names)
+        for i, name in enumerate(prepare_names):
+            method, config = _configured(job, name)
+            assert isinstance(method, PrepareMethod)
             job.span = (lo + i * width, lo + (i + 1) * width)
-            outcome = resolve(method.run)(config, job, compress)
+            outcome = method.prepare(config, job, compress)
             if outcome.section is not None:
                 sections[method.name] = outcome.section
         lo = mid
-    method, config = main[0]
+    method, config = _configured(job, main_name)
+    assert isinstance(method, CompressMethod)
     job.span = (lo, hi)
-    outcome = resolve(method.run)(config, job, compress)
+    outcome = method.compress(config, job, compress)
     if outcome.section is not None:
         sections = {method.name: outcome.section, **sections}
-    assert outcome.records is not None, f"{method.name}: a compress method returns the records"
+    assert outcome.records is not None
     return outcome.records, assemble(job, outcome, sections)
 
 

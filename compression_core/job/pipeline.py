@@ -30,7 +30,8 @@ from compression_core.job.methods import report_steps, run_methods
 from compression_core.job.plan import Mode, Plan, plan_job
 from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
-from compression_core.methods.base import CompressFn, resolve
+from compression_core.methods.base import CompressFn
+from compression_core.methods.outer import OuterMethod
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics, write_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
@@ -205,21 +206,23 @@ class _Run:
     checkpoint_dir: Path | None
 
     def outer(self, plan: Plan) -> dict[str, Any]:
-        """An outer method (a search) runs the rest of the spec itself: here its trials run one by one."""
+        """An outer method (a search) runs the rest of the spec itself: here its children run one by one."""
+        from compression_core.job.outer import run_outer
+
         (name,) = plan.names("outer")
         method = registry.model_method(name)
-        result: dict[str, Any] = resolve(method.run)(
-            self.spec.method(name),
+        assert isinstance(method, OuterMethod)
+        return run_outer(
+            method,
             self.spec,
             self.source.path,
             self.out_dir,
-            progress=self.progress,
+            report=lambda stage, fraction, message: _report(self.progress, stage, fraction, message),
             should_cancel=self.should_cancel,
             device=self.device,
             data_path=self.data_path,
             inputs=self.inputs,
         )
-        return result
 
     def in_memory(self, plan: Plan) -> dict[str, Any]:
         """Load -> (prepare, structured, retrain) -> compress -> encode -> write -> deploy."""

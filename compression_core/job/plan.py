@@ -22,6 +22,8 @@ from typing import Any
 
 from compression_core.errors import SpecError
 from compression_core.methods import registry
+from compression_core.methods.base import CompressMethod, DeployMethod, PrepareMethod
+from compression_core.methods.outer import OuterMethod
 from compression_core.sources import ModelSource
 from compression_core.spec.model import SpecBase as Spec
 
@@ -94,7 +96,7 @@ def plan_job(spec: Spec, source: ModelSource, *, device: str = "cpu", workers: i
     """The plan for `spec` on `source` (reads nothing from the source's files)."""
     present = registry.present_methods(spec)
     described = source.describe()
-    outer = [m.name for m, _ in present if m.spec.stage == "outer"]
+    outer = [m.name for m, _ in present if isinstance(m, OuterMethod)]
     if outer:
         note = "runs the rest of the spec itself, as trials planned one by one"
         return Plan(described, Mode.outer, device, None, (Stage("outer", (outer[0],), note),))
@@ -110,13 +112,13 @@ def plan_job(spec: Spec, source: ModelSource, *, device: str = "cpu", workers: i
         stage = Stage("compress", steps, "per tensor, whole model in memory")
         return Plan(described, Mode.in_memory, device, None, (stage,))
     stages: list[Stage] = []
-    prepare = tuple(m.name for m, _ in present if m.spec.stage == "prepare")
+    prepare = tuple(m.name for m, _ in present if isinstance(m, PrepareMethod))
     if prepare:
         stages.append(Stage("prepare", prepare, "changes the model first"))
     deploy = source.has_module  # data-aware with a trainable module: the deployment stage runs
     if deploy and "structured" in steps:
         stages.append(Stage("structured", ("structured",), "physical, before training"))
-    main = tuple(m.name for m, _ in present if m.spec.stage == "compress")
+    main = tuple(m.name for m, _ in present if isinstance(m, CompressMethod))
     if len(main) > 1:
         raise SpecError(f"methods {list(main)} each compress the model; give one of them")
     if main:
@@ -127,7 +129,7 @@ def plan_job(spec: Spec, source: ModelSource, *, device: str = "cpu", workers: i
     stages.append(Stage("compress", steps, "per tensor"))
     if deploy:
         formats = [f.value for f in spec.export_formats]
-        later = tuple(m.name for m, _ in present if m.spec.stage == "deploy")
+        later = tuple(m.name for m, _ in present if isinstance(m, DeployMethod))
         note = "architecture.json" + "".join(f", {f}" for f in formats) + ", deployment table"
         stages.append(Stage("deploy", later, note))
     return Plan(described, Mode.in_memory, device, None, tuple(stages))

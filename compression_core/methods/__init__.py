@@ -6,9 +6,12 @@ See docs/methods.md for how to add a method.
 """
 
 from compression_core.methods.base import (
+    CompressMethod,
+    DeployMethod,
     MethodSpec,
     ModelMethod,
     Outcome,
+    PrepareMethod,
     StepContext,
     StepMethod,
     StepSpec,
@@ -29,9 +32,12 @@ from compression_core.methods.registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "CompressMethod",
+    "DeployMethod",
     "MethodSpec",
     "ModelMethod",
     "Outcome",
+    "PrepareMethod",
     "StepContext",
     "StepMethod",
     "StepSpec",

@@ -7,7 +7,12 @@ small interface per compression type):
   (`after`), and a function `apply(step, work, context)` that turns the tensor in `work` into what the
   record stores (positions, values, codebook, factors);
 - a whole-model method (`MethodSpec`): its top-level spec field, what it needs (`model`, `data`), what it
-  excludes, the extra upload roles it takes (e.g. `teacher`) and `run(config, job, compress) -> Outcome`.
+  excludes, the extra upload roles it takes (e.g. `teacher`), registered as one of four kinds, one per
+  stage of a job, each with its own typed call:
+  `PrepareMethod` / `CompressMethod`: `run(config, job, compress) -> Outcome` (changes the model first /
+  trains while compressing); `DeployMethod`: `run(config, stage, out_dir) -> section` on the written model;
+  `OuterMethod` (`methods/outer.py`): a driver that plans child jobs, which the worker fans out over the
+  workers and the library runs one after another.
 
 The implementations are named by `"module:function"` strings and imported at first use, so building the
 spec's JSON Schema imports pydantic models only (no torch). See docs/methods.md.
@@ -23,15 +28,26 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # the spec side (schemas) stays torch-free
+    from pathlib import Path
+
     import torch
 
     from compression_core.records import TensorRecord
 
+# The job's context (`compression_core.job.context.JobContext`) and deployment stage
+# (`compression_core.deploy.stage.DeployStage`), not imported even for type checking: both import the spec,
+# which is assembled from this module (the architecture test counts every import).
+JobContext = Any
+DeployStage = Any
+
 __all__ = [
     "CompressFn",
+    "CompressMethod",
+    "DeployMethod",
     "MethodSpec",
     "ModelMethod",
     "Outcome",
+    "PrepareMethod",
     "StepContext",
     "StepMethod",
     "StepSpec",
@@ -64,11 +80,6 @@ class MethodSpec(_Strict):
     needs: ClassVar[tuple[str, ...]] = ("model", "data")  # top-level fields it needs
     excludes: ClassVar[tuple[str, ...]] = ()  # top-level method fields it cannot combine with
     inputs: ClassVar[tuple[str, ...]] = ()  # extra upload roles, e.g. ("teacher",)
-    # "prepare": runs first and changes the model; "compress": makes records; "deploy": runs on the written
-    # model in the deployment stage, `run(config, stage, out_dir) -> section` (compression_core/deploy/);
-    # "outer": runs the whole pipeline itself, `run(config, spec, model_path, out_dir, **options) -> metrics`
-    # (a search runs the rest of the spec as trials; the other methods never see its field)
-    stage: ClassVar[str] = "compress"
     fallback: ClassVar[bool] = (
         False  # the method data-aware jobs run (with defaults) when the spec names none
     )
@@ -149,13 +160,59 @@ class StepMethod:
         return str(self.spec.model_fields["type"].default)
 
 
+JobRun = Callable[[Any, "JobContext", CompressFn], Outcome]  # (config, job, compress) -> Outcome
+DeployRun = Callable[[Any, "DeployStage", "Path"], dict[str, Any]]  # (config, stage, out_dir) -> section
+
+
 @dataclass(frozen=True)
 class ModelMethod:
-    """A registered whole-model method: `run(config, job, compress) -> Outcome`."""
+    """A registered whole-model method; registered as one of its four kinds (`stage` says which):
+    `PrepareMethod`, `CompressMethod`, `DeployMethod` below and `OuterMethod` (`methods/outer.py`)."""
 
     spec: type[MethodSpec]
-    run: str | Callable[..., Outcome]
+    stage: ClassVar[str] = ""
 
     @property
     def name(self) -> str:
         return self.spec.field
+
+
+@dataclass(frozen=True)
+class PrepareMethod(ModelMethod):
+    """Runs first and changes the model (distillation): `run(config, job, compress) -> Outcome` with no
+    records; the rules and the compress method then work on the changed model."""
+
+    run: str | JobRun
+    stage: ClassVar[str] = "prepare"
+
+    def prepare(self, config: Any, job: JobContext, compress: CompressFn) -> Outcome:
+        outcome: Outcome = resolve(self.run)(config, job, compress)
+        return outcome
+
+
+@dataclass(frozen=True)
+class CompressMethod(ModelMethod):
+    """Trains while compressing (retrain, LC, SWS): `run(config, job, compress) -> Outcome` with the records
+    of every tensor. A job runs one; the one whose spec says `fallback` runs when a data-aware spec names
+    none."""
+
+    run: str | JobRun
+    stage: ClassVar[str] = "compress"
+
+    def compress(self, config: Any, job: JobContext, compress: CompressFn) -> Outcome:
+        outcome: Outcome = resolve(self.run)(config, job, compress)
+        assert outcome.records is not None, f"{self.name}: a compress method returns the records"
+        return outcome
+
+
+@dataclass(frozen=True)
+class DeployMethod(ModelMethod):
+    """Runs in the deployment stage on the written model (int8): `run(config, stage, out_dir) -> section`
+    (metrics.json's `deployment.<field>`); `stage` is the job's `DeployStage`."""
+
+    run: str | DeployRun
+    stage: ClassVar[str] = "deploy"
+
+    def deploy(self, config: Any, stage: DeployStage, out_dir: Path) -> dict[str, Any]:
+        section: dict[str, Any] = resolve(self.run)(config, stage, out_dir)
+        return section

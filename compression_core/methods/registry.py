@@ -6,7 +6,8 @@ service accepts, the job's method label and which whole-model method a job runs.
 
 Built-ins live in `compression_core/methods/<name>/`, each package exporting `METHOD`. Operators add methods
 through the entry-point group `mcs.methods` (`[project.entry-points."mcs.methods"] mine =
-"mypkg.mine:METHOD"`, a `StepMethod`, a `ModelMethod` or a list of them), loaded at first use of the
+"mypkg.mine:METHOD"`, a `StepMethod`, a `ModelMethod` kind (`PrepareMethod`, `CompressMethod`,
+`DeployMethod`, `OuterMethod`) or a list of them), loaded at first use of the
 registry. `register` / `unregister` / `reload` change the set at run time; the spec model is rebuilt at its
 next use (see `compression_core.spec.assemble`).
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from compression_core.methods.base import MethodSpec, ModelMethod, StepMethod, resolve
+from compression_core.methods.base import CompressMethod, MethodSpec, ModelMethod, StepMethod, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -71,13 +72,16 @@ _state = {"loaded": False, "generation": 0}
 def _add(method: Any, origin: str) -> None:
     if isinstance(method, StepMethod):
         _steps[method.name] = method
-    elif isinstance(method, ModelMethod):
+    elif isinstance(method, ModelMethod) and method.stage:  # one of the four kinds, not the base
         _methods[method.name] = method
     elif isinstance(method, Iterable) and not isinstance(method, str | bytes):
         for item in method:
             _add(item, origin)
     else:
-        raise TypeError(f"{origin}: expected a StepMethod or ModelMethod, got {type(method).__name__}")
+        raise TypeError(
+            f"{origin}: expected a StepMethod, PrepareMethod, CompressMethod, DeployMethod or OuterMethod, "
+            f"got {type(method).__name__}"
+        )
 
 
 def _load() -> None:
@@ -169,10 +173,10 @@ def present_methods(spec: Any) -> list[tuple[ModelMethod, MethodSpec]]:
     return found
 
 
-def fallback() -> ModelMethod:
+def fallback() -> CompressMethod:
     """The method a data-aware job runs when its spec names none (retraining, with nothing to retrain)."""
     for method in model_methods().values():
-        if method.spec.fallback:
+        if isinstance(method, CompressMethod) and method.spec.fallback:
             return method
     raise LookupError("no registered whole-model method is the fallback")
 

@@ -11,13 +11,16 @@ Adding a kind of input (e.g. `onnx`, `hf`) is one folder plus one registration l
    - `claims(path, model_spec) -> bool`: whether this input is yours, from the path and at most a small
      read (a suffix, `config.json` in a folder, a magic number); kinds are asked from the highest priority
      down (`sharded` is 10, `state_dict` 0 and takes any file left; a Hugging Face folder, which also holds
-     an index, needs a priority above 10);
+     an index, needs a priority above 10); `check(path)` (optional): what the API checks at `POST /jobs`
+     from metadata alone, before anything is queued;
    - the subclass implements `infos` and `load(name)` (tensors by name, dtype and shape from metadata,
      one at a time), `write(out_dir, state_dict)` (the in-memory outputs in the source's own form), and,
      where it can, `module(state_dict)` / `has_module` (the trainable module: what data-aware methods,
-     deployment and Torch-Pruning work on), `input_signature()`, `dense_writer(out_dir)` (streamed
-     outputs; set `streamable = False` when tensors cannot be compressed one at a time), `label`,
-     `input_files()`; the constructor reads nothing (the plan is made before any loading);
+     deployment and Torch-Pruning work on), `input_signature()`, `architecture()` (with
+     `SourceKind(rebuild=...)`: how `load_model(out_dir)` rebuilds it without the upload),
+     `dense_writer(out_dir)` (streamed outputs; set `streamable = False` when tensors cannot be compressed
+     one at a time), `label`, `input_files()`; the constructor reads nothing (the plan is made before any
+     loading);
 2. add `"<name>"` to `BUILTINS` below (its place in the tuple does not matter; `priority` orders them).
 
 Nothing else changes: the pipeline plans from `source.describe()`, `streamable` and `has_module`
@@ -27,10 +30,14 @@ Nothing else changes: the pipeline plans from `source.describe()`, `streamable` 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compression_core.sources.base import DenseWriter, ModelSource, SourceKind, TensorInfo
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "BUILTINS",
@@ -38,8 +45,10 @@ __all__ = [
     "ModelSource",
     "SourceKind",
     "TensorInfo",
+    "check_upload",
     "kinds",
     "open_source",
+    "rebuild",
     "register",
     "unregister",
 ]
@@ -75,13 +84,39 @@ def kinds() -> list[SourceKind]:
     return sorted(_kinds.values(), key=lambda kind: -kind.priority)
 
 
+def _kind_of(path: Path, model: Any) -> SourceKind:
+    from compression_core.errors import InputError
+
+    for kind in kinds():
+        if kind.claims(path, model):
+            return kind
+    raise InputError(f"{path}: not a model input this service reads")
+
+
 def open_source(path: str | Path, model: Any = None) -> ModelSource:
     """The source of the input at `path`; `model` is the spec's `model` field (architecture name, kwargs,
     input shape) or None. Reads nothing yet: the kind's readers raise InputError when they first read."""
+    path = Path(path)
+    return _kind_of(path, model).open(path, model)
+
+
+def check_upload(path: str | Path, model: Any = None) -> None:
+    """The API's check of an uploaded model input (`SourceKind.check`): metadata only; InputError."""
+    path = Path(path)
+    kind = _kind_of(path, model)
+    if kind.check is not None:
+        kind.check(path)
+        return
+    with kind.open(path, model) as source:
+        source.infos  # noqa: B018 - listing the tensors reads and checks the metadata
+
+
+def rebuild(model: Mapping[str, Any], out_dir: Path) -> nn.Module:
+    """The unpruned module an architecture.json `model` entry with a `source` describes (`load_model`)."""
     from compression_core.errors import InputError
 
-    path = Path(path)
-    for kind in kinds():
-        if kind.claims(path, model):
-            return kind.open(path, model)
-    raise InputError(f"{path}: not a model input this service reads")
+    _load()
+    kind = _kinds.get(str(model.get("source")))
+    if kind is None or kind.rebuild is None:
+        raise InputError(f"architecture.json: no installed model source rebuilds {model.get('source')!r}")
+    return kind.rebuild(model, out_dir)

@@ -92,6 +92,12 @@ class ModelSource(abc.ABC):
         """One sample's input shape without the batch, when the source knows it (None otherwise)."""
         return None
 
+    def architecture(self) -> dict[str, Any] | None:
+        """What `architecture.json` records under `model` so that `load_model(out_dir)` rebuilds the module
+        without the upload (the deployment stage adds `input_shape`). A kind other than `state_dict` adds
+        `"source": kind` and registers `SourceKind.rebuild`. None: the source has no module."""
+        return None
+
     # --- outputs --------------------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -148,3 +154,11 @@ class SourceKind:
     open: Callable[[Path, Any], ModelSource]
     claims: Callable[[Path, Any], bool]
     priority: int = 0
+    # the API's check of an upload at `POST /jobs`, before anything is queued: from metadata only (headers,
+    # an index, a protobuf's declared sizes), never the tensors' data; InputError naming what is wrong.
+    # None: listing the source's `infos` is the check.
+    check: Callable[[Path], None] | None = None
+    # `load_model(out_dir)`'s rebuild of the unpruned module from architecture.json's `model` entry (whose
+    # `source` names this kind) and the files beside it; None: the kind records no `source` (`arch` and
+    # `kwargs` are built by `compression_core.models.build_model`)
+    rebuild: Callable[[Mapping[str, Any], Path], nn.Module] | None = None

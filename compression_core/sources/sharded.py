@@ -72,6 +72,9 @@ class ShardedSource(ModelSource):
     def input_signature(self) -> tuple[int, ...] | None:
         return architecture_signature(self.model_spec)
 
+    def architecture(self) -> dict[str, Any] | None:
+        return None if self.model_spec is None else self.model_spec.model_dump(mode="json")
+
     def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
         from compression_core.io import save_state_dict
 
@@ -98,4 +101,11 @@ def _claims(path: Path, model: Any) -> bool:
     return path.is_dir() or path.name.endswith(".json")
 
 
-SOURCE = SourceKind("sharded", ShardedSource, _claims, priority=10)
+def _check(path: Path) -> None:
+    """The index and every shard's header, read without the tensors' data."""
+    from compression_core.streaming.source import open_source
+
+    open_source(path).close()
+
+
+SOURCE = SourceKind("sharded", ShardedSource, _claims, priority=10, check=_check)

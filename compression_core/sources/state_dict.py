@@ -88,6 +88,9 @@ class StateDictSource(ModelSource):
     def input_signature(self) -> tuple[int, ...] | None:
         return architecture_signature(self.model_spec)
 
+    def architecture(self) -> dict[str, Any] | None:
+        return None if self.model_spec is None else self.model_spec.model_dump(mode="json")
+
     def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
         from compression_core.io import save_state_dict
 
@@ -112,4 +115,12 @@ def _claims(path: Path, model: Any) -> bool:
     return not path.is_dir()
 
 
-SOURCE = SourceKind("state_dict", StateDictSource, _claims, priority=0)
+def _check(path: Path) -> None:
+    """From the header (safetensors) or the pickle's metadata (torch, `weights_only`): the declared sizes,
+    dtypes and views, refusing what would expand past the file, without loading the tensors."""
+    from compression_core.inspect_upload import inspect_state_dict
+
+    inspect_state_dict(path)
+
+
+SOURCE = SourceKind("state_dict", StateDictSource, _claims, priority=0, check=_check)

@@ -1,5 +1,6 @@
-"""The shape of compression_core, read from its source: no import cycles, methods reached only through the
-registry, small files. Every import counts, at module level, inside functions and under TYPE_CHECKING."""
+"""The shape of compression_core, the service and the worker, read from their source: no import cycles,
+methods and model sources reached only through their registries (in the library, the service and the
+worker), small files. Every import counts, at module level, inside functions and under TYPE_CHECKING."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import compression_core
+from tests.import_graph import find_cycle, imports_of, module_graph
 
 ROOT = Path(compression_core.__file__).parent
 PACKAGE = "compression_core"
@@ -140,3 +142,47 @@ def test_the_spec_builds_in_a_fresh_interpreter_without_torch(first):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("package", ["service", "worker"])
+def test_the_service_and_the_worker_import_no_particular_method(package):
+    """They reach methods through the registry (`compression_core.methods`, its base and `outer`
+    interfaces): a new method, outer ones included, needs no service or worker edit."""
+    packages = _method_packages()
+    offenders = sorted(
+        f"{path.name}:{line} imports {name}"
+        for path, line, name in imports_of(package)
+        if any(name == p or name.startswith(p + ".") for p in packages)
+    )
+    assert offenders == []
+
+
+def test_the_check_sees_a_worker_importing_a_method(tmp_path):
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "probe.py").write_text(
+        "def f():\n    from compression_core.methods.search.trial import run_trial\n"
+    )
+    names = [name for _, _, name in imports_of("worker", tmp_path)]
+    assert "compression_core.methods.search.trial" in names
+
+
+@pytest.mark.parametrize("package", ["service", "worker"])
+def test_the_service_and_the_worker_have_no_import_cycle(package):
+    graph = module_graph([package])
+    assert "worker.search" in module_graph(["worker"])["worker.runner"]  # the graph sees function imports
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_only_the_sources_package_imports_a_particular_source():
+    """A new kind of input is one folder plus its registration: nothing else names it."""
+    sources = {m for m in MODULES if m.startswith(f"{PACKAGE}.sources.") and m != f"{PACKAGE}.sources.base"}
+    assert f"{PACKAGE}.sources.state_dict" in sources
+    offenders = sorted(
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if not module.startswith(f"{PACKAGE}.sources")
+        for target in targets
+        if target in sources
+    )
+    assert offenders == []

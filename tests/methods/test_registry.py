@@ -22,7 +22,7 @@ from compression_core.format import decode_state_dict
 from compression_core.io import save_state_dict
 from compression_core.job.pipeline import compress_file
 from compression_core.methods import registry
-from compression_core.methods.base import MethodSpec, ModelMethod, Outcome, StepMethod, StepSpec
+from compression_core.methods.base import CompressMethod, MethodSpec, Outcome, StepMethod, StepSpec
 from compression_core.spec import parse_spec, spec_json_schema
 
 
@@ -63,7 +63,7 @@ def scale_run(config: ScaleSpec, job, compress) -> Outcome:
     )
 
 
-TOY_METHODS = [StepMethod(spec=RoundStep, apply=round_apply), ModelMethod(spec=ScaleSpec, run=scale_run)]
+TOY_METHODS = [StepMethod(spec=RoundStep, apply=round_apply), CompressMethod(spec=ScaleSpec, run=scale_run)]
 
 SPEC = {
     "model": {"arch": "mlp", "kwargs": {"sizes": [4, 3, 2]}},

@@ -163,3 +163,58 @@ def test_a_single_safetensors_folder_streams_to_model_pth(tmp_path):
     writer = source.dense_writer(tmp_path / "out")
     writer.write("w", torch.ones(4, 4))
     assert [p.name for p in writer.finish()] == ["model.pth"]
+
+
+def test_the_upload_check_reads_metadata_and_each_kind_checks_its_own(tmp_path, lenet5_file):
+    path, _ = lenet5_file
+    sources.check_upload(path)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(InputError, match="broken.safetensors"):
+        sources.check_upload(broken)
+    index = write_sharded(tmp_path / "ckpt", transformer_like(), shards=2)
+    sources.check_upload(index)
+    (index.parent / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(InputError, match="shard model-00002-of-00002.safetensors is missing"):
+        sources.check_upload(index)
+    seen: list[Path] = []
+    kind = SourceKind("npz-test", _Npz, lambda p, m: p.suffix == ".npz", priority=5, check=seen.append)
+    sources.register(kind)
+    try:
+        sources.check_upload(tmp_path / "x.npz")
+    finally:
+        sources.unregister("npz-test")
+    assert seen == [tmp_path / "x.npz"]
+
+
+def test_load_model_rebuilds_through_the_kind_an_architecture_record_names(tmp_path):
+    from compression_core.deploy.architecture import ARCHITECTURE_FILE, architecture_record, load_model
+
+    built: list[tuple[str, Path]] = []
+
+    def rebuild(model, out_dir):
+        built.append((model["arch"], out_dir))
+        return torch.nn.Linear(4, 2)
+
+    torch.manual_seed(0)
+    weights = torch.nn.Linear(4, 2).state_dict()
+    save_state_dict(weights, tmp_path / "model.pth")
+    record = architecture_record(
+        {"source": "toy-rebuild", "arch": "linear", "kwargs": {}}, [4], [], [], 10, 10
+    )
+    assert record["model"] == {"source": "toy-rebuild", "arch": "linear", "kwargs": {}, "input_shape": [4]}
+    (tmp_path / ARCHITECTURE_FILE).write_text(json.dumps(record))
+    sources.register(SourceKind("toy-rebuild", _Npz, lambda p, m: False, rebuild=rebuild))
+    try:
+        model = load_model(tmp_path)
+    finally:
+        sources.unregister("toy-rebuild")
+    assert built == [("linear", tmp_path)] and torch.equal(model.weight, weights["weight"])
+    with pytest.raises(InputError, match="no installed model source rebuilds 'toy-rebuild'"):
+        load_model(tmp_path)
+
+
+def test_a_state_dict_records_its_architecture_without_a_source_key(lenet5_file):
+    path, _ = lenet5_file
+    assert open_source(path, LENET5).architecture() == {"arch": "lenet5", "kwargs": {}, "input_shape": None}
+    assert open_source(path).architecture() is None

@@ -217,7 +217,7 @@ def test_a_report_that_cannot_be_drawn_never_fails_the_job(
     monkeypatch.setattr(report, "write_job_report", broken)
     alice = site.token("alice")
     job = site.submit(alice)
-    with caplog.at_level(logging.WARNING, logger="worker.runner"):
+    with caplog.at_level(logging.WARNING, logger="worker.report"):
         assert site.run(job) == "succeeded"
     assert "report.html could not be written" in caplog.text and "no plots today" in caplog.text
     listed = site.client.get(f"/jobs/{job}", headers={"Authorization": f"Bearer {alice}"}).json()

@@ -30,7 +30,6 @@ class DistillSpec(RetrainConfig, MethodSpec):
     description: ClassVar[str] = "train the student `model` from the job's teacher file before compression"
     excludes: ClassVar[tuple[str, ...]] = ("lc", "sws")
     inputs: ClassVar[tuple[str, ...]] = ("teacher",)
-    stage: ClassVar[str] = "prepare"  # trains the student, then the rules (and `retrain`) compress it
     requirement: ClassVar[str] = "distill: distillation needs `model` (the student) and `data`"
     exclusion: ClassVar[str] = "distill: combine distillation with rules or `retrain`, not with `lc` or `sws`"
 

@@ -4,7 +4,7 @@ A whole-model method of the "deploy" stage: the job's deployment stage (compress
 runs it after `model.onnx` is written and checked, with `run(config, stage, out_dir)`.
 """
 
-from compression_core.methods.base import ModelMethod
+from compression_core.methods.base import DeployMethod
 from compression_core.methods.int8.spec import Int8Spec
 
-METHOD = ModelMethod(spec=Int8Spec, run="compression_core.methods.int8.run:run")
+METHOD = DeployMethod(spec=Int8Spec, run="compression_core.methods.int8.run:run")

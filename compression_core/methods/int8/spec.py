@@ -33,7 +33,6 @@ class Int8Spec(MethodSpec):
     title: ClassVar[str] = "static int8"
     description: ClassVar[str] = "post-training static int8 of model.onnx (needs model and data)"
     needs: ClassVar[tuple[str, ...]] = ("model", "data")
-    stage: ClassVar[str] = "deploy"  # runs in the deployment stage, after model.pth is written
     requirement: ClassVar[str] = "int8: static int8 needs `model` (to export) and `data` (to calibrate)"
 
     calibration_samples: int = Field(

@@ -76,7 +76,6 @@ class SearchSpec(MethodSpec):
     field: ClassVar[str] = "search"
     title: ClassVar[str] = "a search"
     description: ClassVar[str] = "grid / budget / sensitivity search over numeric fields of this spec"
-    stage: ClassVar[str] = "outer"
     requirement: ClassVar[str] = "search: a search needs `model` and `data` (each trial is measured on data)"
     # every trial's spec is valid (a SearchPathError naming the path) before anything is queued
     checker: ClassVar[str] = "compression_core.methods.search.check:check_search"

@@ -1,0 +1,34 @@
+"""report.html for a finished job (a convenience: a job never fails over its report)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+log = logging.getLogger(__name__)
+
+REPORT_MAX_BYTES = 1 << 30
+
+
+def write_report(job_id: str, work: Path, model_path: Path) -> None:
+    """report.html beside the other outputs (plots embedded). A report is a convenience: if it cannot be
+    drawn, the job still succeeds without it, and the reason goes to the log."""
+    from compression_core.report import write_job_report
+
+    # stream (issue 14): the report loads the original and model.pth whole; not for big or sharded models
+    if (
+        not (work / "model.pth").is_file()
+        or not model_path.is_file()
+        or model_path.stat().st_size > REPORT_MAX_BYTES
+    ):
+        log.info("job %s: no report.html (the model is sharded, has no model.pth, or is over 1 GiB)", job_id)
+        return
+    try:
+        write_job_report(work, model_path)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # noqa: BLE001 - never fail a compressed model over its report
+        log.warning("job %s: report.html could not be written; publishing without it", job_id, exc_info=True)
+        (work / "report.html").unlink(missing_ok=True)
