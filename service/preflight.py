@@ -14,8 +14,8 @@ import logging
 import threading
 from typing import Any
 
-from service.errors import InvalidSpec, InvalidSubmission, NotAStateDict, Unavailable
-from service.jobs import _spec_text, check_state_dict, parse_spec
+from service.errors import InvalidSpec, InvalidSubmission, Unavailable
+from service.jobs import _spec_text, check_state_dict, not_a_state_dict, parse_spec
 from service.schemas import FieldError
 from service.uploads import StagedUpload, unpack_tar
 
@@ -49,17 +49,17 @@ def validate_upload(staged: StagedUpload, max_bytes: int, limit_name: str) -> di
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
-        tar = staged.files["model"].suffix == ".tar"
+        text, tar = _spec_text(staged), staged.files["model"].suffix == ".tar"
         if not tar:  # the cheap check first: metadata (views, dtypes, sizes), before the spec's checks
             check_state_dict(staged.files["model"], "model")
-        spec = Spec.model_validate(parse_spec(_spec_text(staged)), context=CHECKED_CONTEXT)
+        spec = Spec.model_validate(parse_spec(text), context=CHECKED_CONTEXT)
         if tar:
             unpack_tar(staged, max_bytes, limit_name)
             check_state_dict(staged.files["model"], "model")
         try:
             shapes = upload_shapes(staged.files["model"])
         except InputError as exc:
-            raise NotAStateDict(f"model: {exc}", [FieldError(field="model", message=str(exc))]) from exc
+            raise not_a_state_dict(exc, staged.files["model"], "model") from exc
         try:  # a data-free spec builds nothing; a model is built and traced in a bounded child
             report = (
                 preflight(spec, shapes)
@@ -67,7 +67,7 @@ def validate_upload(staged: StagedUpload, max_bytes: int, limit_name: str) -> di
                 else _run_bounded(spec.model_dump(mode="json"), shapes)
             )
         except InputError as exc:
-            raise NotAStateDict(f"model: {exc}", [FieldError(field="model", message=str(exc))]) from exc
+            raise not_a_state_dict(exc, staged.files["model"], "model") from exc
         except SpecError as exc:
             raise InvalidSpec(str(exc), [FieldError(field="spec.model", message=str(exc))]) from exc
     finally:
