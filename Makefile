@@ -23,7 +23,7 @@ datasets:
 run: install datasets
 	$(MCS) serve --demo
 
-test: install services
+test: install services datasets
 	$(PY) -m pytest -q
 
 lint: install

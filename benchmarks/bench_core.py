@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from compression_core.io import save_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.methods.prune.apply import keep_positions
 from compression_core.methods.quantize.kmeans1d import _initial_centers, kmeans1d
-from compression_core.pipeline import compress_file
 from compression_core.spec import example_spec
 
 

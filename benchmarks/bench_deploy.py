@@ -188,7 +188,7 @@ def train_lenet5(epochs: int) -> tuple[Path, Any]:
 
 
 def bench_lenet5(epochs: int, tmp: Path) -> None:
-    from compression_core.pipeline import compress_file
+    from compression_core.job.pipeline import compress_file
     from compression_core.spec import parse_spec
 
     path, _ = train_lenet5(epochs)

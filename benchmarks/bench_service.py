@@ -133,7 +133,7 @@ def upload_latencies(base: str, model: Path, runs: int) -> list[float]:
 
 
 def library_latencies(model: Path, runs: int, folder: Path) -> list[float]:
-    from compression_core.pipeline import compress_file
+    from compression_core.job.pipeline import compress_file
     from compression_core.spec import Spec
 
     spec, times = Spec.model_validate(SPEC), []

@@ -44,8 +44,8 @@ from helpers.bench_data import bench_data, cached_reference, describe  # noqa: E
 from compression_core.evaluate import evaluate  # noqa: E402
 from compression_core.format.reader import decode_state_dict  # noqa: E402
 from compression_core.io import load_state_dict  # noqa: E402
+from compression_core.job.pipeline import compress_file  # noqa: E402
 from compression_core.models import build_model, load_into  # noqa: E402
-from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import parse_spec  # noqa: E402
 
 PAPER = {"lenet300": ("LeNet-300-100", 40.0, 1.64, 1.58), "lenet5": ("LeNet-5", 39.0, 0.80, 0.74)}

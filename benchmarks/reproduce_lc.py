@@ -60,8 +60,8 @@ from compression_core.data import load_builtin, load_upload  # noqa: E402
 from compression_core.errors import CompressionError  # noqa: E402
 from compression_core.evaluate import evaluate  # noqa: E402
 from compression_core.format.reader import decode_state_dict  # noqa: E402
+from compression_core.job.pipeline import compress_file  # noqa: E402
 from compression_core.models import build_model, load_into  # noqa: E402
-from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import Spec, load_spec  # noqa: E402
 from compression_core.train import save_state_dict, train_reference  # noqa: E402
 from compression_core.training.finetune import RetrainConfig  # noqa: E402
@@ -194,15 +194,15 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     )
     print(f"{'':30}{'this run (mnist-5k)':>24}{'seed 001 (MNIST)':>20}")
     print(f"{'reference error':30}{_err(before):>24}{SEED_REFERENCE_ERROR:>19.2f}%")
-    direct_ev = {"error": direct["test_error"], "samples": direct["test_samples"]}
-    print(f"{'direct compression error':30}{_err(direct_ev):>24}{'-':>20}")
+    direct_ev = {"error": direct["validation_error"], "samples": direct["validation_samples"]}
+    print(f"{'direct compression error (val)':30}{_err(direct_ev):>24}{'-':>20}")
     print(f"{'LC compressed error (.bin)':30}{_err(after):>24}{seed_error:>19.2f}%")
     print(f"{'LC ratio':30}{totals['lc_ratio']:>23.1f}x{seed_ratio:>19.1f}x")
     print(f"{'stored ratio (.bin)':30}{totals['ratio']:>23.1f}x{'-':>20}")
     print(f"{'LC params':30}{totals['lc_params']:>24,}{'-':>20}")
-    print("\nper LC step (test error of Δ(Θ) where evaluated):")
+    print("\nper LC step (validation error of Δ(Θ) where evaluated):")
     for h in lc["history"]:
-        err = "" if h["test_error"] is None else f"{100 * h['test_error']:.2f}%"
+        err = "" if h["validation_error"] is None else f"{100 * h['validation_error']:.2f}%"
         loss = "" if h["train_loss"] is None else f"{h['train_loss']:.4f}"
         ranks = ",".join(str(s["rank"]) for s in h["structure"].values() if "rank" in s)
         print(
@@ -218,7 +218,7 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
         "steps": schedule.steps,
         "epochs": schedule.l_step.epochs,
         "reference_error": before["error"],
-        "direct_error": direct["test_error"],
+        "direct_error": direct["validation_error"],
         "error": after["error"],
         "samples": after["samples"],
         "lc_ratio": totals["lc_ratio"],

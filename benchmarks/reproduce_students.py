@@ -109,9 +109,11 @@ def _train_best(
     started = time.perf_counter()
 
     def keep_best(stats: EpochStats) -> None:
-        assert stats.test_error is not None  # eval_set is the validation split
-        if stats.test_error < best["error"]:  # type: ignore[operator]
-            best.update(error=stats.test_error, epoch=stats.epoch, state=copy.deepcopy(model.state_dict()))
+        assert stats.validation_error is not None  # eval_set is the validation split
+        if stats.validation_error < best["error"]:  # type: ignore[operator]
+            best.update(
+                error=stats.validation_error, epoch=stats.epoch, state=copy.deepcopy(model.state_dict())
+            )
 
     assert splits.validation is not None
     if teacher is None:

@@ -69,8 +69,8 @@ from compression_core.data import load_upload  # noqa: E402
 from compression_core.evaluate import evaluate  # noqa: E402
 from compression_core.format.reader import decode_state_dict  # noqa: E402
 from compression_core.io import load_state_dict  # noqa: E402
+from compression_core.job.pipeline import compress_file  # noqa: E402
 from compression_core.models import build_model, load_into  # noqa: E402
-from compression_core.pipeline import compress_file  # noqa: E402
 from compression_core.spec import parse_spec  # noqa: E402
 
 SEED = {  # arch: source, accuracy before %, accuracy after %, sparsity %, ratio

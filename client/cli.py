@@ -116,6 +116,14 @@ def _headline_table(job: Job) -> Any:
     return table
 
 
+def _print_warnings(job: Job) -> None:
+    """The job's own warnings about its numbers (metrics `evaluation.data.warnings`), on stderr."""
+    from client.headline import job_warnings
+
+    for warning in job_warnings(job.metrics):
+        _err_console().print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
 def check_thresholds(
     metrics: dict[str, Any] | None, min_ratio: float | None, max_error_increase: float | None
 ) -> list[str]:
@@ -224,6 +232,12 @@ def submit(
     """Upload a model and a spec; with --wait follow the job, verify artifacts and gate on thresholds."""
     if spec.suffix.lower() != ".json":
         _err_console().print(f"[yellow]note:[/] {spec} is sent as JSON text")
+    if data is not None:
+        from client.uploads import missing_validation_note
+
+        note = missing_validation_note(data)
+        if note:
+            _err_console().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     console = _out_console()
 
     def body() -> None:
@@ -236,6 +250,7 @@ def submit(
             _finish(job)
             _download(client, job.id, out or Path("mcs-out") / job.id)
             console.print(_headline_table(job))
+            _print_warnings(job)
             missed = check_thresholds(job.metrics, min_ratio, max_error_increase)
             front = front_table(job.metrics)  # a search job: its front, and its own budget (exit 6)
             if front is not None:
@@ -295,6 +310,7 @@ def status(
             console.print(f"job {job.id}: [bold]{job.state}[/]{where}", highlight=False)
             if job.metrics:
                 console.print(_headline_table(job))
+                _print_warnings(job)
             for a in job.artifacts:
                 console.print(f"  {a.name}  {a.size} bytes  sha256 {a.sha256}", highlight=False)
         _finish(job)

@@ -3,9 +3,9 @@
 The client reads the JSON the service returns, tolerantly: a key missing in an older or partial layout
 gives None. It imports only the standard library, so the client distribution (`mcs-client`) needs no
 torch and no `compression_core`; tests/client/test_headline.py checks it reads what the library writes.
-Layout (compression_core.metrics): `totals.{ratio, original_bits, bin_bits, params, nonzeros}`,
-`files.{input_bytes, model_bin_bytes}`, and `evaluation.{before, after}.{error, accuracy}` with
-`evaluation.samples` when the job had data.
+Layout (compression_core.metrics): `totals.{ratio, original_bits, original_params, bin_bits, params,
+nonzeros}` (original_*: the uploaded model), `files.{input_bytes, model_bin_bytes}`, and
+`evaluation.{before, after}.{error, accuracy}` with `evaluation.samples` when the job had data.
 """
 
 from __future__ import annotations
@@ -96,12 +96,21 @@ def headline(metrics: Mapping[str, Any] | None) -> Headline:
         ratio=ratio,
         size_before_bytes=before,
         size_after_bytes=after,
-        params_total=number(lookup(m, ("totals", "params"), ("params_total",))),
+        params_total=number(
+            lookup(m, ("totals", "original_params"), ("totals", "params"), ("params_total",))
+        ),
         params_nonzero=number(lookup(m, ("totals", "nonzeros"), ("params_nonzero",))),
         error_before=_error(m, "before"),
         error_after=_error(m, "after"),
         eval_samples=None if samples is None else int(samples),
     )
+
+
+def job_warnings(metrics: Mapping[str, Any] | None) -> list[str]:
+    """What the job says to mistrust in its own numbers (`evaluation.data.warnings`), e.g. a validation
+    split carved from the uploaded training data."""
+    warnings = lookup(metrics, ("evaluation", "data", "warnings"))
+    return [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
 
 
 def human_bytes(n: float | None) -> str:

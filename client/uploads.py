@@ -7,7 +7,10 @@ leave. A retry re-opens the files and the counter starts again from zero.
 
 from __future__ import annotations
 
+import json
 import os
+import struct
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -64,3 +67,33 @@ class ProgressFile:
 
     def close(self) -> None:
         self._file.close()
+
+
+def data_array_names(path: Path) -> set[str] | None:
+    """The array names of a data set file (.npz members or .safetensors header keys), read with the
+    standard library only; None when the file is neither or cannot be read (the service then says why)."""
+    try:
+        if path.suffix.lower() == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                return {name.removesuffix(".npy") for name in archive.namelist()}
+        if path.suffix.lower() == ".safetensors":
+            with path.open("rb") as handle:
+                (size,) = struct.unpack("<Q", handle.read(8))
+                if size > 100_000_000:
+                    return None
+                header = json.loads(handle.read(size))
+            return {key for key in header if key != "__metadata__"} if isinstance(header, dict) else None
+    except (OSError, ValueError, zipfile.BadZipFile, struct.error):
+        return None
+    return None
+
+
+def missing_validation_note(path: Path) -> str | None:
+    """A note for a data set without x_val: the service will carve the validation split from x_train."""
+    names = data_array_names(path)
+    if names is None or "x_val" in names or "x_train" not in names:
+        return None
+    return (
+        f"{path.name} has no x_val/y_val: the validation split that choices are made on will be carved from "
+        "x_train, which your model was probably trained on; add held-out x_val/y_val for honest choices"
+    )

@@ -197,18 +197,25 @@ def check(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Which layers the spec's structured and int8 plans would prune or quantize, and which they cannot
-    (exit code 2 when a layer is refused or the file does not fit; docs/deployable-models.md)."""
+    """The job's plan (which stages run, streamed or in memory) and which layers the spec's structured and
+    int8 plans would prune or quantize, and which they cannot (exit code 2 when a layer is refused or the
+    file does not fit; docs/deployable-models.md, docs/sources.md)."""
     import json
 
     from compression_core.deploy.check_report import report_tables
-    from compression_core.deploy.preflight import preflight, upload_shapes
+    from compression_core.deploy.preflight import preflight
+    from compression_core.job.plan import plan_job
+    from compression_core.sources import open_source
 
     with _friendly_errors():
-        report = preflight(_load_spec_arg(spec), upload_shapes(model))
+        parsed = _load_spec_arg(spec)
+        with open_source(model, parsed.model) as source:
+            plan = plan_job(parsed, source)
+            report = {"plan": plan.to_dict(), **preflight(parsed, source.shapes())}
     if as_json:
         console.print_json(json.dumps(report))
     else:
+        console.print("plan: " + "\n".join(plan.lines()), highlight=False)
         for table in report_tables(report):
             console.print(table)
         console.print(f"checked in {report['seconds']:.1f} s")

@@ -112,9 +112,17 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path) ->
 
             save_file(tensors, str(tmp))
         else:
-            torch.save(tensors, tmp)
+            save_torch_file(tensors, tmp)
 
     atomic_write(path, write)
+
+
+def save_torch_file(obj: object, path: str | Path) -> None:
+    """`torch.save` through an open file: torch then names the archive's folder "archive" instead of after
+    the file, so the bytes depend on the tensors alone (not on a random temp name, nor on `-o decoded.pth`
+    versus `model.pth`): the same job gives the same `model.pth` and `mcs decode` gives it bit for bit."""
+    with open(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

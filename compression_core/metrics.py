@@ -20,6 +20,8 @@ Per tensor (`tensor_metrics`):
             unselected weights -> their stored bits (32 per float32 entry, 16 when stored as float16).
   Totals: lc_ratio = 32 * (sum of the counted tensors' entries) / (sum of their LC bits).
 Whole model (`summarize`): stored ratio = original bits of every tensor / bits of the whole .bin file.
+When the job changed the model's shapes (physical structured pruning), "original" is the uploaded model
+(`upload_totals`), not the smaller one the methods compressed: the ratio is what the user's file shrank by.
 """
 
 from __future__ import annotations
@@ -210,12 +212,33 @@ def add_stream_stats(entry: dict[str, Any], streams: Sequence[Any]) -> None:
     entry["bits_per_weight"] = coded / entry["params"] if entry["params"] else None
 
 
-def summarize(entries: Sequence[Mapping[str, Any]], bin_bytes: int | None = None) -> dict[str, Any]:
-    """Whole-model totals: parameters, bits per stage, LC counting and, with the .bin size, the ratio."""
+def upload_totals(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """What `summarize` counts as "original" for a model: its bits, entries and LC-counted weight entries."""
+    return {
+        "original_bits": sum(t.numel() * dtype_bits(t.dtype) for t in state_dict.values()),
+        "original_params": sum(t.numel() for t in state_dict.values()),
+        "lc_original_params": sum(t.numel() for n, t in state_dict.items() if is_weight_tensor(n, t)),
+    }
+
+
+def summarize(
+    entries: Sequence[Mapping[str, Any]],
+    bin_bytes: int | None = None,
+    upload: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Whole-model totals: parameters, bits per stage, LC counting and, with the .bin size, the ratio.
+
+    `upload` (`upload_totals` of the uploaded model) replaces the entries' own originals when the job
+    changed the shapes, so ratios and sizes compare with the file the user sent."""
     original_bits = sum(e["bits"]["original"] for e in entries)
     counted = [e["lc"] for e in entries if e["lc"]["counted"]]
     lc_bits = sum(c["bits"] for c in counted)
     lc_original = sum(c["original_params"] for c in counted)
+    original_params = sum(e["params"] for e in entries)
+    if upload is not None:
+        original_bits = upload["original_bits"]
+        lc_original = upload["lc_original_params"]
+        original_params = upload["original_params"]
     compressed = [e for e in entries if e["method"] not in ("dense", "dense-fp16")]
     sq_err = sum((e["rel_error"] * e["norm"]) ** 2 for e in compressed if e["norm"] > 0)
     sq_norm = sum(e["norm"] ** 2 for e in compressed)
@@ -225,6 +248,7 @@ def summarize(entries: Sequence[Mapping[str, Any]], bin_bytes: int | None = None
         "params": sum(e["params"] for e in entries),
         "kept": sum(e["kept"] for e in entries),
         "nonzeros": sum(e["nonzeros"] for e in entries),
+        "original_params": original_params,
         "original_bits": original_bits,
         "dense_fp32_bits": sum(e["bits"]["dense_fp32"] for e in entries),
         "lc_params": sum(c["params"] for c in counted),

@@ -18,6 +18,7 @@ from torch import nn
 
 from compression_core.data import DataSplits, check_against_model
 from compression_core.evaluate import Evaluation, evaluate
+from compression_core.io import save_torch_file
 from compression_core.models import ModelSpec, build_model
 from compression_core.spec.fields import RetrainConfig
 from compression_core.training.loop import EpochStats, train_epochs
@@ -71,5 +72,5 @@ def save_state_dict(model: nn.Module, path: str | Path) -> Path:
 
         save_file(state, str(path))
     else:
-        torch.save(state, path)
+        save_torch_file(state, path)
     return path

@@ -75,8 +75,8 @@ def train(
             def on_epoch(stats: EpochStats) -> None:
                 err = (
                     ""
-                    if stats.test_error is None
-                    else f", {splits.choice_split} error {100 * stats.test_error:.2f}%"
+                    if stats.validation_error is None
+                    else f", {splits.choice_split} error {100 * stats.validation_error:.2f}%"
                 )
                 bar.update(task, advance=1, description=f"loss {stats.train_loss:.4f}{err}")
 

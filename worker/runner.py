@@ -1,6 +1,6 @@
 """Runs one job: lease, heartbeat, `compress_file`, atomic publication of the artifacts, final state.
 
-The compression itself is `compression_core.pipeline.compress_file`; this module only wires it to the
+The compression itself is `compression_core.job.pipeline.compress_file`; this module only wires it to the
 job row (progress, cancel) and the data dir.
 """
 
@@ -122,10 +122,10 @@ def _read_spec(stored: dict[str, Any]) -> Any:
 def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> str:
     """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
     from compression_core.errors import Cancelled, CompressionError
+    from compression_core.job.pipeline import compress_file
     from compression_core.methods import upload_roles
     from compression_core.methods.search.spec import Holdout
     from compression_core.methods.search.trial import run_trial
-    from compression_core.pipeline import compress_file
 
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lease = take_lease(factory, uuid.UUID(job_id), owner, settings.lease_s, settings.max_attempts)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-import compression_core.pipeline  # noqa: F401 - imported once in the parent (no CUDA init), shared by forks
+import compression_core.job.pipeline  # noqa: F401 - imported once in the parent (no CUDA init), shared by forks
 from mcs_common.broker import TASK_ADVANCE_SEARCH, TASK_RUN_JOB
 from mcs_common.db import init_db, make_engine, make_session_factory
 from mcs_common.models import Job

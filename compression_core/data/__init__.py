@@ -159,7 +159,7 @@ def splits_from_arrays(
     for key, arr in arrays.items():
         if arr.dtype == object:
             raise InputError(f"{name}: {key} is an object array; only numeric arrays are accepted")
-    return make_splits(
+    splits = make_splits(
         name,
         arrays["x_train"],
         arrays["y_train"],
@@ -174,6 +174,8 @@ def splits_from_arrays(
             "test": "x_test",
         },
     )
+    splits.uploaded = True
+    return splits
 
 
 def check_against_model(splits: DataSplits, model: nn.Module, batch: int = 4) -> None:

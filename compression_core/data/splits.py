@@ -56,6 +56,7 @@ class DataSplits:
     validation: TensorDataset | None = None
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     index_spaces: dict[str, str] = field(default_factory=dict)
+    uploaded: bool = False  # the user's data file, not a built-in (see `validation_warning`)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -89,6 +90,20 @@ class DataSplits:
     def choice_set(self) -> TensorDataset:
         """What schedules, searches, early stopping and per-epoch monitoring look at (see `choice_split`)."""
         return self.validation if self.validation is not None else self.eval_set
+
+    @property
+    def validation_warning(self) -> str | None:
+        """Why the validation numbers may flatter: an upload without x_val has its validation split carved
+        from x_train, on which the uploaded model was usually trained (the built-ins' references are
+        trained without their validation split, so they need no warning)."""
+        if not self.uploaded or self.validation is None or self.index_spaces.get("validation") != "x_train":
+            return None
+        return (
+            f"the validation split ({len(self.validation)} samples) was carved from the uploaded x_train, "
+            "which the uploaded model was probably trained on, so the choices made on it (schedules, "
+            "epochs, search trials) look better there than on new data; upload held-out x_val/y_val "
+            "with the data set"
+        )
 
     def info(self, split: str) -> dict[str, Any]:
         return split_info(split, self.sizes.get(split, 0))

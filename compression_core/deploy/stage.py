@@ -31,10 +31,11 @@ from compression_core.deploy.table import MeasureOptions, deployment_table, onnx
 from compression_core.errors import CompressionError, SpecError
 from compression_core.io import atomic_write_bytes
 from compression_core.methods.apply import dense_record
-from compression_core.metrics import summarize, tensor_metrics
-from compression_core.models import BUILTIN_MODELS, build_model, load_into
+from compression_core.metrics import summarize, tensor_metrics, upload_totals
+from compression_core.models.inputs import known_input_shape
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
+from compression_core.sources import ModelSource
 from compression_core.spec.base import DefaultDtype
 from compression_core.spec.model import RuleBase as Rule
 from compression_core.spec.model import SpecBase as Spec
@@ -49,31 +50,24 @@ CHECK_SAMPLES = 8  # random inputs the ONNX files are checked on
 ONNX_RTOL = 1e-4
 
 
-def example_input(spec: Spec, data: Any = None) -> torch.Tensor:
-    """One input sample (batch of 1): the spec's input_shape, else the data's, else the architecture's."""
-    assert spec.model is not None
-    if spec.model.input_shape:
+def example_input(spec: Spec, data: Any = None, source: ModelSource | None = None) -> torch.Tensor:
+    """One input sample (batch of 1): the spec's input_shape, else the data's, else the one the model
+    source knows (an architecture's name, a graph's declared input)."""
+    if spec.model is not None and spec.model.input_shape:
         shape = spec.model.input_shape
         check_bytes(f"model.input_shape {shape} (float32)", 4 * math.prod(shape), error=SpecError)
         return torch.zeros(1, *shape)
     if data is not None:
         return data.train.tensors[0][:1].float()
-    arch, kwargs = spec.model.arch, spec.model.kwargs
-    if arch in BUILTIN_MODELS:
-        if arch == "lenet5":
-            return torch.zeros(1, int(kwargs.get("in_channels", 1)), 28, 28)
-        if arch == "lenet300":
-            return torch.zeros(1, int(kwargs.get("in_features", 784)))
-        if arch == "mlp":
-            return torch.zeros(1, int(list(kwargs.get("sizes", [64]))[0]))
-    try:
-        import torchvision.models
-
-        if arch in torchvision.models.list_models(module=torchvision.models):
-            side = 299 if arch == "inception_v3" else 224
-            return torch.zeros(1, 3, side, side)
-    except ImportError:  # torchvision missing: only the explicit shape can help
-        pass
+    if source is not None:
+        shape = source.input_signature()
+    elif spec.model is not None:  # no upload at hand (the preflight): what the architecture's name tells
+        shape = known_input_shape(spec.model.arch, dict(spec.model.kwargs))
+    else:
+        shape = None
+    if shape is not None:
+        return torch.zeros(1, *shape)
+    arch = spec.model.arch if spec.model is not None else (source.kind if source else "the model")
     raise SpecError(
         f"model.input_shape: cannot tell the input of {arch!r}; give one sample's shape, e.g. [3, 224, 224]"
     )
@@ -117,11 +111,13 @@ class DeployStage:
     def __init__(self, job: Any, original_spec: Spec):
         self.job = job
         self.spec = original_spec
-        self.example = example_input(original_spec, job.data)
+        self.example = example_input(original_spec, job.data, job.source)
         self.history: list[tuple[str, bool, list[int]]] = []
         self.plan = StructuredPlan([], [])
         self.params_before = count_parameters(job.model)
         self.before: dict[str, Any] | None = None
+        # the uploaded model's size, set when structured pruning changes the shapes: ratios compare with it
+        self.upload: dict[str, int] | None = None
         self.deployed: nn.Module | None = None  # load_model(out_dir), once `finish` wrote the files
 
     @classmethod
@@ -135,6 +131,7 @@ class DeployStage:
             progress("structured", 0.05, f"Torch-Pruning {len(targets)} layers")
         job.evaluate_before()
         stage.before = job.evaluation.get("before")
+        stage.upload = upload_totals(job.original)
         batches = None
         if any(t.importance is Importance.taylor for t in targets):
             x, y = job.data.train.tensors
@@ -175,16 +172,14 @@ class DeployStage:
                 merged.append(record)
                 entries.append(tensor_metrics(name, tensor, record, sel.label if sel else None))
             metrics["tensors"] = entries
-            metrics["totals"] = summarize(entries)
+            metrics["totals"] = summarize(entries, upload=self.upload)
             return merged, metrics
 
         return without_structured
 
     # --- after model.pth is written ---------------------------------------------------------------------
 
-    def finish(
-        self, out_dir: Path, metrics: dict[str, Any], *, model_path: Path, progress: ProgressFn | None = None
-    ) -> None:
+    def finish(self, out_dir: Path, metrics: dict[str, Any], *, progress: ProgressFn | None = None) -> None:
         spec, job = self.spec, self.job
         assert spec.model is not None
         out_dir = Path(out_dir)
@@ -229,7 +224,7 @@ class DeployStage:
                 deployment["exported"] = []
                 deployment["onnx_error"] = str(error)
             else:
-                self._table(out_dir, deployed, deployment, model_path, progress)
+                self._table(out_dir, deployed, deployment, progress)
         metrics["deployment"] = deployment
 
     def _onnx(
@@ -271,27 +266,25 @@ class DeployStage:
         out_dir: Path,
         deployed: nn.Module,
         deployment: dict[str, Any],
-        model_path: Path,
         progress: ProgressFn | None,
     ) -> None:
         from compression_core.deploy.onnx_export import export_onnx
-        from compression_core.io import load_state_dict
 
-        spec, data = self.spec, self.job.data
-        assert spec.model is not None
+        data, source = self.job.data, self.job.source
         if progress:
             progress("measure", 0.96, "latency and memory")
         threads = torch.get_num_threads()
-        model_spec = spec.model
 
         def original() -> nn.Module:
-            return load_into(build_model(model_spec), load_state_dict(model_path))
+            module = source.module()  # the upload, as the source builds it
+            assert module is not None  # the deployment stage runs only on sources with a module
+            return module
 
         with tempfile.TemporaryDirectory(prefix="mcs-deploy-") as tmp:
             original_onnx = Path(tmp) / "original.onnx"
             export_onnx(original(), self.example, original_onnx)
             candidates = [
-                torch_candidate("original", model_path, self.params_before, original),
+                torch_candidate("original", source.path, self.params_before, original),
                 onnx_candidate("original (ONNX)", original_onnx, self.params_before, threads),
                 torch_candidate(
                     "model.pth",

@@ -1,10 +1,11 @@
 """A data-aware job's context: the model built from the upload, the data, the original weights, the extra
 inputs (e.g. the teacher), progress and cancellation. Whole-model methods receive it in `run`.
 
-1. build the architecture, load the uploaded state dict into it (InputError naming bad keys), load the data
-   and run one batch through the model (InputError when they do not fit);
+1. the model source builds the trainable module holding the uploaded weights (InputError naming bad keys),
+   load the data and run one batch through the model (InputError when they do not fit);
 2. a method evaluates before compression (`evaluate_before`), trains and compresses (its `run`);
-3. after encoding, `finish` evaluates the decoded `.bin` (what the user downloads), not the in-memory model.
+3. after the files are written, the deployment stage (`deploy/stage.py`) evaluates the model rebuilt from
+   them (what the user downloads), not the in-memory model.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from torch import nn
 from compression_core.data import DataSplits, check_against_model, load_data
 from compression_core.errors import Cancelled, SpecError
 from compression_core.evaluate import evaluate
-from compression_core.models import build_model, load_into
+from compression_core.sources import ModelSource
 from compression_core.spec.model import SpecBase
-from compression_core.training.loop import EpochStats
+from compression_core.training.loop import EpochStats, renamed_for_split
 
 __all__ = ["JobContext", "ProgressFn"]
 
@@ -39,6 +40,7 @@ class JobContext:
         spec: SpecBase,
         state_dict: Mapping[str, torch.Tensor],
         *,
+        source: ModelSource,
         data_path: Any = None,
         device: str = "cpu",
         inputs: Mapping[str, Path] | None = None,
@@ -46,17 +48,21 @@ class JobContext:
         should_cancel: Callable[[], bool] | None = None,
         span: tuple[float, float] = (0.0, 1.0),
     ):
-        if spec.model is None:
+        model = source.module(state_dict)
+        if model is None:
             raise SpecError(
                 "data-aware steps (data, retrain) need the spec's `model` field to build the network"
             )
         self.spec = spec
+        self.source = source
         self.device = device
         self.original = dict(state_dict)  # what per-tensor rel_error is measured against
-        self.model: nn.Module = load_into(build_model(spec.model, fits=state_dict), state_dict)
+        self.model: nn.Module = model
         self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
         if self.data is not None:
             check_against_model(self.data, self.model)
+            if self.data.validation_warning:  # also in metrics.json, report.html and `mcs submit`
+                log.warning("%s: %s", self.data.name, self.data.validation_warning)
         self.inputs: dict[str, Path] = dict(inputs or {})
         self.history: list[EpochStats] = []
         self.evaluation: dict[str, Any] = {}
@@ -77,10 +83,16 @@ class JobContext:
         return {**ev.to_dict(), **self.data.info(self.data.eval_split)}
 
     def monitored(self, section: dict[str, Any]) -> dict[str, Any]:
-        """A history section tagged with the split its per-epoch errors come from (the validation split)."""
+        """A history section tagged with the split its per-epoch errors come from (the validation split).
+
+        The loops name those errors `validation_*`; a run without a validation split (`data.validation`
+        0, a tiny upload) monitors the reported split instead, and its entries are renamed for it."""
         if self.data is None:
             return section
-        return {**section, **self.data.info(self.data.choice_split)}
+        split = self.data.choice_split
+        if split != "validation" and isinstance(section.get("history"), list):
+            section = {**section, "history": [renamed_for_split(h, split) for h in section["history"]]}
+        return {**section, **self.data.info(split)}
 
     def evaluate_before(self) -> None:
         """Record the uploaded model's accuracy as `evaluation.before` (every data-aware method starts so)."""
@@ -93,22 +105,13 @@ class JobContext:
         if self.data is None:
             return None
         evaluated = self.data.eval_split
+        warning = self.data.validation_warning
         return {
             "name": self.data.name,
             "sizes": self.data.sizes,
             "evaluated_on": evaluated if evaluated == "test" else f"{evaluated} (no test split uploaded)",
             "chosen_on": self.data.choice_split,
+            "validation_from": self.data.index_spaces.get("validation") if self.data.validation else None,
             "validation_fraction": self.spec.data.validation if self.spec.data is not None else None,
+            "warnings": [warning] if warning else [],
         }
-
-    def decoded_model(self, decoded: Mapping[str, torch.Tensor]) -> nn.Module:
-        assert self.spec.model is not None
-        return load_into(build_model(self.spec.model), decoded)
-
-    def finish(self, decoded: Mapping[str, torch.Tensor], metrics: dict[str, Any]) -> nn.Module:
-        """Evaluate the decoded artifact and add it to metrics as `evaluation.after`; returns its model."""
-        model = self.decoded_model(decoded)
-        after = self._evaluate(model)
-        if after is not None:
-            metrics.setdefault("evaluation", {})["after"] = after
-        return model

@@ -2,14 +2,15 @@
 
 "prepare" methods (distillation) run first on the first half of the progress span and change the model;
 then the one "compress" method the spec names (`retrain`, `lc`, `sws`, ...) or, when it names none, the
-registry's fallback (retraining with nothing to retrain: evaluation around the rules' data-free steps).
+registry's fallback (retraining with nothing to retrain: evaluation around the rules' data-free steps). The
+job's plan (`job/plan.py`) names them; this module only runs them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from compression_core.errors import SpecError
 from compression_core.job.context import JobContext
 from compression_core.job.outcome import assemble
 from compression_core.methods import registry
@@ -19,17 +20,20 @@ from compression_core.records import TensorRecord
 __all__ = ["run_methods"]
 
 
-def run_methods(job: JobContext, compress: CompressFn) -> tuple[list[TensorRecord], dict[str, Any]]:
-    """Records of the whole state dict after the spec's methods, and their metrics."""
-    present = [(m, c) for m, c in registry.present_methods(job.spec) if m.spec.stage != "outer"]
-    prepare = [(m, c) for m, c in present if m.spec.stage == "prepare"]
-    main: list[tuple[ModelMethod, Any]] = [(m, c) for m, c in present if m.spec.stage == "compress"]
-    # "deploy" methods (int8) run in the deployment stage, after model.pth is written (deploy/stage.py)
-    if len(main) > 1:
-        raise SpecError(f"methods {[m.name for m, _ in main]} each compress the model; give one of them")
-    if not main:
-        method = registry.fallback()
-        main = [(method, method.spec())]
+def _configured(job: JobContext, name: str) -> tuple[ModelMethod, Any]:
+    method = registry.model_method(name)
+    config = job.spec.method(name)
+    return method, config if config is not None else method.spec()  # the fallback, with its defaults
+
+
+def run_methods(
+    job: JobContext, compress: CompressFn, prepare_names: Sequence[str], main_name: str
+) -> tuple[list[TensorRecord], dict[str, Any]]:
+    """Records of the whole state dict after the plan's "prepare" methods and its one "retrain" method (the
+    registry's fallback when the spec names none), and their metrics. "deploy" methods (int8) run in the
+    deployment stage, after model.pth is written (deploy/stage.py)."""
+    prepare = [_configured(job, name) for name in prepare_names]
+    main = [_configured(job, main_name)]
     lo, hi = job.span
     sections: dict[str, dict[str, Any]] = {}
     if prepare:

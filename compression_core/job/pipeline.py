@@ -1,10 +1,12 @@
-"""From a spec and a state dict to `model.bin`, `model.pth` and `metrics.json`: load -> methods -> encode
--> write.
+"""From a spec and a model source to `model.bin`, `model.pth` and `metrics.json`: open the source -> plan
+-> run the plan's stages (load -> methods -> encode -> write -> deploy).
 
 `compress_state_dict` is the pure, data-free part (tensors in, records and metrics out); `compress_file`
-adds loading, the whole-model methods of a data-aware spec (`job/methods.py`), encoding with the format and
-atomic writes. `model.pth` is rebuilt from the decoded `.bin` bytes, so
-decoding `model.bin` always gives exactly `model.pth`.
+opens the model source (`compression_core/sources/`), plans once (`job/plan.py`: outer, streamed or in
+memory, and which stages), and runs the plan: the outer method, the streamed pipeline
+(`streaming/pipeline.py`), or in memory the whole-model methods of a data-aware spec (`job/methods.py`),
+encoding with the format, atomic writes and the deployment stage. The dense outputs are rebuilt from the
+decoded `.bin` bytes, so decoding `model.bin` always gives exactly `model.pth`.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ import torch
 
 from compression_core import __version__
 from compression_core.errors import Cancelled, CompressionError, InputError
-from compression_core.io import atomic_write_bytes, load_state_dict, save_state_dict
+from compression_core.io import atomic_write_bytes
 from compression_core.job.context import JobContext
 from compression_core.job.methods import report_steps, run_methods
+from compression_core.job.plan import Mode, Plan, plan_job
 from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
 from compression_core.methods.base import CompressFn, resolve
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics, write_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
+from compression_core.sources import ModelSource, open_source
 from compression_core.spec.base import DefaultDtype
 from compression_core.spec.model import SpecBase as Spec
 
@@ -141,151 +145,172 @@ def compress_file(
     checkpoint_dir: Path | None = None,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Compress a state-dict file into out_dir/{model.bin, model.pth, metrics.json}; returns the metrics.
+    """Compress a model into out_dir/{model.bin, the dense outputs, metrics.json}; returns the metrics.
 
+    Open the model source (`compression_core/sources/`), plan once (`job/plan.py`), run the plan's stages.
     `inputs` are the extra files the spec's methods take, by upload role (`teacher_path` is `teacher`).
     `checkpoint_dir` (the job's folder, which outlives one worker's attempt): long runs (LC, SWS) save their
     state there after every finished step and resume from it.
 
     Data-free specs stream, one tensor at a time on `workers` threads (`compression_core/streaming/`,
     docs/streaming.md); the model path may then also be a sharded checkpoint's index or folder."""
-    from compression_core.format import decode_state_dict, encode_records
-    from compression_core.streaming.pipeline import compress_stream, streamable
-    from compression_core.streaming.source import load_all
+    from compression_core.streaming.pipeline import compress_stream
 
-    model_path, out_dir = Path(model_path), Path(out_dir)
-    outer = [(m, c) for m, c in registry.present_methods(spec) if m.spec.stage == "outer"]
-    if outer:  # e.g. a search: it runs the rest of the spec itself (its trials), here one after another
-        method, config = outer[0]
-        extra = {**({"teacher": Path(teacher_path)} if teacher_path is not None else {}), **(inputs or {})}
+    run = _Run(
+        spec,
+        open_source(model_path, spec.model),
+        Path(out_dir),
+        progress,
+        should_cancel,
+        device,
+        data_path,
+        {**({"teacher": Path(teacher_path)} if teacher_path is not None else {}), **(inputs or {})},
+        checkpoint_dir,
+    )
+    plan = plan_job(spec, run.source, device=device, workers=workers)
+    log.info("plan: %s", "\n".join(plan.lines()))
+    try:
+        if plan.mode is Mode.outer:
+            return run.outer(plan)
+        if data_path is not None and spec.data is None:
+            log.info("data-free compression ignores the data set %s", data_path)
+        if plan.mode is Mode.streamed:  # stream (issue 14): memory follows the largest tensor, not the model
+            relay = None if progress is None else lambda p: progress(Progress(p.stage, p.fraction, p.message))
+            return compress_stream(
+                run.source,
+                spec,
+                run.out_dir,
+                progress=relay,
+                should_cancel=should_cancel,
+                device=device,
+                workers=plan.workers,
+            )
+        return run.in_memory(plan)
+    finally:
+        run.source.close()
+
+
+@dataclass
+class _Run:
+    """One job's inputs and callbacks, shared by the stages of its plan."""
+
+    spec: Spec
+    source: ModelSource
+    out_dir: Path
+    progress: ProgressCallback | None
+    should_cancel: Callable[[], bool] | None
+    device: str
+    data_path: Path | None
+    inputs: dict[str, Path]
+    checkpoint_dir: Path | None
+
+    def outer(self, plan: Plan) -> dict[str, Any]:
+        """An outer method (a search) runs the rest of the spec itself: here its trials run one by one."""
+        (name,) = plan.names("outer")
+        method = registry.model_method(name)
         result: dict[str, Any] = resolve(method.run)(
-            config,
-            spec,
-            model_path,
-            out_dir,
-            progress=progress,
-            should_cancel=should_cancel,
-            device=device,
-            data_path=data_path,
-            inputs=extra,
+            self.spec.method(name),
+            self.spec,
+            self.source.path,
+            self.out_dir,
+            progress=self.progress,
+            should_cancel=self.should_cancel,
+            device=self.device,
+            data_path=self.data_path,
+            inputs=self.inputs,
         )
         return result
-    if data_path is not None and spec.data is None:
-        log.info("data-free compression ignores the data set %s", data_path)
-    if streamable(spec):  # stream (issue 14): memory follows the largest tensor, not the model
-        relay = None if progress is None else lambda p: progress(Progress(p.stage, p.fraction, p.message))
-        return compress_stream(
-            model_path,
-            spec,
-            out_dir,
-            progress=relay,
-            should_cancel=should_cancel,
-            device=device,
-            workers=workers,
-        )
-    timing: dict[str, float] = {}
-    clock = time.perf_counter()
-    _report(progress, "load", 0.0, model_path.name)
-    sharded = model_path.is_dir() or model_path.name.endswith(".json")
-    state_dict = load_all(model_path) if sharded else load_state_dict(model_path)
-    timing["load"] = time.perf_counter() - clock
-    _check_cancel(should_cancel, "after loading")
 
-    clock = time.perf_counter()
-    data_job = None
-    deploy = None
-    if registry.needs_data(spec):  # model / data / a method that trains: evaluation and training around steps
-        extra = dict(inputs or {})
-        if teacher_path is not None:
-            extra.setdefault("teacher", Path(teacher_path))
-        data_job = JobContext(
-            spec,
-            state_dict,
-            data_path=data_path,
-            device=device,
-            inputs=extra,
-            progress=lambda stage, fraction, message: _report(progress, stage, fraction, message),
-            should_cancel=should_cancel,
-            span=(_LOAD_END, _COMPRESS_END),
-        )
-        data_job.checkpoint_dir = checkpoint_dir  # seeds: resumable LC and SWS
-        compress: CompressFn = functools.partial(compress_state_dict, device=device)
-        # --- deploy (issue 12), 1 of 2: physical structured pruning before the methods train ------------
-        if spec.model is not None:
-            from compression_core.deploy.stage import DeployStage
+    def in_memory(self, plan: Plan) -> dict[str, Any]:
+        """Load -> (prepare, structured, retrain) -> compress -> encode -> write -> deploy."""
+        from compression_core.format import decode_state_dict, encode_records
 
-            deploy = DeployStage.start(data_job, data_job.progress)
-            compress = deploy.wrap(compress)
-        records, metrics = run_methods(data_job, compress)
-    else:
-        records, metrics = compress_state_dict(
-            state_dict,
-            spec,
-            progress=progress,
-            should_cancel=should_cancel,
-            device=device,
-            span=(_LOAD_END, _COMPRESS_END),
-        )
-    timing["compress"] = time.perf_counter() - clock
-    _check_cancel(should_cancel, "before encoding")
-
-    _report(progress, "encode", _COMPRESS_END, "Huffman coding and container")
-    clock = time.perf_counter()
-    metadata = {
-        "library": f"compression_core {__version__}",
-        "source": model_path.name,
-        "spec": spec.model_dump(mode="json"),
-    }
-    # timings vary run to run: they belong in metrics.json, never in model.bin (which must be reproducible)
-    timeless = [replace(r, stats={k: v for k, v in r.stats.items() if k != "seconds"}) for r in records]
-    encoded = encode_records(timeless, metadata=metadata)
-    timing["encode"] = time.perf_counter() - clock
-    _check_cancel(should_cancel, "before writing")
-
-    _report(progress, "write", _ENCODE_END, "model.bin, model.pth, metrics.json")
-    clock = time.perf_counter()
-    decoded = decode_state_dict(encoded.data)
-    timing["decode"] = time.perf_counter() - clock
-    if data_job is not None and deploy is None:
-        model = data_job.finish(decoded, metrics)  # evaluation.after: the decoded artifact, as downloaded
-        report_steps(data_job, model, metrics)
-    clock = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / "model.bin", encoded.data)
-    if spec.outputs.dense:  # stream (issue 14): the dense copy is optional
-        save_state_dict(decoded, out_dir / "model.pth")
-    timing["write"] = time.perf_counter() - clock
-    # --- deploy (issue 12), 2 of 2: architecture.json, evaluation.after of load_model(out_dir), -------
-    # model.onnx checked in onnxruntime, the "deploy" methods (int8), metrics["deployment"]
-    if deploy is not None:
+        spec, source, out_dir, progress = self.spec, self.source, self.out_dir, self.progress
+        timing: dict[str, float] = {}
         clock = time.perf_counter()
-        deploy.finish(
-            out_dir, metrics, model_path=model_path, progress=data_job.progress if data_job else None
-        )
-        if data_job is not None and not deploy.history:  # the steps' reports, on the deployed model
-            report_steps(data_job, deploy.deployed, metrics)
-        timing["deploy"] = time.perf_counter() - clock
+        _report(progress, "load", 0.0, source.path.name)
+        state_dict = source.state_dict()
+        timing["load"] = time.perf_counter() - clock
+        _check_cancel(self.should_cancel, "after loading")
 
-    for entry in metrics["tensors"]:
-        add_stream_stats(entry, encoded.streams.get(entry["name"], []))
-    metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data))
-    metrics["files"] = {
-        "input_bytes": sum(p.stat().st_size for p in _input_files(model_path)),
-        "model_bin_bytes": len(encoded.data),
-    }
-    if spec.outputs.dense:
-        metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
-    metrics["timing"].update(timing)
-    write_metrics(out_dir / "metrics.json", metrics)
-    _report(progress, "done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
-    return metrics
+        clock = time.perf_counter()
+        data_job, deploy = None, None
+        if plan.runs("retrain"):  # model / data / a method that trains: evaluation and training around steps
+            data_job = JobContext(
+                spec,
+                state_dict,
+                source=source,
+                data_path=self.data_path,
+                device=self.device,
+                inputs=self.inputs,
+                progress=lambda stage, fraction, message: _report(progress, stage, fraction, message),
+                should_cancel=self.should_cancel,
+                span=(_LOAD_END, _COMPRESS_END),
+            )
+            data_job.checkpoint_dir = self.checkpoint_dir  # seeds: resumable LC and SWS
+            compress: CompressFn = functools.partial(compress_state_dict, device=self.device)
+            # --- deploy (issue 12), 1 of 2: physical structured pruning before the methods train --------
+            if plan.runs("deploy"):
+                from compression_core.deploy.stage import DeployStage
 
+                deploy = DeployStage.start(data_job, data_job.progress)
+                compress = deploy.wrap(compress)
+            (main,) = plan.names("retrain")
+            records, metrics = run_methods(data_job, compress, plan.names("prepare"), main)
+        else:
+            records, metrics = compress_state_dict(
+                state_dict,
+                spec,
+                progress=progress,
+                should_cancel=self.should_cancel,
+                device=self.device,
+                span=(_LOAD_END, _COMPRESS_END),
+            )
+        timing["compress"] = time.perf_counter() - clock
+        _check_cancel(self.should_cancel, "before encoding")
 
-def _input_files(model_path: Path) -> list[Path]:
-    if model_path.is_file() and not model_path.name.endswith(".json"):
-        return [model_path]
-    from compression_core.streaming.source import open_source
+        _report(progress, "encode", _COMPRESS_END, "Huffman coding and container")
+        clock = time.perf_counter()
+        metadata = {
+            "library": f"compression_core {__version__}",
+            "source": source.label,
+            "spec": spec.model_dump(mode="json"),
+        }
+        # timings vary run to run: they belong in metrics.json, never in model.bin (it must be reproducible)
+        timeless = [replace(r, stats={k: v for k, v in r.stats.items() if k != "seconds"}) for r in records]
+        encoded = encode_records(timeless, metadata=metadata)
+        timing["encode"] = time.perf_counter() - clock
+        _check_cancel(self.should_cancel, "before writing")
 
-    source = open_source(model_path)
-    folder = source.index.parent if source.index is not None else model_path
-    return [folder / shard for shard in source.shards]
+        _report(progress, "write", _ENCODE_END, "model.bin, model.pth, metrics.json")
+        clock = time.perf_counter()
+        decoded = decode_state_dict(encoded.data)
+        timing["decode"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / "model.bin", encoded.data)
+        dense = source.write(out_dir, decoded) if spec.outputs.dense else []  # stream (issue 14): optional
+        timing["write"] = time.perf_counter() - clock
+        # --- deploy (issue 12), 2 of 2: architecture.json, evaluation.after of load_model(out_dir), -------
+        # model.onnx checked in onnxruntime, the "deploy" methods (int8), metrics["deployment"]
+        if deploy is not None and data_job is not None:
+            clock = time.perf_counter()
+            deploy.finish(out_dir, metrics, progress=data_job.progress)
+            if not deploy.history:  # the steps' reports, on the deployed model
+                report_steps(data_job, deploy.deployed, metrics)
+            timing["deploy"] = time.perf_counter() - clock
+
+        for entry in metrics["tensors"]:
+            add_stream_stats(entry, encoded.streams.get(entry["name"], []))
+        upload = deploy.upload if deploy is not None else None  # structured pruning: ratio against the upload
+        metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data), upload=upload)
+        metrics["files"] = {"input_bytes": source.input_bytes(), "model_bin_bytes": len(encoded.data)}
+        if out_dir / "model.pth" in dense:
+            metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
+        elif dense:
+            metrics["files"]["dense_files"] = [p.name for p in dense]
+            metrics["files"]["dense_bytes"] = sum(p.stat().st_size for p in dense)
+        metrics["timing"].update(timing)
+        write_metrics(out_dir / "metrics.json", metrics)
+        _report(progress, "done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
+        return metrics

@@ -84,8 +84,9 @@ def _bits_as_bytes(value: Any) -> float | None:
 def headline(metrics: Mapping[str, Any] | None) -> Headline:
     """Headline numbers of a metrics dict; any of them may be None when the job did not report it.
 
-    Layout (compression_core.metrics): `totals.{ratio, original_bits, bin_bits, params, nonzeros, lc_ratio}`,
-    `files.model_bin_bytes`; evaluation, when the job had data, under `evaluation.{before,after}.error`.
+    Layout (compression_core.metrics): `totals.{ratio, original_bits, original_params, bin_bits, params,
+    nonzeros, lc_ratio}` (original_*: the uploaded model), `files.model_bin_bytes`; evaluation, when the
+    job had data, under `evaluation.{before,after}.error`.
     """
     m: Mapping[str, Any] = metrics or {}
     before = _bits_as_bytes(lookup(m, ("totals", "original_bits"))) or _number(
@@ -104,7 +105,9 @@ def headline(metrics: Mapping[str, Any] | None) -> Headline:
         ratio=ratio,
         size_before_bytes=before,
         size_after_bytes=after,
-        params_total=_number(lookup(m, ("totals", "params"), ("params_total",))),
+        params_total=_number(
+            lookup(m, ("totals", "original_params"), ("totals", "params"), ("params_total",))
+        ),
         params_nonzero=_number(lookup(m, ("totals", "nonzeros"), ("params_nonzero",))),
         lc_ratio=_number(lookup(m, ("totals", "lc_ratio"))),
         error_before=_error(m, "before"),

@@ -166,7 +166,8 @@ def history_series(history: Any) -> dict[str, list[float]]:
         keys = {
             k for e in numeric for k, v in e.items() if isinstance(v, int | float) and not isinstance(v, bool)
         }
-        for key in sorted(keys - {"epoch", "epochs", "samples", "test_samples"}):
+        counts = {k for k in keys if k == "samples" or k.endswith("_samples")}  # sample counts, not series
+        for key in sorted(keys - {"epoch", "epochs"} - counts):
             values = [e.get(key) for e in numeric]
             if all(isinstance(v, int | float) for v in values):
                 series[key] = [float(v) for v in values]  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ td.name { font-family: ui-monospace, Menlo, Consolas, monospace; }
 figure { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; margin: 0 0 16px; padding: 8px; }
 figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 .note { color: #666; font-size: 12px; }
+.warning { background: #fff4e5; border: 1px solid #f0b849; border-radius: 8px; padding: 8px 12px; }
 """
 
 _PLOT_TITLES = {
@@ -90,7 +91,15 @@ def _cards(h: Headline, metrics: Mapping[str, Any] | None) -> str:
             where = f" of {data['name']}{split}"
         samples = f'<p class="note">Errors measured on {h.eval_samples:,} samples{_esc(where)}.</p>'
 
-    return f'<div class="cards">{body}</div>{samples}'
+    return f'<div class="cards">{body}</div>{samples}{_warnings(metrics)}'
+
+
+def _warnings(metrics: Mapping[str, Any] | None) -> str:
+    """What the job wants its reader to know before trusting the numbers (e.g. a carved validation split)."""
+    warnings = lookup(metrics, ("evaluation", "data", "warnings"))
+    if not isinstance(warnings, list):
+        return ""
+    return "".join(f'<p class="warning">Warning: {_esc(w)}.</p>' for w in warnings if isinstance(w, str))
 
 
 def _table(rows: list[LayerRow]) -> str:

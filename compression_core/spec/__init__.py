@@ -8,7 +8,6 @@ fields live in its folder under `compression_core/methods/`.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 from compression_core.spec.base import MAX_KEEP, DefaultDtype, DefaultPolicy, Encoding, Kind, Selector, Strict
@@ -52,9 +51,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """`Spec`, `Rule` and `Step` as the registry makes them now; for code written against the old single
-    module, any name a registered method's spec module defines (`PruneStep`, `Scope`, `LCSpec`, ...)."""
-    from compression_core.methods import registry
+    """`Spec`, `Rule` and `Step` as the registry makes them now (rebuilt when the set of methods changes).
+    A method's own spec classes live in its folder (`compression_core.methods.<name>.spec`)."""
     from compression_core.spec import assemble
 
     if name in ("Spec", "Rule"):
@@ -62,11 +60,4 @@ def __getattr__(name: str) -> Any:
         return spec if name == "Spec" else rule
     if name == "Step":
         return assemble.step_union()
-    specs = [m.spec for m in registry.step_methods().values()] + [
-        m.spec for m in registry.model_methods().values()
-    ]
-    for cls in specs:
-        module = sys.modules[cls.__module__]
-        if hasattr(module, name):
-            return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

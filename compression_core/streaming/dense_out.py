@@ -7,7 +7,8 @@ thread, in any order, so memory never holds more than the tensors being compress
 - `ShardedSafetensorsWriter`: each output shard starts with the input shard's header verbatim (same names,
   dtypes, shapes, offsets and `__metadata__`), and the index file is copied as it is.
 - `TorchFileWriter`: `model.pth` as `torch.save` lays it out, made with `torch.serialization.skip_data`
-  (which leaves the storage bytes empty), then filled in; the zip CRC-32s are patched at the end.
+  (which leaves the storage bytes empty), then filled in; the zip CRC-32s and torch's serialization id
+  (derived from them) are patched at the end, so the file is byte for byte what `io.save_state_dict` writes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ from compression_core.streaming.source import ShardHeader, TensorInfo
 
 _DESCRIPTOR = 0x08074B50
 _CENTRAL = 0x02014B50
+
+
+def _serialization_id(old: bytes, crcs: Sequence[int]) -> bytes:
+    """torch's `.data/serialization_id`: 20 digits from the record names (kept), then 20 digits of
+    c10::hash_combine over every earlier record's CRC-32 (caffe2/serialize/inline_container.cc)."""
+    mask, combined = (1 << 64) - 1, 0
+    for crc in crcs:
+        combined ^= (crc + 0x9E3779B9 + ((combined << 6) & mask) + (combined >> 2)) & mask
+    return old[:20] + b"%020d" % combined
 
 
 class _Slots:
@@ -106,8 +116,8 @@ class TorchFileWriter(_Slots):
         self.tmp = path.parent / f".{path.name}.tmp"
         # torch.empty only reserves address space: untouched pages are never resident
         placeholders = {info.name: torch.empty(info.shape, dtype=info.dtype) for info in infos}
-        with torch.serialization.skip_data():
-            torch.save(placeholders, self.tmp)
+        with torch.serialization.skip_data(), self.tmp.open("wb") as handle:
+            torch.save(placeholders, handle)  # through a handle: the archive is "archive/", as io.py writes
         del placeholders
         reader = torch._C.PyTorchFileReader(str(self.tmp))
         offsets = [reader.get_record_offset(f"data/{i}") for i in range(len(infos))]  # type: ignore[attr-defined]
@@ -141,7 +151,18 @@ class TorchFileWriter(_Slots):
                 by_record[f"{prefix}/data/{i}"] = self.crcs.get(name, 0)
             infos = {info.filename: info for info in archive.infolist()}
             start_dir: int = archive.start_dir
+            id_record = f"{prefix}/.data/serialization_id"
+            old_id = archive.read(id_record) if id_record in infos else None
         with self.tmp.open("r+b") as handle:
+            if old_id is not None:  # torch derives it from the CRCs: recompute it, as torch.save would have
+                new_id = _serialization_id(old_id, [by_record.get(n, i.CRC) for n, i in infos.items()][:-1])
+                if list(infos)[-1] != id_record or len(new_id) != len(old_id):
+                    raise CompressionError("model.pth layout: unexpected serialization id")
+                handle.seek(infos[id_record].header_offset + 26)
+                name_len, extra_len = struct.unpack("<HH", handle.read(4))
+                handle.seek(infos[id_record].header_offset + 30 + name_len + extra_len)
+                handle.write(new_id)
+                by_record[id_record] = zlib.crc32(new_id)
             for record, crc in by_record.items():
                 info = infos[record]
                 handle.seek(info.header_offset + 26)

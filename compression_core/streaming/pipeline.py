@@ -32,16 +32,16 @@ from compression_core.methods.apply import compress_tensor, dense_record
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics, write_metrics
 from compression_core.records import TensorRecord
 from compression_core.select import Selection, select_tensors
+from compression_core.sources import DenseWriter, ModelSource, open_source
 from compression_core.spec.base import DefaultDtype
 from compression_core.spec.model import SpecBase as Spec
-from compression_core.streaming.dense_out import ShardedSafetensorsWriter, TorchFileWriter
 from compression_core.streaming.pool import (
     OrderedPool,
     default_workers,
     release_free_memory,
     single_threaded_kernels,
 )
-from compression_core.streaming.source import Source, TensorInfo, open_source
+from compression_core.streaming.source import TensorInfo
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,12 @@ class _Job:
 
     def __init__(
         self,
-        source: Source,
+        source: ModelSource,
         selections: dict[str, Selection],
         keeps: dict[str, int],
         float16: bool,
         device: str,
-        dense: ShardedSafetensorsWriter | TorchFileWriter | None,
+        dense: DenseWriter | None,
     ) -> None:
         self.source, self.selections, self.keeps = source, selections, keeps
         self.float16, self.device, self.dense = float16, device, dense
@@ -165,15 +165,8 @@ def streamable(spec: Spec) -> bool:
     )
 
 
-def _dense_writer(source: Source, out_dir: Path) -> ShardedSafetensorsWriter | TorchFileWriter:
-    if source.sharded:
-        assert source.headers
-        return ShardedSafetensorsWriter(out_dir, source.headers, source.index)
-    return TorchFileWriter(out_dir / "model.pth", source.infos)
-
-
 def compress_stream(
-    model_path: Path,
+    model_path: Path | ModelSource,
     spec: Spec,
     out_dir: Path,
     *,
@@ -182,7 +175,8 @@ def compress_stream(
     device: str = "cpu",
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Compress a data-free spec's model (file, sharded index or folder) into `out_dir`; returns metrics."""
+    """Compress a data-free spec's model (a source, or a file, sharded index or folder) into `out_dir`;
+    returns metrics. The source's `dense_writer` writes the dense outputs in its own layout."""
     if not streamable(spec):
         raise CompressionError(
             "streaming compression is data-free; data-aware specs (and steps that rank a whole rule other "
@@ -199,15 +193,15 @@ def compress_stream(
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled {where}")
 
-    report("load", 0.0, Path(model_path).name)
-    source = open_source(model_path)
+    source = model_path if isinstance(model_path, ModelSource) else open_source(model_path)
+    report("load", 0.0, source.path.name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     try:
         infos = source.infos
         if not infos:
-            raise InputError(f"{Path(model_path).name}: the state dict is empty")
+            raise InputError(f"{source.path.name}: the state dict is empty")
         meta = {i.name: torch.empty(i.shape, dtype=i.dtype, device="meta") for i in infos}
         selections = select_tensors(meta, spec)
         del meta
@@ -227,7 +221,7 @@ def compress_stream(
             )
     finally:
         source.close()
-    metrics["streaming"] = {"workers": workers, "input_files": len(source.shards)}
+    metrics["streaming"] = {"workers": workers, "input_files": len(source.input_files())}
     metrics["timing"].update(timing, total=time.perf_counter() - started)
     write_metrics(out_dir / "metrics.json", metrics)
     report("done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")
@@ -235,7 +229,7 @@ def compress_stream(
 
 
 def _compress_all(
-    source: Source,
+    source: ModelSource,
     spec: Spec,
     out_dir: Path,
     selections: dict[str, Selection],
@@ -249,11 +243,11 @@ def _compress_all(
     clock = time.perf_counter()
     metadata = {
         "library": f"compression_core {__version__}",
-        "source": source.index.name if source.index is not None else source.shards[0],
+        "source": source.label,
         "spec": spec.model_dump(mode="json"),
     }
     writer = StreamWriter(out_dir / "model.bin", metadata)
-    dense = _dense_writer(source, out_dir) if spec.outputs.dense else None
+    dense = source.dense_writer(out_dir) if spec.outputs.dense else None
     job = _Job(source, selections, keeps, spec.default.dtype is DefaultDtype.float16, device, dense)
     total = sum(i.numel for i in source.infos) or 1
     done = 0

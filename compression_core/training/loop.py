@@ -33,11 +33,14 @@ __all__ = [
     "CANCEL_EVERY",
     "EpochStats",
     "EpochTotals",
+    "MONITORED",
     "loader_batches",
     "make_optimizer",
     "permuted_batches",
+    "renamed_for_split",
     "run_epoch",
     "train_epochs",
+    "with_split_names",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,20 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[["EpochStats"], None]
 
 
+MONITORED = ("validation_error", "validation_loss", "validation_samples")  # per-epoch/step history keys
+
+
+def renamed_for_split(entry: dict[str, Any], split: str) -> dict[str, Any]:
+    """A history entry whose `validation_*` keys are named for `split`, the one they were measured on."""
+    return {(f"{split}_{k.split('_', 1)[1]}" if k in MONITORED else k): v for k, v in entry.items()}
+
+
+def with_split_names(entry: dict[str, Any]) -> dict[str, Any]:
+    """A saved history entry (checkpoint) from before the per-epoch errors were named for their split
+    (they were `test_*`, though measured on validation), with today's names."""
+    return {(f"validation_{k[5:]}" if f"validation_{k[5:]}" in MONITORED else k): v for k, v in entry.items()}
+
+
 @dataclass
 class EpochStats:
     epoch: int  # 1-based
@@ -56,8 +73,8 @@ class EpochStats:
     lr: float
     train_loss: float
     train_accuracy: float
-    test_error: float | None = None
-    test_samples: int | None = None
+    validation_error: float | None = None  # on the split the caller monitors: validation (see MONITORED)
+    validation_samples: int | None = None
     stage: str = "train"
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,15 +234,15 @@ def train_epochs(
         )
         if eval_set is not None:
             ev = evaluate(model, eval_set, device=device, timing=False)
-            stats.test_error, stats.test_samples = ev.error, ev.samples
+            stats.validation_error, stats.validation_samples = ev.error, ev.samples
         log.info(
-            "%s epoch %d/%d: loss %.4f, train acc %.4f, test error %s",
+            "%s epoch %d/%d: loss %.4f, train acc %.4f, validation error %s",
             stage,
             epoch,
             config.epochs,
             stats.train_loss,
             stats.train_accuracy,
-            stats.test_error,
+            stats.validation_error,
         )
         history.append(stats)
         if on_epoch is not None:

@@ -178,3 +178,26 @@ def test_thresholds_fail_closed_without_metrics() -> None:
     assert check_thresholds({}, 2.0, None) == ["--min-ratio given but the job reported no compression ratio"]
     assert "no error before and after" in check_thresholds({"totals": {"ratio": 3}}, 2.0, 0.5)[0]
     assert check_thresholds(METRICS, 12.5, 0.6) == []  # equal to the bounds passes
+
+
+def test_a_data_set_without_x_val_is_pointed_out_at_submit_and_after(
+    app, fake, servers, model_file, spec_file, tmp_path
+) -> None:
+    import numpy as np
+
+    warning = "the validation split (36 samples) was carved from the uploaded x_train, ... upload x_val/y_val"
+    metrics = {**METRICS, "evaluation": {**METRICS["evaluation"], "data": {"warnings": [warning]}}}
+    fake.next_job = succeeded_job("job-val", metrics, {"model.bin": b"b"})
+    data = tmp_path / "data.npz"
+    np.savez(data, x_train=np.zeros((4, 2), np.float32), y_train=np.zeros(4, np.int64))
+    result = _submit(app, model_file, spec_file, tmp_path / "out", "--data", str(data))
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "data.npz has no x_val/y_val" in result.output  # before the upload, from the file's names
+    assert f"warning: {warning}" in result.output  # after the job, from its metrics
+    np.savez(
+        data, x_train=np.zeros((4, 2), np.float32), y_train=np.zeros(4, np.int64), x_val=np.zeros((2, 2))
+    )
+    fake.next_job = succeeded_job("job-val2", METRICS, {"model.bin": b"b"})
+    result = _submit(app, model_file, spec_file, tmp_path / "out2", "--data", str(data))
+    assert result.exit_code == ExitCode.OK
+    assert "no x_val" not in result.output and "warning" not in result.output

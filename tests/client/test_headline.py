@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from client import headline as client_headline
-from compression_core.pipeline import compress_file
+from compression_core.job.pipeline import compress_file
 from compression_core.report.headline import headline as core_reader
 from compression_core.report.headline import human_bytes as core_human_bytes
 from compression_core.spec import Spec

@@ -74,3 +74,19 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, model_file):
 
     result = runner.invoke(app, ["decode", str(tmp_path / "missing.bin"), "-o", str(tmp_path / "x.pth")])
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_check_prints_the_plan_and_gives_it_as_json(tmp_path, model_file):
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps({"rules": [{"select": {"name": "*.weight"}, "steps": [{"type": "prune", "keep": 9}]}]})
+    )
+    result = runner.invoke(app, ["check", str(model_file), "--spec", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "lenet5.pth (state_dict): streamed on cpu" in result.output
+    result = runner.invoke(app, ["check", str(model_file), "--spec", str(spec), "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)["plan"]
+    assert plan["mode"] == "streamed" and plan["stages"] == [
+        {"stage": "compress", "runs": ["prune"], "note": "per tensor, streamed"}
+    ]

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from compression_core.job.pipeline import compress_state_dict
 from compression_core.methods.prune.apply import keep_positions
 from compression_core.metrics import gap_bits, index_bits, text_table
-from compression_core.pipeline import compress_state_dict
 from compression_core.spec import example_spec
 
 from .conftest import lenet5_state_dict

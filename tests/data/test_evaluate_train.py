@@ -36,7 +36,7 @@ def test_reference_training_learns_digits(digits):
     )
     assert result.evaluation.error < 0.2
     # training is monitored on the validation split; the final evaluation reports the test split
-    assert len(result.history) == 3 and result.history[-1].test_samples == len(digits.validation) == 144
+    assert len(result.history) == 3 and result.history[-1].validation_samples == len(digits.validation) == 144
     assert result.evaluation.samples == len(digits.test) == 360
 
 

@@ -17,8 +17,8 @@ from compression_core.deploy.onnx_export import ort_session
 from compression_core.deploy.pruning import count_parameters
 from compression_core.errors import InputError
 from compression_core.format import decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.models import build_model
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 
 RESNET = {"arch": "resnet18", "kwargs": {"num_classes": 10}, "input_shape": [3, 64, 64]}
@@ -85,6 +85,32 @@ def test_resnet18_deployment_table_lists_each_artifact_in_each_runtime(resnet_jo
     assert table["threads"]["pytorch_intra_op"] == table["threads"]["onnxruntime_intra_op"] == 1
     written = json.loads((out / "metrics.json").read_text())
     assert written["deployment"]["table"]["rows"][0]["params"] == rows["original"]["params"]
+
+
+def test_ratio_and_sizes_compare_with_the_upload_not_the_pruned_model(resnet_job, tmp_path):
+    """Half the channels of every conv leave ResNet-18 about 4x smaller: the headline says so (issue 20)."""
+    from client.cli import check_thresholds
+    from client.headline import headline as client_headline
+    from compression_core.report.headline import headline as report_headline
+
+    out, metrics = resnet_job
+    totals, structured = metrics["totals"], metrics["structured"]
+    shrink = structured["params_before"] / structured["params_after"]
+    assert shrink > 3.5
+    upload = build_model(RESNET).state_dict()  # parameters and buffers, as the upload held them
+    assert totals["original_params"] == sum(t.numel() for t in upload.values())
+    assert totals["original_bits"] == sum(t.numel() * t.element_size() * 8 for t in upload.values())
+    assert totals["params"] == sum(t.numel() for t in load_model(out).state_dict().values())
+    # every tensor is stored dense, so the file shrank by the parameter count (headers cost a little)
+    assert 0.95 * shrink <= totals["ratio"] <= shrink
+    assert totals["lc_ratio"] > 3.5
+    written = json.loads((out / "metrics.json").read_text())
+    for h in (client_headline(written), report_headline(written)):
+        assert h.ratio == pytest.approx(totals["ratio"])
+        assert h.size_before_bytes == totals["original_bits"] / 8
+        assert h.params_total == totals["original_params"]
+    assert check_thresholds(written, 2.0, None) == []  # `mcs submit --min-ratio 2` passes
+    assert check_thresholds(written, 5.0, None) != []
 
 
 def test_architecture_json_is_checked_before_anything_is_built(resnet_job, tmp_path):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from compression_core.errors import Cancelled, InputError, SpecError
 from compression_core.format import decode_state_dict, encode_records
 from compression_core.io import load_state_dict, save_state_dict
-from compression_core.pipeline import Progress, compress_file, compress_state_dict
+from compression_core.job.pipeline import Progress, compress_file, compress_state_dict
 from compression_core.spec import Spec, example_spec
 
 from .conftest import lenet5_state_dict

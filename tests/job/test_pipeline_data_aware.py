@@ -9,8 +9,8 @@ import torch
 from compression_core.errors import InputError, SpecError
 from compression_core.evaluate import evaluate
 from compression_core.format import decode_records, decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.models import build_model, load_into
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 from compression_core.train import save_state_dict, train_reference
 from compression_core.training.finetune import RetrainConfig
@@ -56,7 +56,8 @@ def test_retrain_spec_runs_end_to_end(reference, digits, tmp_path):
     assert [h["stage"] for h in history] == ["prune-retrain 1/2", "prune-retrain 2/2", "finetune"]
     # per-epoch errors come from the validation split; only evaluation.before/after report the test split
     assert (metrics["training"]["split"], metrics["training"]["n"]) == ("validation", 144)
-    assert all(h["test_samples"] == 144 for h in history)
+    assert all(h["validation_samples"] == 144 and h["validation_error"] is not None for h in history)
+    assert not any(key.startswith("test_") for h in history for key in h)  # named for their split
     before, after = metrics["evaluation"]["before"], metrics["evaluation"]["after"]
     assert before["samples"] == after["samples"] == 360
     assert before["split"] == after["split"] == "test" and before["n"] == after["n"] == 360
@@ -91,8 +92,32 @@ def test_uploaded_data_file(reference, digits, tmp_path):
     assert (
         metrics["evaluation"]["after"]["n"] == 36 and metrics["evaluation"]["after"]["split"] == "validation"
     )
+    # the validation split came out of x_train, which the uploaded model has usually seen: said plainly
+    data = metrics["evaluation"]["data"]
+    assert data["validation_from"] == "x_train"
+    assert len(data["warnings"]) == 1 and "carved from the uploaded x_train" in data["warnings"][0]
+    assert "x_val" in data["warnings"][0]
+    from compression_core.report import write_job_report
+
+    write_job_report(tmp_path / "out", reference)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<p class="warning">Warning: the validation split (36 samples) was carved' in page
     with pytest.raises(SpecError, match="no data file was uploaded"):
         compress_file(reference, spec, tmp_path / "out2")
+
+
+def test_uploaded_validation_split_or_a_builtin_needs_no_warning(reference, digits, tmp_path):
+    x, y = digits.test.tensors
+    half = len(y) // 2
+    arrays = {"x_train": x[:half].numpy(), "y_train": y[:half].numpy()}
+    np.savez(tmp_path / "d.npz", **arrays, x_val=x[half:].numpy(), y_val=y[half:].numpy())
+    uploaded = _spec(model=MLP, data={"upload": True})
+    data = compress_file(reference, uploaded, tmp_path / "a", data_path=tmp_path / "d.npz")["evaluation"][
+        "data"
+    ]
+    assert data["validation_from"] == "x_val" and data["warnings"] == []
+    builtin = _spec(model=MLP, data={"builtin": "digits"})
+    assert compress_file(reference, builtin, tmp_path / "b")["evaluation"]["data"]["warnings"] == []
 
 
 def test_spec_checks_of_the_data_aware_fields(reference, tmp_path):
@@ -109,3 +134,16 @@ def test_spec_checks_of_the_data_aware_fields(reference, tmp_path):
 def test_data_free_specs_are_unchanged(reference, tmp_path):
     metrics = compress_file(reference, _spec(), tmp_path)
     assert "evaluation" not in metrics and "training" not in metrics
+
+
+def test_a_run_without_a_validation_split_names_its_history_for_the_split_it_watched(reference, tmp_path):
+    """`data.validation: 0`: the epochs are monitored on the test split, and the history says so."""
+    spec = _spec(
+        model=MLP,
+        data={"builtin": "digits", "validation": 0},
+        retrain={"finetune": {"epochs": 1, "lr": 0.01, "batch_size": 32}},
+    )
+    training = compress_file(reference, spec, tmp_path)["training"]
+    assert (training["split"], training["n"]) == ("test", 360)
+    assert [h["test_samples"] for h in training["history"]] == [360]
+    assert not any(key.startswith("validation_") for key in training["history"][0])

@@ -20,9 +20,9 @@ from compression_core import methods
 from compression_core.errors import SpecError
 from compression_core.format import decode_state_dict
 from compression_core.io import save_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.methods import registry
 from compression_core.methods.base import MethodSpec, ModelMethod, Outcome, StepMethod, StepSpec
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec, spec_json_schema
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from compression_core.pipeline import compress_file
+from compression_core.job.pipeline import compress_file
 from compression_core.spec import Spec
 
 SPEC = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from compression_core.io import load_state_dict, save_state_dict
-from compression_core.pipeline import compress_file
+from compression_core.job.pipeline import compress_file
 from compression_core.spec import example_spec
 
 
@@ -45,8 +45,8 @@ def history() -> list[dict[str, Any]]:
             "lr": 0.01,
             "train_loss": 1.0 / e,
             "train_accuracy": 0.9 + e / 100,
-            "test_error": 0.05 - e / 100,
-            "test_samples": 1000,
+            "validation_error": 0.05 - e / 100,
+            "validation_samples": 1000,
             "stage": "retrain",
         }
         for e in (1, 2, 3)

@@ -17,7 +17,7 @@ from svc_helpers import SLOW_SPEC, SPEC, WorkerProcess, wait_for, write_model, w
 
 from compression_core.format import decode_records, decode_state_dict
 from compression_core.io import load_state_dict
-from compression_core.pipeline import compress_file
+from compression_core.job.pipeline import compress_file
 from compression_core.spec import Spec
 from mcs_common.settings import Settings
 from service.app import create_app

@@ -120,7 +120,7 @@ def test_short_retrain_on_digits_holds_or_improves_a_pruned_quantized_mlp(digits
     after = evaluate(model, digits.test, timing=False)
     assert after.error <= before.error
     assert [h.epoch for h in result.history] == [1, 2, 3]
-    assert result.history[-1].test_error == pytest.approx(after.error)
+    assert result.history[-1].validation_error == pytest.approx(after.error)
 
 
 def test_iterative_prune_reaches_the_target_with_shrinking_support(digits):

@@ -67,3 +67,15 @@ def test_train_epochs_still_learns():
     model = torch.nn.Linear(4, 2)
     history = train_epochs(model, data, RetrainConfig(epochs=5, lr=0.1, batch_size=32))
     assert history[-1].train_accuracy > 0.9 and history[-1].train_loss < history[0].train_loss
+
+
+def test_history_entries_are_named_for_the_split_they_were_measured_on() -> None:
+    from compression_core.training.loop import EpochStats, renamed_for_split, with_split_names
+
+    entry = EpochStats(1, 1, 0.1, 0.5, 0.9, validation_error=0.2, validation_samples=40).to_dict()
+    assert entry["validation_error"] == 0.2 and "test_error" not in entry
+    renamed = renamed_for_split(entry, "test")
+    assert (renamed["test_error"], renamed["test_samples"]) == (0.2, 40) and "validation_error" not in renamed
+    # a checkpoint written before the rename (test_* keys measured on validation) still resumes
+    old = {k.replace("validation_", "test_"): v for k, v in entry.items()}
+    assert EpochStats(**with_split_names(old)) == EpochStats(**entry)

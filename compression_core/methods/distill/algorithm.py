@@ -17,9 +17,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from compression_core.errors import InputError
-from compression_core.io import load_state_dict
 from compression_core.methods.distill.spec import DistillSpec
-from compression_core.models import build_model, load_into
+from compression_core.sources import open_source
 from compression_core.training.loop import EpochStats, train_epochs
 
 __all__ = ["DistillSpec", "distill", "kd_loss", "load_teacher"]
@@ -49,11 +48,14 @@ def kd_loss(
 def load_teacher(spec: DistillSpec, path: str | Path) -> nn.Module:
     """The teacher: its architecture from the spec, its weights from the upload through the safe loader
     (`.safetensors`, or `.pth` with `weights_only=True`); InputError when they do not fit."""
-    try:  # the weights first: the architecture is sized and fitted to them before it is built
-        weights = load_state_dict(path)
-        return load_into(build_model(spec.teacher, fits=weights), weights)
+    try:
+        with open_source(path, spec.teacher) as source:
+            teacher = source.module()
     except InputError as error:
         raise InputError(f"teacher: {error}") from None
+    if teacher is None:
+        raise InputError(f"teacher: a {source.kind} input cannot be built into a module")
+    return teacher
 
 
 def distill(

@@ -32,7 +32,11 @@ def run(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcome:
     reported = data.info(data.eval_split)
 
     def on_epoch(stats: EpochStats) -> None:
-        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
+        err = (
+            ""
+            if stats.validation_error is None
+            else f", validation error {100 * stats.validation_error:.2f}%"
+        )
         job.progress(
             "distill",
             lo + (hi - lo) * stats.epoch / stats.epochs,

@@ -30,6 +30,7 @@ from compression_core.methods.lc.spec import LCSpec
 from compression_core.records import TensorRecord
 from compression_core.select import Selection, select_tensors
 from compression_core.spec.model import SpecBase as Spec
+from compression_core.training.loop import with_split_names
 
 __all__ = ["LCResult", "LCStepStats", "compressed_weights", "run_lc", "structure_of"]
 
@@ -45,9 +46,9 @@ class LCStepStats:
     penalty: float | None = None  # mean μ/2 ||w - Δ(Θ) - λ/μ||² over that epoch
     train_accuracy: float | None = None
     constraint_gap: float = 0.0  # ||w - Δ(Θ)|| / ||w|| over the compressed tensors after the C step
-    test_error: float | None = None  # of the compressed model Δ(Θ), every eval_every steps
-    test_loss: float | None = None
-    test_samples: int | None = None
+    validation_error: float | None = None  # of the compressed model Δ(Θ), every eval_every steps
+    validation_loss: float | None = None
+    validation_samples: int | None = None
     structure: dict[str, Any] = field(default_factory=dict)  # per tensor: kept / codebook size / rank
     seconds: float = 0.0
 
@@ -147,17 +148,21 @@ def run_lc(
         if evaluate_now and eval_set is not None:
             with compressed_weights(model, deltas):
                 ev = evaluate(model, eval_set, device=device, timing=False)
-            stats.test_error, stats.test_loss, stats.test_samples = ev.error, ev.loss, ev.samples
+            stats.validation_error, stats.validation_loss, stats.validation_samples = (
+                ev.error,
+                ev.loss,
+                ev.samples,
+            )
         stats.seconds = time.perf_counter() - started
         history.append(stats)
         log.info(
-            "LC step %d: mu %.3g, loss %s, penalty %s, gap %.4f, test error %s",
+            "LC step %d: mu %.3g, loss %s, penalty %s, gap %.4f, validation error %s",
             stats.step,
             stats.mu,
             stats.train_loss,
             stats.penalty,
             stats.constraint_gap,
-            stats.test_error,
+            stats.validation_error,
         )
         if on_step is not None:
             on_step(stats)
@@ -182,7 +187,7 @@ def run_lc(
         first = 0
     else:  # resume: the state after step `saved.step`, exactly as that run left it
         model.load_state_dict(saved.model_state)
-        history = [LCStepStats(**h) for h in saved.history]
+        history = [LCStepStats(**with_split_names(h)) for h in saved.history]
         deltas = {n: t.to(device) for n, t in saved.deltas.items()}
         lambdas = {n: t.to(device) for n, t in saved.lambdas.items()} if saved.lambdas is not None else None
         first = saved.step

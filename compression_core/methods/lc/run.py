@@ -4,8 +4,9 @@ decoded `.bin`, exactly as for direct compression.
 
 metrics.json gains an `lc` section: the configuration, the μ schedule's ends and one entry per LC step
 (μ, learning rate, train loss, penalty, ||w - Δ(Θ)|| / ||w||, error of Δ(Θ), kept / codebook / rank
-per tensor); step 0 is the direct compression the run started from. The per-step errors (`test_error` fields)
-are measured on the section's `split` (the validation split; `n` samples); only `evaluation.after` is test.
+per tensor); step 0 is the direct compression the run started from. The per-step errors (`validation_error`
+fields) are measured on the section's `split` (the validation split; `n` samples); only `evaluation.after` is
+test.
 With the job's `checkpoint_dir` the run resumes after a worker restart (`resumed_at_step`; checkpoint.py).
 """
 
@@ -25,8 +26,8 @@ def _step_message(stats: LCStepStats, steps: int) -> str:
     parts = [f"LC step {stats.step}/{steps}: mu {stats.mu:.3g}"]
     if stats.train_loss is not None:
         parts.append(f"loss {stats.train_loss:.4f}")
-    if stats.test_error is not None:
-        parts.append(f"validation error of Δ(Θ) {100 * stats.test_error:.2f}%")
+    if stats.validation_error is not None:
+        parts.append(f"validation error of Δ(Θ) {100 * stats.validation_error:.2f}%")
     return ", ".join(parts)
 
 
@@ -67,7 +68,7 @@ def run(config: LCSpec, job: JobContext, compress: CompressFn) -> Outcome:
             seconds[step_name] = seconds.get(step_name, 0.0) + took
     seconds["lc"] = sum(s.seconds for s in result.history)
     history = [s.to_dict() for s in result.history]
-    evaluated = [h for h in history if h["test_error"] is not None]
+    evaluated = [h for h in history if h["validation_error"] is not None]
     return Outcome(
         records=records,
         rules={name: sel.label for name, sel in result.selections.items()},
@@ -78,8 +79,8 @@ def run(config: LCSpec, job: JobContext, compress: CompressFn) -> Outcome:
                 "config": config.model_dump(mode="json"),
                 "mu_first": config.mu0,
                 "mu_last": config.mu_schedule()[-1],
-                "direct_compression_error": history[0]["test_error"],
-                "final_error": evaluated[-1]["test_error"] if evaluated else None,
+                "direct_compression_error": history[0]["validation_error"],
+                "final_error": evaluated[-1]["validation_error"] if evaluated else None,
                 "resumed_at_step": result.resumed_at,
                 "history": history,
             }

@@ -55,7 +55,7 @@ class LCSpec(MethodSpec):
         default=True, description="augmented Lagrangian (λ updates); false gives the quadratic penalty"
     )
     eval_every: int = Field(
-        default=1, ge=1, le=1000, description="test error of Δ(Θ) every n steps (and after the last)"
+        default=1, ge=1, le=1000, description="validation error of Δ(Θ) every n steps (and after the last)"
     )
     l_step: LStepSpec = Field(default_factory=LStepSpec)
 

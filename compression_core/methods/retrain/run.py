@@ -79,7 +79,11 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
         nonlocal done
         done += 1
         job.history.append(stats)
-        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
+        err = (
+            ""
+            if stats.validation_error is None
+            else f", validation error {100 * stats.validation_error:.2f}%"
+        )
         job.progress(
             stats.stage,
             lo + (hi - lo) * 0.9 * done / total_epochs,

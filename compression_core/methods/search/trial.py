@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from compression_core.errors import SpecError
-from compression_core.io import load_state_dict
 from compression_core.methods.search.spec import Holdout
 from compression_core.methods.search.validation import split_validation
 
@@ -43,7 +42,6 @@ def run_trial(
     from compression_core.evaluate import evaluate
     from compression_core.job.pipeline import compress_file
     from compression_core.metrics import write_metrics
-    from compression_core.models import build_model, load_into
     from compression_core.spec import DataSpec
 
     if spec.data is None or spec.model is None:
@@ -76,7 +74,11 @@ def run_trial(
         shutil.rmtree(folder, ignore_errors=True)
 
     def measure(path: Path) -> dict[str, Any]:
-        model = load_into(build_model(spec.model), load_state_dict(path))
+        from compression_core.sources import open_source
+
+        with open_source(path, spec.model) as source:
+            model = source.module()
+        assert model is not None  # the spec names the architecture (checked above)
         result = evaluate(
             model, trial_data.validation, device=device, num_classes=splits.num_classes, timing=False
         )

@@ -43,7 +43,7 @@ from compression_core.training.checkpoint import (
     load_optimizer_state,
     optimizer_state,
 )
-from compression_core.training.loop import loader_batches, run_epoch
+from compression_core.training.loop import loader_batches, run_epoch, with_split_names
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -66,8 +66,8 @@ class SWSEpochStats:
     train_loss: float  # mean cross-entropy over the epoch
     prior_loss: float  # mean tau/N · (−log p(w) − log p(λ)) over the epoch
     train_accuracy: float
-    test_error: float | None = None  # of the retrained (not yet quantized) model
-    test_samples: int | None = None
+    validation_error: float | None = None  # of the retrained (not yet quantized) model
+    validation_samples: int | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,15 +203,15 @@ def run_sws(
         )
         if eval_set is not None and (epoch % spec.eval_every == 0 or epoch == spec.epochs):
             ev = evaluate(model, eval_set, device=device, timing=False)
-            stats.test_error, stats.test_samples = ev.error, ev.samples
+            stats.validation_error, stats.validation_samples = ev.error, ev.samples
         stats.seconds = time.perf_counter() - started
         log.info(
-            "SWS epoch %d/%d: loss %.4f, prior %.4f, test error %s",
+            "SWS epoch %d/%d: loss %.4f, prior %.4f, validation error %s",
             epoch,
             spec.epochs,
             stats.train_loss,
             stats.prior_loss,
-            stats.test_error,
+            stats.validation_error,
         )
         history.append(stats)
         if checkpoint is not None:
@@ -297,4 +297,4 @@ def _restore(
     torch.set_rng_state(saved.groups["rng"]["torch"])
     if "cuda" in saved.groups["rng"] and torch.cuda.is_available():  # dropout on the GPU draws from it
         torch.cuda.set_rng_state(saved.groups["rng"]["cuda"])
-    return [SWSEpochStats(**h) for h in json.loads(saved.meta["history"])]
+    return [SWSEpochStats(**with_split_names(h)) for h in json.loads(saved.meta["history"])]

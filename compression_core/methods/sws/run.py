@@ -45,7 +45,11 @@ def run(config: SWSSpec, job: JobContext, compress: CompressFn) -> Outcome:
         )
 
     def on_epoch(stats: SWSEpochStats) -> None:
-        err = "" if stats.test_error is None else f", validation error {100 * stats.test_error:.2f}%"
+        err = (
+            ""
+            if stats.validation_error is None
+            else f", validation error {100 * stats.validation_error:.2f}%"
+        )
         job.progress(
             "sws",
             lo + (hi - lo) * 0.9 * stats.epoch / stats.epochs,

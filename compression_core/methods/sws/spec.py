@@ -73,7 +73,9 @@ class SWSSpec(MethodSpec):
     merge_kl: float = Field(
         default=1e-2, ge=0.0, le=100.0, description="merge components whose KL divergence is below this"
     )
-    eval_every: int = Field(default=1, ge=1, le=10_000, description="test error every n epochs (and last)")
+    eval_every: int = Field(
+        default=1, ge=1, le=10_000, description="validation error every n epochs (and last)"
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
     @field_validator("select")

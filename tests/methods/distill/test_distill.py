@@ -10,10 +10,10 @@ from safetensors.torch import save_file
 
 from compression_core.errors import InputError, SpecError
 from compression_core.evaluate import evaluate
+from compression_core.job.pipeline import compress_file
 from compression_core.methods.distill.algorithm import distill, kd_loss, load_teacher
 from compression_core.methods.distill.spec import DistillSpec
 from compression_core.models import build_model
-from compression_core.pipeline import compress_file
 from compression_core.spec import Spec, parse_spec
 from compression_core.training.finetune import RetrainConfig, train_epochs
 

@@ -45,10 +45,10 @@ def test_lc_beats_direct_compression(reference_model, digits):
     a lower test error than the direct compression of the reference it started from."""
     result = run_lc(reference_model, _spec(FIXED), digits.train, eval_set=digits.test)
     direct, final = result.history[0], result.history[-1]
-    assert final.test_error < direct.test_error - 0.1  # direct: ~50% error; LC: ~10%
-    assert final.test_loss < direct.test_loss
+    assert final.validation_error < direct.validation_error - 0.1  # direct: ~50% error; LC: ~10%
+    assert final.validation_loss < direct.validation_loss
     lc_train = evaluate(reference_model, digits.train, timing=False)  # the model now holds Δ(Θ)
-    assert lc_train.loss < 0.6 * direct.test_loss
+    assert lc_train.loss < 0.6 * direct.validation_loss
     assert final.constraint_gap < 0.25 * direct.constraint_gap  # w and Δ(Θ) converge as μ grows
 
 
@@ -81,11 +81,11 @@ def test_history_callbacks_and_evaluation_cadence(reference_model, digits):
     spec = _spec(FIXED, steps=5, eval_every=2, l_step={"epochs": 1, "lr": 0.1, "batch_size": 128})
     result = run_lc(reference_model, spec, digits.train, eval_set=digits.test, on_step=seen.append)
     assert [s.step for s in seen] == [0, 1, 2, 3, 4, 5] and seen == result.history
-    assert [s.test_error is not None for s in seen] == [True, False, True, False, True, True]
+    assert [s.validation_error is not None for s in seen] == [True, False, True, False, True, True]
     assert [s.mu for s in seen] == pytest.approx([1e-3, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2])
     assert seen[1].lr == pytest.approx(0.1) and seen[3].lr == pytest.approx(0.1 * 0.98**2)
     assert all(s.train_loss is not None and s.penalty >= 0 for s in seen[1:])
-    assert seen[-1].test_samples == len(digits.test)
+    assert seen[-1].validation_samples == len(digits.test)
 
 
 def test_cancel_between_steps(reference_model, digits):
@@ -101,7 +101,7 @@ def test_cancel_between_steps(reference_model, digits):
 
 def test_quadratic_penalty_without_multipliers_also_converges(reference_model, digits):
     result = run_lc(reference_model, _spec(FIXED, multipliers=False), digits.train, eval_set=digits.test)
-    assert result.history[-1].test_error < result.history[0].test_error
+    assert result.history[-1].validation_error < result.history[0].validation_error
     assert result.history[-1].constraint_gap < result.history[0].constraint_gap
 
 

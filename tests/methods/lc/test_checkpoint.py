@@ -67,7 +67,7 @@ def test_killed_lc_run_resumes_at_the_next_step(reference_state, digits, tmp_pat
     assert straight.resumed_at is None
     for name, record in straight.records.items():  # the same result as a run that was never stopped
         assert torch.allclose(record.reconstruct(), resumed.records[name].reconstruct(), atol=1e-5), name
-    assert resumed.history[-1].test_error == pytest.approx(straight.history[-1].test_error)
+    assert resumed.history[-1].validation_error == pytest.approx(straight.history[-1].validation_error)
 
 
 def test_checkpoint_of_another_spec_or_upload_is_ignored(reference_state, digits, tmp_path):

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from compression_core.job.pipeline import compress_state_dict
 from compression_core.methods.lc.cstep import c_step, rule_at_mu, shifted_weights, spec_at_mu
-from compression_core.pipeline import compress_state_dict
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
 from compression_core.spec import parse_spec

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from compression_core.errors import Cancelled
 from compression_core.evaluate import evaluate
 from compression_core.format import decode_records, decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.models import build_model, load_into
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 
 from .conftest import MLP
@@ -50,9 +50,9 @@ def test_lc_spec_runs_through_the_pipeline(model_path, digits, tmp_path):
 
     lc = metrics["lc"]
     assert [h["step"] for h in lc["history"]] == [0, 1, 2, 3, 4]
-    assert [h["test_error"] is not None for h in lc["history"]] == [True, False, True, False, True]
+    assert [h["validation_error"] is not None for h in lc["history"]] == [True, False, True, False, True]
     assert lc["config"]["steps"] == 4 and lc["mu_last"] == pytest.approx(2e-3 * 8)
-    assert lc["direct_compression_error"] == lc["history"][0]["test_error"]
+    assert lc["direct_compression_error"] == lc["history"][0]["validation_error"]
     assert (lc["split"], lc["n"]) == ("validation", 144)  # per-step errors choose nothing from the test split
 
     # the artifact: the decoded .bin is model.pth, satisfies the constraints and is what evaluation.after saw

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from compression_core.data import DataSplits
-from compression_core.pipeline import compress_file
+from compression_core.job.pipeline import compress_file
 from compression_core.spec import Spec
 from compression_core.train import save_state_dict, train_reference
 from compression_core.training.finetune import RetrainConfig

@@ -10,6 +10,7 @@ from torch import nn
 
 from compression_core.errors import SpecError
 from compression_core.format import decode_records, decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.methods.structured.apply import (
     chain_links,
     channel_norms,
@@ -20,7 +21,6 @@ from compression_core.methods.structured.apply import (
 )
 from compression_core.methods.structured.spec import StructuredStep
 from compression_core.models import build_model
-from compression_core.pipeline import compress_file
 from compression_core.spec import Spec, parse_spec
 
 

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from compression_core.errors import Cancelled
+from compression_core.job.pipeline import compress_file
 from compression_core.methods.sws.algorithm import CHECKPOINT_NAME, run_sws
 from compression_core.methods.sws.spec import SWSSpec
-from compression_core.pipeline import compress_file
 from compression_core.spec import parse_spec
 
 from ..resume import fresh_model, killed_after
@@ -63,7 +63,7 @@ def test_killed_sws_run_resumes_at_the_next_epoch(reference_state, digits, tmp_p
     for name, record in straight.records.items():
         assert torch.allclose(record.reconstruct(), resumed.records[name].reconstruct(), atol=1e-6), name
     assert [h.train_loss for h in resumed.history] == pytest.approx([h.train_loss for h in straight.history])
-    assert resumed.history[-1].test_error == pytest.approx(straight.history[-1].test_error)
+    assert resumed.history[-1].validation_error == pytest.approx(straight.history[-1].validation_error)
 
 
 def test_checkpoint_of_another_spec_or_upload_is_ignored(reference_state, digits, tmp_path):

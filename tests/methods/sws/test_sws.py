@@ -10,10 +10,10 @@ from safetensors.torch import save_file
 from compression_core.errors import SpecError
 from compression_core.evaluate import evaluate
 from compression_core.format import decode_records, decode_state_dict
+from compression_core.job.pipeline import compress_file
 from compression_core.methods.sws.algorithm import run_sws
 from compression_core.methods.sws.spec import SWSSpec
 from compression_core.models import build_model, load_into
-from compression_core.pipeline import compress_file
 from compression_core.spec import Spec, parse_spec
 
 from .conftest import MLP, SWS
@@ -39,7 +39,7 @@ def test_sws_prunes_most_weights_and_keeps_accuracy(sws_run):
     assert result.summary["sparsity"] > 0.7
     assert after.error <= before.error + 0.03  # robust: 3 points on 360 test digits
     assert [h.epoch for h in result.history] == list(range(1, 31))
-    assert all(h.test_error is not None for h in result.history)
+    assert all(h.validation_error is not None for h in result.history)
 
 
 @pytest.mark.slow

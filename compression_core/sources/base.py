@@ -1,0 +1,150 @@
+"""What every model source is: the one place the pipeline learns what the input was.
+
+A job's input may be a state dict plus an architecture name, a sharded checkpoint, an ONNX graph or a Hugging
+Face checkpoint. Each is a `ModelSource` (one folder or module under `compression_core/sources/`, registered
+in `compression_core/sources/__init__.py`); the pipeline plans once from the spec and the source
+(`compression_core/job/plan.py`) and its stages only talk to this interface:
+
+- tensors by name: `infos` (name, dtype, shape from the file's metadata, in reading order) and `load(name)`
+  one at a time (streamed, data-free jobs), or `state_dict()` all at once (in-memory jobs);
+- the trainable module: `module(state_dict)` builds it with those weights, or None when the source cannot
+  (a state dict without an architecture name); `has_module` says which without building;
+- the input signature: `input_signature()`, one sample's shape without the batch, when the source knows it;
+- outputs in the source's own form: `write(out_dir, state_dict)` for an in-memory job's dense weights and
+  `dense_writer(out_dir)` for a streamed job's (tensors written in place as they are decoded);
+- the files it read: `input_files()` / `input_bytes()`, and `label`, the name `model.bin` records.
+
+Sources open lazily: constructing one reads nothing, so planning (and `mcs check`) costs no I/O beyond what
+detection needs, and the in-memory and streamed paths each read the file the way they always did.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from compression_core.streaming.source import TensorInfo
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["DenseWriter", "ModelSource", "SourceKind", "TensorInfo"]
+
+
+class DenseWriter(Protocol):
+    """Where a streamed job's decoded tensors go, each written in its place from any thread."""
+
+    def write(self, name: str, tensor: torch.Tensor) -> None: ...
+
+    def finish(self) -> list[Path]: ...
+
+    def abort(self) -> None: ...
+
+
+class ModelSource(abc.ABC):
+    """One job's model input (see the module docstring). Subclasses set `kind` and implement the
+    abstract methods; the rest has defaults that fit any source whose tensors can be listed and loaded."""
+
+    kind: ClassVar[str]  # the registry's name for this kind of input, e.g. "state_dict"
+    # tensors can be compressed one at a time, in memory that follows the largest tensor (data-free jobs)
+    streamable: ClassVar[bool] = True
+
+    def __init__(self, path: Path, model: Any = None) -> None:
+        self.path = Path(path)
+        self.model_spec = model  # the spec's `model` (architecture name, kwargs, input_shape), if any
+
+    # --- tensors ------------------------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def infos(self) -> list[TensorInfo]:
+        """Every tensor's name, shape and dtype, from metadata, in reading order."""
+
+    @abc.abstractmethod
+    def load(self, name: str) -> torch.Tensor:
+        """One tensor, in memory the caller owns."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor, in reading order (what in-memory jobs compress)."""
+        return {info.name: self.load(info.name) for info in self.infos}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {info.name: info.shape for info in self.infos}
+
+    # --- the model --------------------------------------------------------------------------------------
+
+    @property
+    def has_module(self) -> bool:
+        """Whether `module` can build a trainable module (decided without building it)."""
+        return False
+
+    def module(self, state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module | None:
+        """The trainable module holding `state_dict` (default: the source's own weights), or None when this
+        source cannot build one. InputError when the weights do not fit it."""
+        return None
+
+    def input_signature(self) -> tuple[int, ...] | None:
+        """One sample's input shape without the batch, when the source knows it (None otherwise)."""
+        return None
+
+    # --- outputs --------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
+        """An in-memory job's dense weights in the source's own form; returns the files written."""
+
+    def dense_writer(self, out_dir: Path) -> DenseWriter:
+        """A streamed job's dense outputs, written in place as tensors are decoded."""
+        raise NotImplementedError(f"a {self.kind} source is not streamed")
+
+    # --- the files read ---------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """The input's name as `model.bin`'s metadata records it."""
+        return self.path.name
+
+    def input_files(self) -> list[Path]:
+        return [self.path]
+
+    def input_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.input_files())
+
+    def close(self) -> None:  # noqa: B027 - a source without handles has nothing to release
+        """Release file handles and mappings (the source can be read again afterwards)."""
+
+    def __enter__(self) -> ModelSource:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        """What the plan prints about the input."""
+        return {
+            "kind": self.kind,
+            "input": self.path.name,
+            "module": self.has_module,
+            "streamable": self.streamable,
+        }
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A registered kind of input: `claims(path, model_spec)` says from the path (and the spec's `model`)
+    whether the input is of this kind, reading at most a small file (a config, a magic number); `open`
+    builds the source (lazily: reading nothing yet). Kinds are asked from the highest `priority` down, so
+    a specific kind (a Hugging Face folder holding `config.json` and an index) is asked before a general one
+    (any folder holding an index), and the state-dict kind, priority 0, takes whatever is left."""
+
+    name: str
+    open: Callable[[Path, Any], ModelSource]
+    claims: Callable[[Path, Any], bool]
+    priority: int = 0
