@@ -54,9 +54,9 @@ def example_input(spec: Spec, data: Any = None, source: ModelSource | None = Non
     """One input sample (batch of 1): the spec's input_shape, else the data's, else the one the model
     source knows (an architecture's name, a graph's declared input)."""
     if spec.model is not None and spec.model.input_shape:
-        shape = spec.model.input_shape
-        check_bytes(f"model.input_shape {shape} (float32)", 4 * math.prod(shape), error=SpecError)
-        return torch.zeros(1, *shape)
+        given = spec.model.input_shape
+        check_bytes(f"model.input_shape {given} (float32)", 4 * math.prod(given), error=SpecError)
+        return torch.zeros(1, *given)
     if data is not None:
         return data.train.tensors[0][:1].float()
     if source is not None:
