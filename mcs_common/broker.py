@@ -79,13 +79,19 @@ def send_job(
     )
 
 
-def send_advance(celery: Celery, settings: Settings, job_id: str, queue: str) -> None:
-    """Ask for a search's next round. Duplicates are harmless: the round is claimed through the job row."""
+def advance_task_id(job_id: str) -> str:
+    """`<search id>-advance-<8 hex>`: unique per message, and a name the embedded broker's message files
+    carry (letters, digits, dashes), so a lost continuation is seen like a lost job (fs_broker.search_of)."""
     import uuid
 
+    return f"{job_id}{fs_broker.ADVANCE_TAG}{uuid.uuid4().hex[:8]}"
+
+
+def send_advance(celery: Celery, settings: Settings, job_id: str, queue: str) -> None:
+    """Ask for a search's next round. Duplicates are harmless: the round is claimed through the job row."""
     celery.send_task(
         TASK_ADVANCE_SEARCH,
         args=[str(job_id)],
-        task_id=f"{job_id}.advance.{uuid.uuid4().hex[:8]}",
+        task_id=advance_task_id(str(job_id)),
         queue=settings.queue_name(queue),
     )

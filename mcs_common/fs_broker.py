@@ -7,8 +7,9 @@ reads an empty file, dies on the JSON error, and the message is gone (issue 10, 
   message or nothing (rename is atomic within one filesystem);
 - a receive claims a file by renaming it (one winner among workers; Kombu moved it to /tmp, a copy across
   filesystems), and a message that still cannot be parsed is logged and skipped, never fatal;
-- a message file's name carries its task id (the job id), so the API can tell, from one directory
-  listing, that a queued job has no message left and send it again (`service.maintenance`).
+- a message file's name carries its task id (the job id; a search's continuation: `<id>-advance-<hex>`),
+  so the API can tell, from one directory listing, that a queued job or a waiting search has no message
+  left and send it again (`service.maintenance`).
 
 Registered as the Kombu transport `mcsfs://`; `mcs_common.broker` uses it whenever the settings say
 embedded (`filesystem://` or no broker URL).
@@ -49,6 +50,15 @@ def task_id_of(filename: str) -> str | None:
     if not dot or not rest.endswith(".msg") or "-" not in stem:
         return None
     return stem.split("-", 1)[1] or None
+
+
+ADVANCE_TAG = "-advance-"  # a search's continuation: task id `<search id>-advance-<8 hex>`
+
+
+def search_of(task_id: str) -> str | None:
+    """The search a continuation's task id names, or None for a job's own task id."""
+    search, tag, _ = task_id.partition(ADVANCE_TAG)
+    return search if tag else None
 
 
 def queued_task_ids(folder: Path) -> set[str]:

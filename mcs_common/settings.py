@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QueueKey = Literal["cpu", "gpu"]
@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto are "
         "believed (logged client address, scheme); empty: no one's, not even loopback's.",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the web page's session cookies; unset: a random key kept in the data dir "
+        "(set it when API replicas do not share one data dir).",
     )
     host: str = "127.0.0.1"
     port: int = 8000

@@ -17,6 +17,7 @@ from service.dispatch import Dispatcher
 from service.maintenance import LostMessageWatch, Reaper, requeue_on_startup
 from service.routes import artifacts, docs, health, jobs, spec, ui, validate
 from service.site_guard import NoSniff, SiteGuard
+from service.ui_session import session_key
 from service.uploads import remove_stale_staging
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     )
     app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
     app.state.dispatcher = dispatcher
+    app.state.session_key = session_key(settings)  # signs the web page's cookies (service.ui_session)
     problems.install(app)
     app.add_middleware(SiteGuard, settings=settings)  # auth disabled: loopback Host, same-origin writes
     app.add_middleware(NoSniff)

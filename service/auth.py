@@ -108,6 +108,11 @@ def authenticate(session: Session, authorization: str | None) -> Principal | Non
     row = session.scalars(select(Token).where(Token.token_hash == digest)).first()
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         return None
+    return principal_of(row)
+
+
+def principal_of(row: Token) -> Principal:
+    """The principal a live token row stands for."""
     return Principal(
         owner=str(row.id),
         name=row.name,

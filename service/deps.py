@@ -13,6 +13,7 @@ from mcs_common.settings import Settings
 from service.auth import LOCAL_PRINCIPAL, Principal, authenticate
 from service.dispatch import Dispatcher
 from service.errors import Unauthorized
+from service.ui_session import authenticate_session
 
 
 def get_settings(request: Request) -> Settings:
@@ -35,12 +36,12 @@ DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `mcs token create`.")
 
-SESSION_COOKIE = "mcs_session"  # the web page's login: the token, HttpOnly and SameSite=Strict
+SESSION_COOKIE = "mcs_session"  # the web page's login (service.ui_session), HttpOnly, SameSite=Strict
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def session_token(request: Request) -> str | None:
-    """The web page's token cookie, honoured only where it cannot change anything: on GET and HEAD, and
+    """The web page's session cookie, honoured only where it cannot change anything: on GET and HEAD, and
     only when the request carries no Authorization header (a header, even a wrong one, always decides)."""
     if request.method not in SAFE_METHODS or "authorization" in request.headers:
         return None
@@ -58,13 +59,20 @@ def get_principal(
     signed-in browser can follow artifact links; a cookie never authorizes a POST or a DELETE."""
     if not settings.auth_enabled:
         return LOCAL_PRINCIPAL
-    token = credentials.credentials if credentials is not None else session_token(request)
-    if token is None:
+    cookie = session_token(request) if credentials is None else None
+    if credentials is None and cookie is None:
         raise Unauthorized("a bearer token is required: `Authorization: Bearer <token>` (mcs token create)")
     with request.app.state.sessions() as session:
-        principal = authenticate(session, f"Bearer {token}")
+        if credentials is not None:
+            principal = authenticate(session, f"Bearer {credentials.credentials}")
+        else:
+            principal = authenticate_session(session, request.app.state.session_key, cookie)
     if principal is None:
-        raise Unauthorized("the bearer token is unknown or revoked")
+        raise Unauthorized(
+            "the bearer token is unknown or revoked"
+            if credentials is not None
+            else "the web page's session has expired; sign in again"
+        )
     return principal
 
 

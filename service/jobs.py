@@ -212,10 +212,15 @@ def request_hash(spec: dict[str, Any], queue: str, digests: dict[str, str]) -> s
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"  # printable ASCII; HTTP trims edge spaces
+
+
 def check_idempotency_key(key: str | None) -> str | None:
+    import re
+
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+    if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is None:
         raise InvalidSubmission(
             "Idempotency-Key must be 1 to 255 printable ASCII characters",
             [FieldError(field="Idempotency-Key", message="invalid")],
@@ -257,10 +262,10 @@ def create_job(
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
-        tar = staged.files["model"].suffix == ".tar"
+        text, tar = _spec_text(staged), staged.files["model"].suffix == ".tar"
         if not tar:  # the cheap checks first (file metadata), before the spec's (a search's can cost)
             check_state_dicts(staged)
-        spec = parse_spec(_spec_text(staged))
+        spec = parse_spec(text)
         stored = {role: d for role, d in staged.digests.items() if role != "spec_file"}
         digest = request_hash(spec, queue, stored)
         if idempotency_key is not None:
@@ -408,11 +413,20 @@ def children_of(session: Session, job: Job) -> list[Job] | None:
     return list(session.scalars(select(Job).where(Job.parent_id == job.id).order_by(Job.trial_index)))
 
 
-def resume_searches(session: Session, settings: Settings, dispatcher: Dispatcher) -> int:
+def resume_searches(
+    session: Session,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    waiting: set[str] | None = None,
+    older_than_s: float | None = None,
+) -> int:
     """Searches waiting between rounds whose trials all ended but which nobody advanced (the message was
-    lost, or a trial's worker died after finishing it): send the continuation again. Harmless if doubled."""
+    lost, or a trial's worker died after finishing it): send the continuation again. Harmless if doubled.
+    With `waiting` (the ids of the searches whose continuation is in the embedded broker's folder), those
+    are skipped and the rest are advanced after `older_than_s` instead of `requeue_after_s`."""
     now = utcnow()
-    cutoff = now - timedelta(seconds=settings.requeue_after_s)
+    age = settings.requeue_after_s if older_than_s is None else older_than_s
+    cutoff = now - timedelta(seconds=age)
     child = aliased(Job)
     trial_active = select(child.id).where(child.parent_id == Job.id, child.state.in_(ACTIVE_STATES)).exists()
     rows = session.execute(
@@ -426,16 +440,14 @@ def resume_searches(session: Session, settings: Settings, dispatcher: Dispatcher
     ).all()
     count = 0
     for job_id, queue in rows:
+        if waiting is not None and str(job_id) in waiting:
+            continue
         touched = session.execute(
             update(Job).where(Job.id == job_id, Job.updated_at < cutoff).values(updated_at=now)
         )
         session.commit()
         if touched.rowcount:  # type: ignore[attr-defined]
-            log.warning(
-                "search %s waited %.0f s with no trial running; advancing it",
-                job_id,
-                settings.requeue_after_s,
-            )
+            log.warning("search %s waited %.0f s with no trial running; advancing it", job_id, age)
             dispatcher.send_advance(job_id, queue)
             count += 1
     return count

@@ -32,8 +32,9 @@ LOST_MESSAGE_AGE_S = 5.0  # a queued job untouched this long with no message fil
 
 class LostMessageWatch(threading.Thread):
     """Embedded mode only: every LOST_MESSAGE_CHECK_S, list the broker's message folder and send again
-    each queued job (older than LOST_MESSAGE_AGE_S) that has no message there, so a lost message costs
-    seconds, not `requeue_after_s`."""
+    each queued job (older than LOST_MESSAGE_AGE_S) that has no message there, and advance each search
+    waiting with no trial running and no continuation there, so a lost message costs seconds, not
+    `requeue_after_s`."""
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session], dispatcher: Dispatcher) -> None:
         super().__init__(name="mcs-lost-messages", daemon=True)
@@ -41,12 +42,16 @@ class LostMessageWatch(threading.Thread):
         self.stopped = threading.Event()
 
     def check(self) -> list[uuid.UUID]:
-        from mcs_common.fs_broker import queued_task_ids
+        from mcs_common.fs_broker import queued_task_ids, search_of
 
         # listed before the query: a message sent after the listing belongs to a job too young to count
         waiting = queued_task_ids(self.settings.broker_dir / "messages")
+        searches = {search for task_id in waiting if (search := search_of(task_id))}
         with self.factory() as session:
-            return jobs.requeue_missing(session, self.dispatcher, waiting, LOST_MESSAGE_AGE_S)
+            sent = jobs.requeue_missing(session, self.dispatcher, waiting, LOST_MESSAGE_AGE_S)
+            # a waiting search whose continuation is gone: as soon as a lost job (it waited requeue_after_s)
+            jobs.resume_searches(session, self.settings, self.dispatcher, searches, LOST_MESSAGE_AGE_S)
+        return sent
 
     def run(self) -> None:
         while not self.stopped.wait(LOST_MESSAGE_CHECK_S):

@@ -62,7 +62,7 @@ def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -
     """The plan report; never raises for a plan problem (they are listed in `errors`), only for bad input."""
     from compression_core.deploy.pruning import count_parameters, plan_structured, prune_structured
     from compression_core.deploy.stage import example_input, structured_targets
-    from compression_core.models import build_model
+    from compression_core.models import build_model, meta_model
 
     started = time.perf_counter()
     report: dict[str, Any] = {"ok": True, "errors": []}
@@ -71,6 +71,22 @@ def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -
         report["note"] = "data-free spec: no architecture to trace; rules are checked against the upload"
         report["seconds"] = time.perf_counter() - started
         return report
+    errors: list[dict[str, str]] = report["errors"]
+    probe = meta_model(spec.model)  # sized against the byte budget, nothing allocated
+    if shapes is not None:
+        misfit = _fit(probe, shapes)
+        if misfit:  # found from the metadata: nothing is built or traced for a file that cannot load
+            shown = misfit[:20] + ([f"... ({len(misfit)} in all)"] if len(misfit) > 20 else [])
+            errors += [{"field": "model", "message": m} for m in shown]
+            report["model"] = {
+                "arch": spec.model.arch,
+                "params": count_parameters(probe),
+                "input_shape": spec.model.input_shape,
+            }
+            report["ok"] = False
+            report["seconds"] = time.perf_counter() - started
+            return report
+    del probe
     torch.manual_seed(0)
     model = build_model(spec.model).eval()
     example = example_input(spec, None)
@@ -79,12 +95,6 @@ def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -
         "params": count_parameters(model),
         "input_shape": list(example.shape[1:]),
     }
-    errors: list[dict[str, str]] = report["errors"]
-    if shapes is not None:
-        misfit = _fit(model, shapes)
-        if misfit:
-            shown = misfit[:20] + ([f"... ({len(misfit)} in all)"] if len(misfit) > 20 else [])
-            errors += [{"field": "model", "message": m} for m in shown]
     try:
         targets, ignore = structured_targets(model, model.state_dict(), spec)
     except SpecError as error:

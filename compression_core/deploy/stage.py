@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from compression_core.budget import check_bytes
 from compression_core.deploy.architecture import ARCHITECTURE_FILE, architecture_record, load_model
 from compression_core.deploy.pruning import PruneTarget, StructuredPlan, count_parameters, prune_structured
 from compression_core.deploy.spec import ExportFormat, Importance
@@ -52,7 +54,9 @@ def example_input(spec: Spec, data: Any = None, source: ModelSource | None = Non
     """One input sample (batch of 1): the spec's input_shape, else the data's, else the one the model
     source knows (an architecture's name, a graph's declared input)."""
     if spec.model is not None and spec.model.input_shape:
-        return torch.zeros(1, *spec.model.input_shape)
+        given = spec.model.input_shape
+        check_bytes(f"model.input_shape {given} (float32)", 4 * math.prod(given), error=SpecError)
+        return torch.zeros(1, *given)
     if data is not None:
         return data.train.tensors[0][:1].float()
     if source is not None:

@@ -46,6 +46,7 @@ __all__ = [
     "build_model",
     "load_exported_program",
     "load_into",
+    "meta_model",
     "model_bytes",
 ]
 
@@ -83,6 +84,36 @@ def _as_spec(model_spec: ModelSpec | Mapping[str, Any]) -> ModelSpec:
     return ModelSpec(arch=model_spec.arch, kwargs=dict(getattr(model_spec, "kwargs", {}) or {}))
 
 
+def _factory(spec: ModelSpec) -> tuple[Any, dict[str, Any]]:
+    """The constructor a spec names and its kwargs; SpecError for unknown names."""
+    name, kwargs = spec.arch, dict(spec.kwargs)
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name], kwargs
+    if name in (registered := _registered_entry_points()):
+        return registered[name].load(), kwargs
+    if name in _torchvision_classifiers():
+        import torchvision.models
+
+        if kwargs.pop("weights", None) is not None:
+            log.warning("ignoring weights=%r for %s: pretrained weights are never downloaded", name, name)
+        return (lambda **kw: torchvision.models.get_model(name, weights=None, **kw)), kwargs
+    raise SpecError(
+        f"unknown architecture {name!r}: use one of the built-ins {sorted(BUILTIN_MODELS)}, "
+        f"a torchvision classifier (e.g. resnet18) or an operator-registered "
+        f"'{ENTRY_POINT_GROUP}' entry point"
+    )
+
+
+def meta_model(model_spec: ModelSpec | Mapping[str, Any]) -> nn.Module:
+    """The architecture with its parameters on the meta device, sized against the byte budget: names,
+    shapes and parameter counts without allocating them (the preflight's fit check)."""
+    spec = _as_spec(model_spec)
+    factory, kwargs = _factory(spec)
+    probe = _probe(factory, spec.arch, kwargs)
+    check_bytes(f"model {spec.arch!r} with kwargs {kwargs}", model_bytes(probe), error=SpecError)
+    return probe
+
+
 def build_model(
     model_spec: ModelSpec | Mapping[str, Any], fits: Mapping[str, torch.Tensor] | None = None
 ) -> nn.Module:
@@ -91,24 +122,8 @@ def build_model(
     With `fits` (the weights it will be loaded with), a model that cannot take them is refused from a
     meta-device probe, before its parameters are allocated."""
     spec = _as_spec(model_spec)
-    name, kwargs = spec.arch, dict(spec.kwargs)
-    if name in BUILTIN_MODELS:
-        factory: Any = BUILTIN_MODELS[name]
-    elif name in (registered := _registered_entry_points()):
-        factory = registered[name].load()
-    elif name in _torchvision_classifiers():
-        import torchvision.models
-
-        if kwargs.pop("weights", None) is not None:
-            log.warning("ignoring weights=%r for %s: pretrained weights are never downloaded", name, name)
-        return _call(lambda **kw: torchvision.models.get_model(name, weights=None, **kw), name, kwargs, fits)
-    else:
-        raise SpecError(
-            f"unknown architecture {name!r}: use one of the built-ins {sorted(BUILTIN_MODELS)}, "
-            f"a torchvision classifier (e.g. resnet18) or an operator-registered "
-            f"'{ENTRY_POINT_GROUP}' entry point"
-        )
-    return _call(factory, name, kwargs, fits)
+    factory, kwargs = _factory(spec)
+    return _call(factory, spec.arch, kwargs, fits)
 
 
 # constructors that allocate by size: put on the meta device by the second probe; tensors made from

@@ -23,6 +23,7 @@ from compression_core.spec.base import Strict
 __all__ = ["BUILTIN_DATASET_NAMES", "DataSpec", "ModelSpec", "OptimizerName", "RetrainConfig"]
 
 BUILTIN_DATASET_NAMES = ("digits", "fashion-mnist", "mnist-5k")
+MAX_INPUT_VALUES = 3 * 4096 * 4096
 
 
 class ModelSpec(Strict):
@@ -44,8 +45,12 @@ class ModelSpec(Strict):
     @field_validator("input_shape")
     @classmethod
     def _bounded_shape(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (any(d < 1 or d > 65536 for d in value) or _prod(value) > 2**28):
-            raise ValueError("input_shape: sizes from 1 to 65536, at most 2**28 values per sample")
+        """One sample is traced, exported and timed: at most MAX_INPUT_VALUES (64 MiB of float32; a
+        4096 x 4096 RGB image); what the traced activations need is bounded by the byte budget."""
+        if value is not None and (any(d < 1 or d > 65536 for d in value) or _prod(value) > MAX_INPUT_VALUES):
+            raise ValueError(
+                f"input_shape: sizes from 1 to 65536, at most {MAX_INPUT_VALUES:,} values per sample"
+            )
         return value
 
 

@@ -22,6 +22,12 @@ HTML_ARTIFACT_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
     "X-Content-Type-Options": "nosniff",
 }
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# each media type an artifact is served with (mcs_common.storage.ARTIFACT_MEDIA_TYPES), without parameters
+ARTIFACT_CONTENT = {
+    media.split(";")[0]: {"schema": {"type": "object"}} if media == "application/json" else _BINARY
+    for media in dict.fromkeys(ARTIFACT_MEDIA_TYPES.values())
+}
 ArtifactName = StrEnum("ArtifactName", {name.replace(".", "_"): name for name in ARTIFACT_NAMES})  # type: ignore[misc]
 
 
@@ -54,7 +60,7 @@ def list_artifacts(
     responses={
         200: {
             "description": "The file, streamed; ETag is its quoted SHA-256.",
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "content": ARTIFACT_CONTENT,
         },
         304: {"description": "Not modified (If-None-Match matched the ETag)."},
         **problem_responses(401, 404, 422),

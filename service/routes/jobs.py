@@ -27,6 +27,7 @@ UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["model"],
+                    "oneOf": [{"required": ["spec"]}, {"required": ["spec_file"]}],  # the spec, once
                     "additionalProperties": False,  # any other part is refused (422)
                     "properties": {
                         "model": {
@@ -97,7 +98,11 @@ async def submit_job(
         Header(
             alias="Idempotency-Key",
             description="Retry-safe submission: the same key (per token) with the same spec and files "
-            "returns the first job; with a different payload, 422.",
+            "returns the first job; with a different payload, 422. 1 to 255 printable ASCII characters, "
+            "no space at either end.",
+            min_length=1,
+            max_length=255,
+            pattern=jobs.IDEMPOTENCY_KEY_PATTERN,
         ),
     ] = None,
 ) -> JobPublic:

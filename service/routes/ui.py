@@ -1,8 +1,9 @@
 """The web page: a job list at `/` and a page per job at `/ui/jobs/{id}`, server-rendered and read-only.
 
-It follows the API's rules: with auth enabled a person signs in once with a token (`mcs token create`),
-which is kept in an HttpOnly, SameSite=Strict cookie (never in a URL) and sees the same jobs the token
-sees through the API. The cookie authorizes reads only (see `service.deps.session_token`), so the page's
+It follows the API's rules: with auth enabled a person signs in once with a token (`mcs token create`);
+an HttpOnly, SameSite=Strict cookie (never a URL) then holds a signed, expiring reference to it, not the
+token (service/ui_session.py), `Secure` when served over HTTPS, and sees the same jobs the token sees
+through the API. The cookie authorizes reads only (see `service.deps.session_token`), so the page's
 links to artifacts work and nothing can be changed from another site. Pages carry no scripts: a strict
 Content-Security-Policy, Jinja2's autoescaping for every user-controlled string, and a meta refresh.
 """
@@ -28,6 +29,7 @@ from service import jobs
 from service.auth import LOCAL_PRINCIPAL, Principal, authenticate
 from service.deps import SESSION_COOKIE, SessionDep, SettingsDep
 from service.errors import JobNotFound
+from service.ui_session import authenticate_session, issue
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,7 +64,18 @@ def page_principal(request: Request, settings: Settings) -> Principal | None:
     """The signed-in principal (the local one when auth is disabled), or None: show the login form."""
     if not settings.auth_enabled:
         return LOCAL_PRINCIPAL
-    return principal_for(request, request.cookies.get(SESSION_COOKIE))
+    with request.app.state.sessions() as session:
+        return authenticate_session(
+            session, request.app.state.session_key, request.cookies.get(SESSION_COOKIE)
+        )
+
+
+def served_over_https(request: Request) -> bool:
+    """HTTPS here, or at a proxy in front (X-Forwarded-Proto / Forwarded: believed only to add `Secure`,
+    which can never weaken the cookie)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    proto = request.headers.get("forwarded", "").lower().replace(" ", "")
+    return request.url.scheme == "https" or forwarded == "https" or "proto=https" in proto
 
 
 def same_origin(request: Request) -> bool:
@@ -313,12 +326,12 @@ async def login(request: Request, settings: SettingsDep) -> Response:
         error = "That token is unknown or revoked. Create one with `mcs token create --name NAME`."
         return render("login.html", request, settings, status=401, note=None, error=error)
     response = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
-    response.set_cookie(
+    response.set_cookie(  # a signed reference to the token, never the token (service.ui_session)
         SESSION_COOKIE,
-        token,
+        issue(request.app.state.session_key, principal, token),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=served_over_https(request),
         path="/",
     )
     return response

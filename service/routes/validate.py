@@ -21,7 +21,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 @router.post(
     "/validate",
     summary="Check a submission without queueing it: which layers would be pruned or quantized, which cannot",
-    responses=problem_responses(401, 413, 415, 422, 507),
+    responses=problem_responses(401, 413, 415, 422, 503, 507),
     openapi_extra=UPLOAD_BODY,
 )
 async def validate_job(request: Request, settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:

@@ -78,4 +78,4 @@ def test_concurrent_retries_make_one_job(api: Api, tmp_path: Path) -> None:
 
 def test_a_bad_key_is_422(api: Api, tmp_path: Path) -> None:
     response = post(api, api.token("me"), write_model(tmp_path), key="x" * 300)
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert response.status_code == 422 and response.json()["errors"][0]["field"].endswith("Idempotency-Key")

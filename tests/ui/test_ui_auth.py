@@ -102,7 +102,7 @@ def test_sign_in_keeps_the_token_in_an_httponly_strict_cookie_never_a_url(site: 
     response = site.client.post("/ui/login", data={"token": token}, headers={"Origin": "http://127.0.0.1"})
     assert response.status_code == 303 and response.headers["location"] == "/"
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{SESSION_COOKIE}={token};")
+    assert cookie.startswith(f"{SESSION_COOKIE}=") and token not in cookie  # a session, not the token
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert "Max-Age" not in cookie and "expires" not in cookie.lower()  # gone with the browser session
     assert token not in response.headers["location"]
@@ -242,3 +242,42 @@ def test_a_cross_site_sign_out_is_refused(site: Site) -> None:
         response = site.client.post("/ui/logout", headers=headers)
         assert response.status_code == 403 and "set-cookie" not in response.headers, headers
     assert site.client.post("/ui/logout", headers={"Origin": "http://127.0.0.1"}).status_code == 303
+
+
+def _cookie_value(response: object) -> str:
+    header = response.headers["set-cookie"]  # type: ignore[attr-defined]
+    return header.split(";")[0].split("=", 1)[1].strip('"')
+
+
+def test_the_session_cookie_is_a_signed_reference_not_the_token(site: Site) -> None:
+    """Issue 21, item 9: the cookie was the raw bearer token (a stolen cookie could submit and delete)."""
+    token = site.token("alice")
+    job = site.submit(token)
+    login = site.client.post("/ui/login", data={"token": token}, headers={"Origin": "http://127.0.0.1"})
+    value = _cookie_value(login)
+    assert value and token not in value and value != token
+    reader = TestClient(site.client.app)
+    reader.cookies.set(SESSION_COOKIE, value)
+    assert reader.get(f"/jobs/{job}").status_code == 200  # reads, as before
+    as_bearer = TestClient(site.client.app).get("/jobs", headers={"Authorization": f"Bearer {value}"})
+    assert as_bearer.status_code == 401  # never a bearer token
+    for forged in (value[:-2] + ("AA" if not value.endswith("AA") else "BB"), "x.1.y", "", value + "."):
+        browser = TestClient(site.client.app, follow_redirects=False)
+        browser.cookies.set(SESSION_COOKIE, forged)
+        assert browser.get(f"/jobs/{job}").status_code == 401, forged
+        assert browser.get("/").status_code == 303, forged
+
+
+def test_the_session_cookie_is_secure_behind_https(site: Site) -> None:
+    token = site.token("alice")
+    proxied = site.client.post(
+        "/ui/login",
+        data={"token": token},
+        headers={"Origin": "http://127.0.0.1", "X-Forwarded-Proto": "https"},
+    )
+    assert proxied.status_code == 303 and "Secure" in proxied.headers["set-cookie"]
+    direct = TestClient(site.client.app, base_url="https://testserver", follow_redirects=False)
+    served = direct.post("/ui/login", data={"token": token}, headers={"Origin": "https://testserver"})
+    assert served.status_code == 303 and "Secure" in served.headers["set-cookie"]
+    plain = site.client.post("/ui/login", data={"token": token}, headers={"Origin": "http://127.0.0.1"})
+    assert "Secure" not in plain.headers["set-cookie"]  # a browser drops a Secure cookie over http
