@@ -5,6 +5,9 @@
    that receives the same multipart upload and answers at once.
 2. Read rate: GET /jobs/{id} requests per second that one API process serves, against a bare FastAPI
    endpoint returning a JSON document of the same size, both under uvicorn on loopback, same client load.
+3. Cancellation: POST /jobs/{id}/cancel on a running job (200 tensors, k-means per tensor) -> state
+   "cancelled", against the worker's cancel poll interval (MCS_CANCEL_POLL_S) and the time one tensor takes.
+   (tests/service/test_service_e2e.py checks that a cancelled job stops; how fast is measured here.)
 
 Run: PYTHONPATH=. python benchmarks/bench_service.py [--jobs 10] [--seconds 5] [--clients 4] [--redis URL]
 Without --redis the service runs embedded (`mcs serve`: SQLite + filesystem broker + a worker child);
@@ -37,6 +40,7 @@ SPEC = {
 }
 
 _DOCUMENT: dict[str, object] = {}
+CANCEL_POLL_S = 0.25
 
 
 @asynccontextmanager
@@ -113,11 +117,59 @@ def job_latencies(base: str, model: Path, runs: int) -> tuple[list[float], dict[
                 "/jobs", files={"model": (model.name, model.read_bytes())}, data={"spec": json.dumps(SPEC)}
             )
             location = response.headers["Location"]
+            deadline = time.monotonic() + 300
             while (job := client.get(location).json())["state"] not in ("succeeded", "failed", "cancelled"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"job still {job['state']} after 300 s: {job}")
                 time.sleep(0.005)
             assert job["state"] == "succeeded", job
             times.append(time.perf_counter() - start)
     return times[1:], job
+
+
+def make_slow_model(folder: Path, tensors: int = 200) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(1)
+    state = {f"layer{i}.weight": torch.randn(128, 128, generator=generator) for i in range(tensors)}
+    path = folder / "slow.safetensors"
+    save_file(state, str(path))
+    return path
+
+
+SLOW_SPEC = {
+    "version": 1,
+    "rules": [
+        {"select": {"name": "*"}, "steps": [{"type": "quantize", "k": 64, "iters": 300, "init": "linear"}]}
+    ],
+}
+
+
+def cancel_latencies(base: str, model: Path, runs: int) -> list[float]:
+    """Seconds from the cancel request's answer to the job's "cancelled" state, once it is running."""
+    times = []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for _ in range(runs):
+            response = client.post(
+                "/jobs",
+                files={"model": (model.name, model.read_bytes())},
+                data={"spec": json.dumps(SLOW_SPEC)},
+            )
+            location = response.headers["Location"]
+            deadline = time.monotonic() + 300
+            while (job := client.get(location).json())["progress"]["fraction"] < 0.06:
+                if job["state"] not in ("queued", "running") or time.monotonic() > deadline:
+                    raise RuntimeError(f"the slow job did not run as expected: {job}")
+                time.sleep(0.01)
+            client.post(f"{location}/cancel").raise_for_status()
+            start = time.perf_counter()
+            while (job := client.get(location).json())["state"] != "cancelled":
+                if job["state"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                    raise RuntimeError(f"the job was not cancelled: {job}")
+                time.sleep(0.005)
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def upload_latencies(base: str, model: Path, runs: int) -> list[float]:
@@ -179,6 +231,7 @@ def main() -> None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         env["MCS_DATA_DIR"] = str(folder / "data")
         env["MCS_PROGRESS_INTERVAL_S"] = "0.5"
+        env["MCS_CANCEL_POLL_S"] = str(CANCEL_POLL_S)
         mode = "embedded (SQLite, filesystem broker, worker child)"
         serve = [sys.executable, "-m", "mcs", "serve", "--port", str(port := free_port())]
         worker: list[str] | None = None
@@ -196,6 +249,7 @@ def main() -> None:
         ):
             wait_ready(f"{base}/readyz")
             jobs, job = job_latencies(base, model, args.jobs)
+            cancels = cancel_latencies(base, make_slow_model(folder), max(1, args.jobs // 2))
             get_rate = asyncio.run(request_rate(f"{base}/jobs/{job['id']}", args.seconds, args.clients))
         bare_env = dict(env, BENCH_DOCUMENT=json.dumps(job))
         bare = [
@@ -229,6 +283,11 @@ def main() -> None:
         f"  baseline bare FastAPI GET, same JSON:  {bare_rate:8.0f} req/s   "
         f"ratio {get_rate / bare_rate:6.2f}x"
     )
+    print(
+        f"cancel -> cancelled on a running job, median of {len(cancels)}: "
+        f"{1000 * statistics.median(cancels):8.1f} ms (max {1000 * max(cancels):.1f} ms)"
+    )
+    print(f"  baseline: the worker polls for cancellation every {CANCEL_POLL_S * 1000:.0f} ms")
 
 
 @contextmanager

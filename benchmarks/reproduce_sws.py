@@ -132,7 +132,7 @@ def report(arch: str, data_name: str, runs: list[Run], ref_val_error: float, wit
     print(f"{'':34}{source:>30}{'here (test split)':>30}")
     print(f"{'accuracy before':34}{before:>29.2f}%{_acc(ev['before']):>30}")
     last = s["history"][-1]
-    retrained = f"{100 * (1 - last['test_error']):.2f}% (validation)"
+    retrained = f"{100 * (1 - last['validation_error']):.2f}% (validation)"
     print(f"{'accuracy retrained (not quantized)':34}{'-':>30}{retrained:>30}")
     print(f"{'accuracy after (decoded .bin)':34}{after:>29.2f}%{_acc(ev['after']):>30}")
     sp = f"{100 * s['sparsity']:.1f}% ({s['nonzero']}/{s['weights']} kept)"

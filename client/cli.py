@@ -170,15 +170,50 @@ def _upload(client: Client, model: Path, spec: Path, data: Path | None, teacher:
         return client.submit(model, spec, data=data, teacher=teacher, on_upload_progress=advance)
 
 
+class PlainProgress:
+    """Progress as plain lines, for output that is not a terminal (a CI log), where a live bar shows
+    nothing: a line when the state or stage changes, when the job moved `step` further, or every `every`
+    seconds while nothing changes, so a log shows the job is alive."""
+
+    def __init__(self, write: Any, clock: Any, every: float = 10.0, step: float = 0.05) -> None:
+        self.write, self.clock, self.every, self.step = write, clock, every, step
+        self.start = clock()
+        self.last: tuple[str, str, float, float] | None = None  # state, stage, fraction, when
+
+    def __call__(self, job: Job) -> None:
+        stage = job.progress.stage if job.progress and job.progress.stage else ""
+        fraction = 1.0 if job.state == "succeeded" else job.progress.fraction if job.progress else 0.0
+        now = self.clock()
+        if self.last is not None:
+            state, last_stage, last_fraction, when = self.last
+            moved = state != job.state or last_stage != stage or fraction - last_fraction >= self.step
+            if not moved and now - when < self.every:
+                return
+        message = f" - {job.progress.message}" if job.progress and job.progress.message else ""
+        self.write(
+            f"[{now - self.start:6.0f} s] job {job.id} {job.state} {100 * fraction:3.0f}%"
+            f"{' ' + stage if stage else ''}{message}"[:200]
+        )
+        self.last = (job.state, stage, fraction, now)
+
+
 def _follow(client: Client, job_id: str, timeout: float | None, poll: float) -> Job:
+    import time
+
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    console = _err_console()
+    if not console.is_terminal:  # a CI log: a live bar would print nothing until the end
+        plain = PlainProgress(
+            lambda line: console.print(line, highlight=False, soft_wrap=True), time.monotonic
+        )
+        return client.wait(job_id, timeout=timeout, poll_interval=poll, on_poll=plain)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
-        console=_err_console(),
+        console=console,
     ) as bar:
         task = bar.add_task("queued", total=1.0)
 

@@ -244,8 +244,10 @@ class Client:
         on_progress: JobCallback | None = None,
         timeout: float | None = None,
         poll_interval: float = 1.0,
+        on_poll: JobCallback | None = None,
     ) -> Job:
-        """Poll until the job is final and return it (whatever the outcome); `on_progress` sees each change.
+        """Poll until the job is final and return it (whatever the outcome); `on_progress` sees each change,
+        `on_poll` every answer (e.g. to print a line every few seconds while nothing changes).
 
         Raises WaitTimeout after `timeout` seconds.
         """
@@ -253,6 +255,8 @@ class Client:
         last: tuple[Any, ...] | None = None
         while True:
             job = self.get(job_id)
+            if on_poll is not None:
+                on_poll(job)
             seen = (job.state, job.progress)
             if on_progress is not None and seen != last:
                 on_progress(job)

@@ -17,6 +17,7 @@ worker and the command line refuse the same files with the same `InputError`.
 from __future__ import annotations
 
 import math
+import re
 import struct
 import warnings
 import zipfile
@@ -307,10 +308,7 @@ def _load_on_meta(path: Path) -> object:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="meta", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise InputError(
-            f"{path.name}: refused: the file holds objects other than tensors and plain containers "
-            f"({_first_line(error)})"
-        ) from None
+        raise refused_pickle(path, error) from None
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a damaged archive
         raise InputError(f"{path.name}: not a readable PyTorch file ({_first_line(error)})") from None
 
@@ -388,7 +386,43 @@ def _kind(obj: object) -> str:
     return type(obj).__name__ if obj is not None else "None"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_GLOBAL = re.compile(r"GLOBAL ([A-Za-z_][\w.]*)")
+_PICKLE_SCAN_BYTES = 16 * 1024 * 1024  # how much of data.pkl is searched for module classes
+
+
+def refused_pickle(path: Path, error: BaseException) -> InputError:
+    """The error for a torch file whose pickle holds more than tensors, in plain words: a pickled module
+    (`torch.save(model)`) is named as such with what to upload instead; otherwise the class that was
+    refused. torch's own message is long, has ANSI escapes and suggests unpickling the file anyway."""
+    if _pickles_a_module(path):
+        return InputError(
+            f"{path.name}: this is a pickled module (torch.save(model)), which is never unpickled here; "
+            "upload model.state_dict() instead (safetensors preferred: "
+            'safetensors.torch.save_file(model.state_dict(), "model.safetensors"))'
+        )
+    found = _GLOBAL.search(_ANSI.sub("", str(error)))
+    what = f"it refers to {found.group(1)}" if found else _first_line(error)
+    return InputError(
+        f"{path.name}: refused: the file holds objects other than tensors and plain containers ({what}); "
+        "upload a state dict (safetensors preferred)"
+    )
+
+
+def _pickles_a_module(path: Path) -> bool:
+    """Whether the archive's pickle names torch.nn module classes (read as bytes, never unpickled)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if name is None:
+                return False
+            with archive.open(name) as handle:
+                return b"torch.nn.modules." in handle.read(_PICKLE_SCAN_BYTES)
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        return False
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    text = _ANSI.sub("", str(error)).strip().splitlines()
     line = text[0] if text else type(error).__name__
     return line[:300]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from compression_core.errors import InputError
-from compression_core.inspect_upload import inspect_state_dict, unwrap_state_dict
+from compression_core.inspect_upload import inspect_state_dict, refused_pickle, unwrap_state_dict
 
 TORCH_SUFFIXES = {".pth", ".pt", ".bin", ".ckpt"}
 SAFETENSORS_SUFFIXES = {".safetensors"}
@@ -73,10 +73,7 @@ def load_torch_file(path: Path, *, mmap: bool = False) -> object:
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise InputError(
-            f"{path.name}: refused: the file holds objects other than tensors and plain containers "
-            f"({_first_line(error)})"
-        ) from None
+        raise refused_pickle(path, error) from None
     except (
         RuntimeError,
         EOFError,

@@ -101,6 +101,45 @@ class ArtifactView:
 
 
 @dataclass(frozen=True)
+class TrialView:
+    """One trial of a search, as its search's page lists it (the API's `children`)."""
+
+    index: int
+    url: str
+    state: str
+    what: str  # its label, else the parameters it ran with
+    ratio: str
+    error: str
+    validation_error: str
+    reason: str
+
+
+def trial_views(children: list[Job] | None) -> list[TrialView]:
+    from service.presenters import present_child
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    views = []
+    for child in children or []:
+        c = present_child(child)
+        what = c.label or ", ".join(f"{k} = {v}" for k, v in c.parameters.items())
+        views.append(
+            TrialView(
+                index=c.index,
+                url=f"/ui/jobs/{c.id}",
+                state=c.state.value,
+                what=what,
+                ratio="-" if c.ratio is None else f"{c.ratio:.1f}×",
+                error=percent(c.error),
+                validation_error=percent(c.validation_error),
+                reason=c.reason or "",
+            )
+        )
+    return views
+
+
+@dataclass(frozen=True)
 class JobView:
     id: str
     short_id: str
@@ -293,6 +332,7 @@ def job_page(job_id: str, request: Request, session: SessionDep, settings: Setti
         settings,
         principal=principal,
         job=view,
+        trials=trial_views(jobs.children_of(session, job)),  # a search's trials, each with its own page
         refresh=REFRESH_ACTIVE_S if view.active else None,
     )
 

@@ -201,3 +201,51 @@ def test_a_data_set_without_x_val_is_pointed_out_at_submit_and_after(
     result = _submit(app, model_file, spec_file, tmp_path / "out2", "--data", str(data))
     assert result.exit_code == ExitCode.OK
     assert "no x_val" not in result.output and "warning" not in result.output
+
+
+def test_submit_wait_prints_progress_lines_when_its_output_is_a_log(
+    app, fake, servers, model_file, spec_file, tmp_path
+) -> None:
+    progress = [
+        {"state": "queued"},
+        {"state": "running", "progress": {"stage": "prune", "fraction": 0.1, "message": "fc1.weight"}},
+        {"state": "running", "progress": {"stage": "prune", "fraction": 0.5, "message": "fc2.weight"}},
+        {"state": "succeeded", "progress": {"stage": "done", "fraction": 1.0, "message": ""}},
+    ]
+    fake.next_job = FakeJob(id="job-log", states=progress, artifacts={"model.bin": b"b"}, metrics=METRICS)
+    result = _submit(app, model_file, spec_file, tmp_path / "out")  # CliRunner's output is not a terminal
+    assert result.exit_code == ExitCode.OK, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("[") and "job-log" in line]
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "job job-log queued   0%",
+        "job job-log running  10% prune - fc1.weight",
+        "job job-log running  50% prune - fc2.weight",
+        "job job-log succeeded 100% done",
+    ]
+
+
+def test_plain_progress_prints_on_change_every_few_percent_and_every_few_seconds() -> None:
+    from client.cli import PlainProgress
+    from client.models import Job
+
+    now = [0.0]
+    lines: list[str] = []
+    plain = PlainProgress(lines.append, lambda: now[0], every=10.0, step=0.05)
+
+    def poll(fraction: float, after: float) -> None:
+        now[0] += after
+        plain(
+            Job.from_json({"id": "j", "state": "running", "progress": {"stage": "s", "fraction": fraction}})
+        )
+
+    poll(0.10, 0)  # first: printed
+    poll(0.12, 1)  # 2 points, 1 s: quiet
+    poll(0.16, 1)  # 6 points since the last line: printed
+    poll(0.17, 5)  # quiet
+    poll(0.17, 6)  # nothing moved, but 11 s since the last line: printed, the job is alive
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "job j running  10% s",
+        "job j running  16% s",
+        "job j running  17% s",
+    ]
+    assert lines[-1].startswith("[    13 s]")

@@ -1,3 +1,4 @@
+import datetime
 import os
 import pickle
 from collections import OrderedDict
@@ -115,3 +116,30 @@ def test_unknown_extension_and_missing_file(tmp_path):
         load_state_dict(path)
     with pytest.raises(InputError, match="no such file"):
         load_state_dict(tmp_path / "missing.pth")
+
+
+class _Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+
+def test_a_pickled_module_is_named_plainly_with_what_to_upload(tmp_path):
+    path = tmp_path / "model.pth"
+    torch.save(_Net(), path)  # the whole module, not its state dict
+    with pytest.raises(InputError) as caught:
+        load_state_dict(path)
+    message = str(caught.value)
+    assert message.startswith("model.pth: this is a pickled module (torch.save(model))")
+    assert "upload model.state_dict() instead (safetensors preferred" in message
+    assert "\x1b" not in message and "weights_only" not in message  # not torch's text, no ANSI escapes
+
+
+def test_another_pickled_object_names_the_class_it_refers_to(tmp_path):
+    path = tmp_path / "obj.pth"
+    torch.save({"w": torch.ones(2), "when": datetime.date(2026, 1, 1)}, path)
+    with pytest.raises(InputError) as caught:
+        load_state_dict(path)
+    message = str(caught.value)
+    assert "refused: the file holds objects other than tensors" in message
+    assert "it refers to datetime.date" in message and "\x1b" not in message

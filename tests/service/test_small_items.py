@@ -98,3 +98,17 @@ def test_forwarded_headers_are_believed_only_from_configured_proxies(tmp_path: P
     assert plain.proxy_headers is False  # uvicorn's default believes 127.0.0.1
     proxied = uvicorn_config(Settings(data_dir=tmp_path, trusted_proxies="10.0.0.5"), app=None)  # type: ignore[call-arg]
     assert proxied.proxy_headers is True and proxied.forwarded_allow_ips == "10.0.0.5"
+
+
+def test_a_pickled_module_answers_415_in_plain_words(client: TestClient, tmp_path: Path) -> None:
+    """Issue 20: torch.save(model) got torch's own text back, cut off and with ANSI escapes inside."""
+    import torch
+
+    path = tmp_path / "model.pth"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()), path)
+    response = submit(client, path, json.dumps(SPEC))
+    assert response.status_code == 415, response.text  # type: ignore[attr-defined]
+    detail = response.json()["detail"]  # type: ignore[attr-defined]
+    assert "this is a pickled module (torch.save(model))" in detail
+    assert "upload model.state_dict() instead (safetensors preferred" in detail
+    assert "\x1b" not in response.text and "weights_only" not in detail  # type: ignore[attr-defined]

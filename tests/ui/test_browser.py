@@ -108,3 +108,83 @@ def test_the_api_docs_page_renders_in_a_browser_from_local_files(served: Served,
     dom = browser._run(f"{served.url}/docs", "--dump-dom", "--virtual-time-budget=15000").stdout
     assert 'class="swagger-ui' in dom
     assert "/jobs/{job_id}/artifacts" in dom  # rendered from /openapi.json by the bundle's script
+
+
+def _add_wide_jobs(served: Served) -> tuple[str, list[str]]:
+    """A search with three trials and a deployed job, each with every file such jobs publish and a long
+    spec and error, written into the served instance's database (what the workers would have left)."""
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from mcs_common.db import make_engine
+    from mcs_common.models import Job, utcnow
+
+    sha, when = "ab" * 32, utcnow() - timedelta(hours=2)
+    deployed = ["model.pth", "model.bin", "metrics.json", "report.html", "architecture.json", "model.onnx"]
+    searched = ["model.pth", "model.bin", "metrics.json", "report.html", "search.csv", "pareto.png"]
+    rule = {"name": "every convolution and linear layer: structured then shared", "select": {"name": "*"}}
+    spec = {
+        "model": {"arch": "resnet18"},
+        "rules": [{**rule, "steps": [{"type": "structured", "sparsity": 0.5}]}],
+    }
+    engine = make_engine(f"sqlite:///{served.data_dir / 'mcs.db'}")
+    with Session(engine) as session:
+
+        def job(files: list[str], **fields: object) -> Job:
+            row = Job(
+                state="succeeded",
+                progress_fraction=1.0,
+                artifacts=[{"name": n, "size": 1234567, "sha256": sha} for n in files],
+                metrics={"totals": {"ratio": 3.9}},
+                created_at=when,
+                started_at=when,
+                finished_at=when,
+                **fields,
+            )
+            session.add(row)
+            session.flush()
+            return row
+
+        job(deployed + ["model.int8.onnx"], spec=spec, error=None)
+        search = job(searched + ["sensitivity.png"], spec={**spec, "search": {"mode": "grid"}})
+        trials = [
+            job(
+                [],
+                spec=spec,
+                parent_id=search.id,
+                trial_index=i,
+                trial={"parameters": {"rules.0.steps.0.sparsity": s}, "label": None},
+            )
+            for i, s in enumerate((0.3, 0.5, 0.7))
+        ]
+        session.commit()
+        ids = str(search.id), [str(t.id) for t in trials]
+    engine.dispose()
+    return ids
+
+
+def test_the_jobs_table_fits_1280_px_and_a_search_lists_its_trials(
+    served: Served, browser: Browser, tmp_path: Path
+) -> None:
+    """Issue 20: the files column was cut off at 1280 px, and a search's page did not list its trials."""
+    from matplotlib.image import imread
+
+    search, trials = _add_wide_jobs(served)
+    dom = browser.dom(f"{served.url}/")
+    assert "model.int8.onnx</a>" in dom and "sensitivity.png</a>" in dom
+    pixels = imread(browser.screenshot(f"{served.url}/", tmp_path / "jobs.png", size=(1280, 1000)))
+    assert pixels.shape[1] == 1280
+    # the table ends inside the page's 1240 px column: its right margin is bare page background
+    # (#f6f8fa) from below the top bar down; a table wider than the window paints cells there
+    margin = pixels[60:, 1244:, :3]
+    assert abs(margin - [0xF6 / 255, 0xF8 / 255, 0xFA / 255]).max() < 0.02, "the table is wider than 1280 px"
+
+    page = browser.dom(f"{served.url}/ui/jobs/{search}")
+    assert "<h2>Trials</h2>" in page
+    for index, (trial, sparsity) in enumerate(zip(trials, (0.3, 0.5, 0.7), strict=True)):
+        row = re.search(rf'<tr id="trial-{index}"[^>]*>(.*?)</tr>', page, re.DOTALL)
+        assert row, page[-3000:]
+        assert f'href="/ui/jobs/{trial}"' in row.group(1)
+        assert f"rules.0.steps.0.sparsity = {sparsity}" in row.group(1)
+        assert '<span class="badge succeeded">succeeded</span>' in row.group(1)

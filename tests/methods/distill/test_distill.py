@@ -134,3 +134,35 @@ def test_distillation_through_the_pipeline(teacher_path, tmp_path, digits):
     assert (
         entry["method"] == "quantize" and entry["rel_error"] < 0.5
     )  # measured against the distilled student
+
+
+def _rolled(teacher: torch.nn.Module) -> torch.nn.Module:
+    """The same teacher with its logits permuted: class c's logit becomes class (c + 1) mod 10's."""
+    rolled = build_model(TEACHER)
+    state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    last = [k for k in state if k.endswith(".weight")][-1].removesuffix(".weight")
+    for suffix in (".weight", ".bias"):
+        state[last + suffix] = torch.roll(state[last + suffix], shifts=1, dims=0)
+    rolled.load_state_dict(state)
+    return rolled
+
+
+def test_the_student_learns_the_teachers_logits(teacher, digits):
+    """Soft targets only (alpha 1): a student distilled from a teacher whose logits are permuted predicts
+    the permuted classes, one distilled from the teacher itself the true ones; a loss that ignored the
+    teacher would give the same student twice."""
+    rolled = _rolled(teacher)
+    x, y = digits.test.tensors
+    with torch.no_grad():
+        assert torch.equal(rolled(x).argmax(1), (teacher(x).argmax(1) + 1) % 10)
+    config = DistillSpec(teacher=TEACHER, temperature=2.0, alpha=1.0, **TRAINING)
+    predictions = {}
+    for name, source in (("teacher", teacher), ("rolled", rolled)):
+        torch.manual_seed(1)
+        student = build_model(STUDENT)
+        distill(student, source, digits.train, config)
+        with torch.no_grad():
+            predictions[name] = student(x).argmax(1)
+    accuracy = {name: float((p == y).float().mean()) for name, p in predictions.items()}
+    shifted = float((predictions["rolled"] == (y + 1) % 10).float().mean())
+    assert accuracy["teacher"] > 0.8 and shifted > 0.8 and accuracy["rolled"] < 0.2, (accuracy, shifted)

@@ -41,6 +41,7 @@ def test_grid_and_zip_points() -> None:
 def simulate(spec: SearchSpec, measure, slots: int) -> list[TrialResult]:
     done: list[TrialResult] = []
     while not (plan := plan_next(spec, BASE, done, slots)).finished:
+        assert len(done) < 1000, "the planner never finishes"  # a bound, as every loop in the tests has
         assert len(plan.trials) <= max(2, slots)
         for trial in plan.trials:
             ratio, val_error = measure(trial.parameters)
