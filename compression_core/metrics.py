@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from compression_core.coding.positions import gap_histogram
 from compression_core.records import TensorRecord
 from compression_core.select import is_weight_tensor
 
@@ -52,15 +53,16 @@ def gap_bits(positions: torch.Tensor | np.ndarray, widths: Iterable[int] = GAP_W
 
     `widths` must be ascending: once a width needs no filler, wider ones only cost more, so we stop.
     """
-    pos = np.asarray(positions, dtype=np.int64)
+    pos = np.asarray(positions)
     if pos.size == 0:
         return 0, 0
-    skipped = np.diff(pos, prepend=-1) - 1
-    largest = int(skipped.max())
+    # the entries skipped before each kept one, as a histogram (no per-position arrays of the tensor)
+    skipped, counts = gap_histogram(pos.reshape(-1))
+    largest = int(skipped[-1])
     best: tuple[int, int] | None = None
     for width in widths:
         escape = (1 << width) - 1
-        fillers = int(np.sum(skipped // escape)) if largest >= escape else 0
+        fillers = int(np.sum(counts * (skipped // escape))) if largest >= escape else 0
         bits = width * (pos.size + fillers)
         if best is None or bits < best[0]:
             best = (bits, width)
@@ -148,6 +150,11 @@ def norm_and_error(original: torch.Tensor, reconstructed: torch.Tensor) -> tuple
     return norm, diff / norm
 
 
+def _count_nonzero(tensor: torch.Tensor) -> int:
+    flat = tensor.detach().reshape(-1)
+    return sum(int(torch.count_nonzero(flat[lo : lo + _CHUNK])) for lo in range(0, flat.numel(), _CHUNK))
+
+
 def relative_error(original: torch.Tensor, reconstructed: torch.Tensor) -> float:
     return norm_and_error(original, reconstructed)[1]
 
@@ -185,7 +192,7 @@ def tensor_metrics(
     entry.update(
         name=name,
         rule=rule,
-        nonzeros=int(torch.count_nonzero(reconstructed)),
+        nonzeros=_count_nonzero(reconstructed),
         rel_error=error,
         norm=norm,
         lc=lc_counts(name, original, record),

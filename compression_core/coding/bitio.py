@@ -8,22 +8,18 @@ writer merge them with integer sums instead of a per-code loop.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 
 import numpy as np
 
 from compression_core.errors import FormatError
 
 MAX_WRITE_LENGTH = 32  # longest single code `write_codes` accepts, in bits
-_CHUNK = 1 << 20  # symbols per vector pass, bounds the encoder's temporary memory
+_CHUNK = 1 << 18  # symbols per vector pass: ~10 int64 temporaries of this size bound the coders' memory
 
 
 def write_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
-    """Concatenate `codes[i]` (its low `lengths[i]` bits, MSB first); return (bytes, total bits).
-
-    Each code is shifted into a 64-bit window aligned to the 32-bit word it starts in; codes starting in
-    the same word occupy disjoint bits, so one `add.reduceat` per word merges them exactly, and the window's
-    two halves are added to that word and the next.
-    """
+    """Concatenate `codes[i]` (its low `lengths[i]` bits, MSB first); return (bytes, total bits)."""
     codes = np.asarray(codes).ravel()
     lengths = np.asarray(lengths).ravel()
     if codes.shape != lengths.shape:
@@ -31,12 +27,36 @@ def write_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
     if lengths.size and (int(lengths.min()) < 0 or int(lengths.max()) > MAX_WRITE_LENGTH):
         raise ValueError(f"code lengths must lie in [0, {MAX_WRITE_LENGTH}]")
     total = int(lengths.sum(dtype=np.int64))
+    chunks = ((codes[lo : lo + _CHUNK], lengths[lo : lo + _CHUNK]) for lo in range(0, codes.size, _CHUNK))
+    return _write(chunks, total), total
+
+
+def write_symbols(symbols: np.ndarray, codes: np.ndarray, lengths: np.ndarray, total: int) -> bytes:
+    """`write_codes(codes[symbols], lengths[symbols])` (`total` = the sum of those lengths), looking the
+    codes up chunk by chunk: no per-symbol array of the whole stream is made."""
+    symbols = np.asarray(symbols).ravel()
+    chunks = (
+        (codes[part], lengths[part])
+        for part in (symbols[lo : lo + _CHUNK] for lo in range(0, symbols.size, _CHUNK))
+    )
+    return _write(chunks, total)
+
+
+def _write(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> bytes:
+    """The bits of (codes, lengths) chunks, in order, `total` bits in all.
+
+    Each code is shifted into a 64-bit window aligned to the 32-bit word it starts in; codes starting in
+    the same word occupy disjoint bits, so one `add.reduceat` per word merges them exactly, and the window's
+    two halves are added to that word and the next.
+    """
     words = np.zeros((total + 31) // 32 + 2, dtype=np.uint64)
     base = 0
     u32, u64 = np.uint64(32), np.uint64(64)
-    for lo in range(0, codes.size, _CHUNK):
-        c = codes[lo : lo + _CHUNK].astype(np.uint64)
-        n = lengths[lo : lo + _CHUNK].astype(np.uint64)
+    for part_codes, part_lengths in chunks:
+        if not part_codes.size:
+            continue
+        c = part_codes.astype(np.uint64)
+        n = part_lengths.astype(np.uint64)
         ends = np.cumsum(n)
         ends += np.uint64(base)
         base = int(ends[-1])
@@ -49,8 +69,9 @@ def write_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
         idx = w[first].astype(np.int64)
         words[idx] += merged >> u32
         words[idx + 1] += merged & np.uint64(0xFFFFFFFF)
-    data = words.astype(">u4").tobytes()[: (total + 7) // 8]
-    return data, total
+    if base != total:
+        raise ValueError(f"codes add up to {base} bits, {total} declared")
+    return words.astype(">u4").tobytes()[: (total + 7) // 8]
 
 
 def pack_fixed(values: np.ndarray, width: int) -> bytes:
@@ -62,8 +83,12 @@ def pack_fixed(values: np.ndarray, width: int) -> bytes:
         return b""
     if int(values.min()) < 0 or int(values.max()) >> width:
         raise ValueError(f"values do not fit in {width} bits")
-    data, _ = write_codes(values.astype(np.uint64), np.full(values.size, width, dtype=np.int64))
-    return data
+    same = np.full(min(values.size, _CHUNK), width, dtype=np.uint64)
+    chunks = (
+        (values[lo : lo + _CHUNK], same[: min(_CHUNK, values.size - lo)])
+        for lo in range(0, values.size, _CHUNK)
+    )
+    return _write(chunks, values.size * width)
 
 
 def fixed_nbytes(count: int, width: int) -> int:
@@ -85,16 +110,21 @@ def read_bits(win: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
     return (v >> (64 - width - (offsets & 7))) & ((1 << width) - 1)
 
 
-def unpack_fixed(data: bytes, count: int, width: int) -> np.ndarray:
-    """Inverse of `pack_fixed`; the caller has checked that `data` holds `count * width` bits."""
+def unpack_fixed(data: bytes, count: int, width: int, dtype: type = np.int64) -> np.ndarray:
+    """Inverse of `pack_fixed`, as `dtype` (which must hold `width` bits); the caller has checked that
+    `data` holds `count * width` bits. Read chunk by chunk: no int64 array of the whole stream."""
     if width == 0:
-        return np.zeros(count, dtype=np.int64)
+        return np.zeros(count, dtype=dtype)
     if len(data) < fixed_nbytes(count, width):
         raise FormatError("fixed-width stream is shorter than its declared count")
     if width > 32:
         raise FormatError(f"fixed width {width} exceeds 32 bits")
     win = windows(data)
-    return read_bits(win, np.arange(count, dtype=np.int64) * width, width).astype(np.int64)
+    out: np.ndarray = np.empty(count, dtype=dtype)
+    for lo in range(0, count, _CHUNK):
+        offsets = np.arange(lo, min(lo + _CHUNK, count), dtype=np.int64) * width
+        out[lo : lo + offsets.size] = read_bits(win, offsets, width)
+    return out
 
 
 class ByteReader:

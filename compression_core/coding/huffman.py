@@ -31,7 +31,7 @@ from compression_core.coding.bitio import (
     fixed_nbytes,
     pack_fixed,
     unpack_fixed,
-    write_codes,
+    write_symbols,
 )
 from compression_core.coding.lockstep import decode_lanes
 from compression_core.coding.parsed import ParsedStream
@@ -47,22 +47,35 @@ MODE_EMPTY, MODE_SINGLE, MODE_DENSE, MODE_SPARSE = 0, 1, 2, 3
 _LEN_BITS = 5
 
 
+_CHUNK = 1 << 18  # symbols per vector pass: per-symbol temporaries stay a few MiB whatever the stream
+
+
 def entropy_bits(symbols: np.ndarray) -> float:
     """Order-0 Shannon bound in bits for the whole stream: N*log2(N) - sum(c*log2(c))."""
     s = np.asarray(symbols).ravel()
     if s.size == 0:
         return 0.0
-    counts = _counts(s)
-    counts = counts[counts > 0].astype(np.float64)
-    n = float(s.size)
-    return float(n * np.log2(n) - np.sum(counts * np.log2(counts)))
+    return entropy_of_counts(_counts(s))
+
+
+def entropy_of_counts(counts: np.ndarray) -> float:
+    """`entropy_bits` of a stream from its histogram."""
+    used = counts[counts > 0].astype(np.float64)
+    if used.size == 0:
+        return 0.0
+    n = float(np.sum(counts))
+    return float(n * np.log2(n) - np.sum(used * np.log2(used)))
 
 
 def _counts(s: np.ndarray) -> np.ndarray:
+    """Histogram of a stream of any integer dtype, chunk by chunk (`bincount` widens its input to intp)."""
     top = int(s.max())
-    if top < MAX_ALPHABET:
-        return np.bincount(s.astype(np.int64, copy=False), minlength=top + 1)
-    raise ValueError(f"symbol {top} exceeds the Huffman alphabet limit {MAX_ALPHABET - 1}")
+    if top >= MAX_ALPHABET:
+        raise ValueError(f"symbol {top} exceeds the Huffman alphabet limit {MAX_ALPHABET - 1}")
+    counts = np.zeros(top + 1, dtype=np.int64)
+    for lo in range(0, s.size, _CHUNK):
+        counts += np.bincount(s[lo : lo + _CHUNK].astype(np.intp, copy=False), minlength=top + 1)
+    return counts
 
 
 def _huffman_lengths(counts: list[int]) -> list[int]:
@@ -167,14 +180,21 @@ def encode(symbols: np.ndarray, *, block_size: int | None = None, max_length: in
     lengths = code_lengths(counts, max_length)
     _write_table(out, lengths, used)
     codes = canonical_codes(lengths)
-    sym_len = lengths[s]
-    block = block_size or _choose_block(s.size, float(sym_len.mean()))
+    total = int(np.dot(counts, lengths))
+    # the mean code length exactly as `lengths[s].mean()` gives it (an integer sum below 2**53, one division)
+    block = block_size or _choose_block(s.size, total / s.size)
     if not 1 <= block <= MAX_BLOCK:
         raise ValueError(f"block size must lie in [1, {MAX_BLOCK}]")
-    block_bits = np.add.reduceat(sym_len, np.arange(0, s.size, block))
+    step = max(1, _CHUNK // block) * block  # whole blocks per chunk
+    block_bits = np.concatenate(
+        [
+            np.add.reduceat(lengths[s[lo : lo + step]], np.arange(0, min(step, s.size - lo), block))
+            for lo in range(0, s.size, step)
+        ]
+    )
     base = int(block_bits.min())
     sync_width = int(block_bits.max() - base).bit_length()
-    data, total = write_codes(codes[s], sym_len)
+    data = write_symbols(s, codes, lengths, total)
     out.varint(total)
     out.varint(block)
     out.varint(base)
@@ -255,7 +275,7 @@ def parse(data: bytes | ByteReader, *, max_count: int) -> ParsedStream:
     if mode == MODE_SINGLE:
         if not 1 <= alphabet <= MAX_ALPHABET:
             raise FormatError(f"bad single-symbol alphabet {alphabet}")
-        return ParsedStream(count, np.full(count, alphabet - 1, dtype=np.int64))
+        return ParsedStream(count, fill=alphabet - 1)
     used, lens = _read_table(r, alphabet, mode)
     if 1 << int(lens.max()) > TABLE_PER_SYMBOL * count:
         # A Huffman code of length L needs >= Fibonacci(L + 2) symbols, so 2**L <= 60 * count for L <= 20;
@@ -295,7 +315,9 @@ def decode_parsed(streams: Sequence[ParsedStream]) -> list[np.ndarray]:
     lanes of one lockstep pass, so a model's many tensors cost a few thousand vector steps in all."""
     groups: dict[tuple[int, int], list[ParsedStream]] = {}
     for s in streams:
-        if s.symbols is None:
+        if s.fill is not None:
+            s.symbols = np.full(s.count, s.fill, dtype=s.dtype)
+        elif s.symbols is None:
             span = 1 << (min(s.block, s.count) - 1).bit_length()  # lanes of similar length share a pass
             groups.setdefault((s.block, span), []).append(s)
     for group in groups.values():
@@ -314,7 +336,7 @@ def decode_parsed(streams: Sequence[ParsedStream]) -> list[np.ndarray]:
 
 
 def _decode_batch(batch: list[ParsedStream]) -> None:
-    for s, symbols in zip(batch, decode_lanes(batch), strict=True):
+    for s, symbols in zip(batch, decode_lanes(batch, [s.dtype for s in batch]), strict=True):
         s.symbols = symbols
 
 

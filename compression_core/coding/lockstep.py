@@ -37,9 +37,15 @@ def _tables(streams: Sequence[ParsedStream]) -> tuple[np.ndarray, np.ndarray, li
     return np.concatenate(syms), np.concatenate(lens), bases, tops
 
 
-def decode_lanes(streams: Sequence[ParsedStream]) -> list[np.ndarray]:
-    """Symbols (int64) of every stream; all streams share one block size. FormatError if a block does not
-    end exactly at its sync point."""
+LANE_BUDGET = 1 << 23  # symbols one pass decodes at most (its steps x lanes matrix: 32 MiB of int32)
+
+
+def decode_lanes(streams: Sequence[ParsedStream], dtypes: Sequence[type] | None = None) -> list[np.ndarray]:
+    """Symbols of every stream (as `dtypes[i]`, which must hold its alphabet; int64 by default); all streams
+    share one block size. FormatError if a block does not end exactly at its sync point.
+
+    Lanes are decoded in passes of at most `LANE_BUDGET` symbols, each written straight into its stream's
+    output: memory is the outputs plus one pass, not a lanes x steps matrix of the whole group."""
     block = streams[0].block
     sym_table, len_table, bases, tops = _tables(streams)
     starts, expect_end, nsym, lane_base, lane_shift, lane_mask, spans = [], [], [], [], [], [], []
@@ -59,35 +65,68 @@ def decode_lanes(streams: Sequence[ParsedStream]) -> list[np.ndarray]:
         spans.append((lane_at, lane_at + nb))
         bit_at += 8 * len(s.payload)
         lane_at += nb
-    offsets = np.concatenate(starts)
+    lanes = _Lanes(
+        np.concatenate(starts),
+        np.concatenate(nsym),
+        np.concatenate(lane_base),
+        np.concatenate(lane_shift),
+        np.concatenate(lane_mask),
+    )
     expected = np.concatenate(expect_end)
-    lane_nsym = np.concatenate(nsym)
-    tbase, shift_base, mask = np.concatenate(lane_base), np.concatenate(lane_shift), np.concatenate(lane_mask)
     win = windows(b"".join(s.payload for s in streams), pad=(block * max(tops) + 7) // 8 + 8)
-    steps = int(lane_nsym.max())
-    finish = {int(v): np.flatnonzero(lane_nsym == v) for v in np.unique(lane_nsym)}
-    out = np.empty((steps, offsets.size), dtype=np.int32)
-    ends = np.empty(offsets.size, dtype=np.int64)
-    shift = np.empty_like(offsets)
-    where = np.empty_like(offsets)
-    step_len = np.empty_like(offsets)
-    for j in range(steps):
-        np.bitwise_and(offsets, 7, out=shift)
-        np.subtract(shift_base, shift, out=shift)
-        np.right_shift(offsets, 3, out=where)
-        peek = win[where]  # a fresh native array (take's out= would cast slowly from the big-endian view)
-        np.right_shift(peek, shift, out=peek)
-        np.bitwise_and(peek, mask, out=peek)
-        peek += tbase
-        np.take(sym_table, peek, out=out[j])
-        np.take(len_table, peek, out=step_len)
-        offsets += step_len
-        done = finish.get(j + 1)
-        if done is not None:
-            ends[done] = offsets[done]
-    if not np.array_equal(ends, expected):
-        raise FormatError("Huffman blocks do not end at their sync points (corrupted stream)")
-    return [
-        out[:, a:b].T.reshape(-1)[: s.count].astype(np.int64)
-        for s, (a, b) in zip(streams, spans, strict=True)
+    kinds = dtypes or [np.int64] * len(streams)
+    outs: list[np.ndarray] = [
+        np.empty((b - a) * block, dtype=kind) for (a, b), kind in zip(spans, kinds, strict=True)
     ]
+    per_pass = max(1, LANE_BUDGET // block)
+    for first in range(0, lane_at, per_pass):
+        last = min(first + per_pass, lane_at)
+        out, ends = lanes.run(first, last, win, sym_table, len_table)
+        if not np.array_equal(ends, expected[first:last]):
+            raise FormatError("Huffman blocks do not end at their sync points (corrupted stream)")
+        for (a, b), dest in zip(spans, outs, strict=True):
+            lo, hi = max(a, first), min(b, last)
+            if lo < hi:  # this stream's lanes lo..hi: lane l holds symbols l*block.. of its stream
+                rows = dest.reshape(b - a, block)[lo - a : hi - a, : out.shape[0]]
+                rows[...] = out[:, lo - first : hi - first].T
+    return [dest[: s.count] for s, dest in zip(streams, outs, strict=True)]
+
+
+class _Lanes:
+    """Per-lane start bits, symbol counts and table geometry; `run` decodes a range of lanes."""
+
+    def __init__(
+        self, offsets: np.ndarray, nsym: np.ndarray, tbase: np.ndarray, shift: np.ndarray, mask: np.ndarray
+    ) -> None:
+        self.offsets, self.nsym, self.tbase, self.shift_base, self.mask = offsets, nsym, tbase, shift, mask
+
+    def run(
+        self, first: int, last: int, win: np.ndarray, sym_table: np.ndarray, len_table: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(steps x lanes int32 symbols, each lane's end bit) for lanes first..last."""
+        offsets = self.offsets[first:last].copy()
+        lane_nsym = self.nsym[first:last]
+        tbase, shift_base = self.tbase[first:last], self.shift_base[first:last]
+        mask = self.mask[first:last]
+        steps = int(lane_nsym.max())
+        finish = {int(v): np.flatnonzero(lane_nsym == v) for v in np.unique(lane_nsym)}
+        out = np.empty((steps, offsets.size), dtype=np.int32)
+        ends = np.empty(offsets.size, dtype=np.int64)
+        shift = np.empty_like(offsets)
+        where = np.empty_like(offsets)
+        step_len = np.empty_like(offsets)
+        for j in range(steps):
+            np.bitwise_and(offsets, 7, out=shift)
+            np.subtract(shift_base, shift, out=shift)
+            np.right_shift(offsets, 3, out=where)
+            peek = win[where]  # a fresh native array (take's out= would cast slowly from the big-endian view)
+            np.right_shift(peek, shift, out=peek)
+            np.bitwise_and(peek, mask, out=peek)
+            peek += tbase
+            np.take(sym_table, peek, out=out[j])
+            np.take(len_table, peek, out=step_len)
+            offsets += step_len
+            done = finish.get(j + 1)
+            if done is not None:
+                ends[done] = offsets[done]
+        return out, ends

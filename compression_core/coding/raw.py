@@ -14,13 +14,17 @@ def width_for(alphabet: int) -> int:
 
 
 def encode(symbols: np.ndarray, width: int) -> bytes:
-    return pack_fixed(np.asarray(symbols, dtype=np.int64), width)
+    symbols = np.asarray(symbols)
+    if not np.issubdtype(symbols.dtype, np.integer):
+        symbols = symbols.astype(np.int64)
+    return pack_fixed(symbols, width)
 
 
-def decode(data: bytes, count: int, width: int) -> np.ndarray:
-    """Inverse of `encode`; the byte length must match `count * width` bits exactly."""
+def decode(data: bytes, count: int, width: int, dtype: type = np.int64) -> np.ndarray:
+    """Inverse of `encode` (as `dtype`, which must hold `width` bits); the byte length must match
+    `count * width` bits exactly."""
     if not 0 <= width <= 32:
         raise FormatError(f"raw width {width} outside [0, 32]")
     if len(data) != fixed_nbytes(count, width):
         raise FormatError(f"raw stream holds {len(data)} bytes, {fixed_nbytes(count, width)} expected")
-    return unpack_fixed(data, count, width)
+    return unpack_fixed(data, count, width, dtype)

@@ -29,11 +29,12 @@ from compression_core.format.layout import (
     check_record,
     numel,
 )
-from compression_core.records import TensorRecord
+from compression_core.records import TensorRecord, index_dtype, position_dtype
 
 SYMBOL_BYTES = 8  # the Huffman and raw decoders hold one int64 symbol per entry while decoding
 
 _NP_INT = {1: "<u1", 2: "<i2", 4: "<i4", 8: "<i8"}
+_NUMPY = {torch.int16: np.int16, torch.int32: np.int32, torch.int64: np.int64}
 _TORCH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _ENTRY_KEYS = {"name", "shape", "dtype", "method", "encoding", "stats", "streams"}
 _STREAM_KEYS = {
@@ -168,19 +169,37 @@ def _plain(streams: _Streams, desc: Any, where: str, ndim: int) -> torch.Tensor:
     return t
 
 
+def _symbol_dtype(top: int) -> type:
+    """The narrowest unsigned type holding symbols up to `top`."""
+    for kind, bits in ((np.uint8, 8), (np.uint16, 16), (np.uint32, 32)):
+        if top < 1 << bits:
+            return kind
+    return np.int64
+
+
 class _Batch:
     """Integer streams collected over the whole file, so all Huffman streams decode in one lockstep pass;
-    each job's `finish` validates its symbols and stores them in its record."""
+    each job's `finish` validates its symbols and stores them in its record.
 
-    def __init__(self) -> None:
+    `narrow` (the streaming path, where one tensor may be most of memory): symbols are decoded in the
+    narrowest type their alphabet allows and records hold int32 positions and int16 indices; streams of
+    over `LARGE` symbols are decoded and finished one at a time, so their symbols never coexist."""
+
+    LARGE = 1 << 20
+
+    def __init__(self, narrow: bool = False) -> None:
+        self.narrow = narrow
         self.jobs: list[tuple[huffman.ParsedStream | np.ndarray, str, Callable[[np.ndarray], None]]] = []
 
     def add(self, data: bytes, coding: Any, count: int, width: int, where: str, finish: Callable) -> None:
         try:
             if coding == "raw":
-                job: huffman.ParsedStream | np.ndarray = raw.decode(data, count, width)
+                kind = _symbol_dtype((1 << width) - 1) if self.narrow else np.int64
+                job: huffman.ParsedStream | np.ndarray = raw.decode(data, count, width, kind)
             elif coding == "huffman":
                 job = huffman.parse_exact(data, count)
+                if self.narrow:
+                    job.dtype = _symbol_dtype(job.top)
             else:
                 raise FormatError(f"unknown coding {coding!r}")
         except FormatError as exc:
@@ -188,18 +207,32 @@ class _Batch:
         self.jobs.append((job, where, finish))
 
     def run(self) -> None:
-        parsed = [job for job, _, _ in self.jobs if isinstance(job, huffman.ParsedStream)]
+        def large(job: huffman.ParsedStream | np.ndarray) -> bool:
+            return self.narrow and isinstance(job, huffman.ParsedStream) and job.count > self.LARGE
+
+        small = [job for job in self.jobs if not large(job[0])]
+        self._run(small)
+        for job in self.jobs:
+            if large(job[0]):
+                self._run([job])
+        self.jobs = []
+
+    @staticmethod
+    def _run(jobs: list[tuple[huffman.ParsedStream | np.ndarray, str, Callable[[np.ndarray], None]]]) -> None:
+        parsed = [job for job, _, _ in jobs if isinstance(job, huffman.ParsedStream)]
         try:
             huffman.decode_parsed(parsed)
         except FormatError as exc:
             raise FormatError(f"a Huffman stream is corrupted: {exc}") from None
-        for job, where, finish in self.jobs:
+        for job, where, finish in jobs:
             symbols = job.symbols if isinstance(job, huffman.ParsedStream) else job
             assert symbols is not None
             try:
                 finish(symbols)
             except FormatError as exc:
                 raise FormatError(f"{where}: {exc}") from None
+            if isinstance(job, huffman.ParsedStream):
+                job.symbols = None  # the record holds what it needs; drop the symbols now
 
 
 def _indices(
@@ -216,7 +249,8 @@ def _indices(
     def finish(sym: np.ndarray) -> None:
         if sym.size and int(sym.max()) >= k:
             raise FormatError("an index lies outside the codebook")
-        rec.indices = torch.from_numpy(sym)
+        kind = index_dtype(k) if batch.narrow else torch.int64
+        rec.indices = torch.from_numpy(sym.astype(_NUMPY[kind], copy=False))
 
     batch.add(streams.take(desc, where), desc["coding"], count, width, where, finish)
 
@@ -234,7 +268,8 @@ def _positions(batch: _Batch, streams: _Streams, desc: Any, where: str, rec: Ten
         raise FormatError(f"{where}: {exc}") from None
 
     def finish(sym: np.ndarray) -> None:
-        pos = positions.from_symbols(sym, layout=layout, width=width, count=count, numel=n)
+        kind = _NUMPY[position_dtype(n) if batch.narrow else torch.int64]
+        pos = positions.from_symbols(sym, layout=layout, width=width, count=count, numel=n, dtype=kind)
         rec.positions = torch.from_numpy(pos)
 
     batch.add(streams.take(desc, where), desc["coding"], symbols, width, where, finish)

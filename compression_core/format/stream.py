@@ -70,8 +70,11 @@ def decode_entry(encoded: EncodedEntry) -> TensorRecord:
 
 def decode_entries(encoded: Sequence[EncodedEntry]) -> list[TensorRecord]:
     """`decode_entry` of each, with all their Huffman streams decoded in one lockstep pass (the decoder's
-    cost is per pass, not per symbol: many small tensors decoded one by one pay it many times)."""
-    batch = _Batch()
+    cost is per pass, not per symbol: many small tensors decoded one by one pay it many times).
+
+    Records come back narrow (int32 positions, int16 indices; `reader._Batch`): the streaming path decodes
+    every tensor back to build its dense output, and one tensor may be most of a worker's memory."""
+    batch = _Batch(narrow=True)
     records = []
     for item in encoded:
         streams = _Streams(memoryview(item.data))

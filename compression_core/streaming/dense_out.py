@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import struct
+import sys
 import threading
 import zipfile
 import zlib
@@ -42,6 +43,14 @@ def _serialization_id(old: bytes, crcs: Sequence[int]) -> bytes:
     return old[:20] + b"%020d" % combined
 
 
+def _raw_bytes(tensor: torch.Tensor) -> memoryview:
+    """`tensor_bytes` without its copy: on a little-endian machine the tensor's own memory is those bytes."""
+    if sys.byteorder != "little":
+        return memoryview(tensor_bytes(tensor))
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().data
+
+
 class _Slots:
     """name -> (file descriptor, offset, size); `write` checks the size and writes in place."""
 
@@ -52,12 +61,15 @@ class _Slots:
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
         fd, offset, size = self.slots[name]
-        data = tensor_bytes(tensor)
+        data = _raw_bytes(tensor)
         if len(data) != size:
             raise CompressionError(f"decoded {name!r} has {len(data)} bytes, its slot {size}")
-        written = os.pwrite(fd, data, offset)
-        if written != size:
-            raise CompressionError(f"short write of {name!r} ({written} of {size} bytes)")
+        written = 0
+        while written < size:  # one pwrite moves at most ~2 GiB
+            step = os.pwrite(fd, data[written:], offset + written)
+            if step <= 0:
+                raise CompressionError(f"short write of {name!r} ({written} of {size} bytes)")
+            written += step
         crc = zlib.crc32(data)
         with self._lock:
             self.crcs[name] = crc

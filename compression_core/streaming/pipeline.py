@@ -30,7 +30,6 @@ from compression_core.format.stream import EncodedEntry, StreamWriter, decode_en
 from compression_core.methods import registry
 from compression_core.methods.apply import compress_tensor, dense_record
 from compression_core.metrics import add_stream_stats, summarize, tensor_metrics, write_metrics
-from compression_core.records import TensorRecord
 from compression_core.select import Selection, select_tensors
 from compression_core.sources import DenseWriter, ModelSource, open_source
 from compression_core.spec.base import DefaultDtype
@@ -64,9 +63,16 @@ class _Done:
 
 
 def _finite_or_fail(name: str, tensor: torch.Tensor) -> None:
-    values = tensor.numpy() if tensor.dtype in (torch.float32, torch.float64) else tensor.float().numpy()
-    if not np.isfinite(values).all():
-        raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
+    """A chunk at a time: a float32 copy (and a bool mask) of a whole bf16 tensor is 2.5x the tensor."""
+    flat = tensor.reshape(-1)
+    for lo in range(0, flat.numel(), _CHUNK):
+        part = flat[lo : lo + _CHUNK]
+        values = part.numpy() if part.dtype in (torch.float32, torch.float64) else part.float().numpy()
+        if not np.isfinite(values).all():
+            raise InputError(f"tensor {name!r} contains NaN or infinity; it cannot be compressed")
+
+
+_CHUNK = 1 << 20
 
 
 GROUP_ENTRIES = 1 << 22  # consecutive small tensors handled as one pool task, up to this many entries
@@ -94,9 +100,12 @@ def tensor_groups(
 
 @dataclass
 class _Compressed:
+    """A tensor's encoded entry; its record's arrays are dropped once encoded (the decoded record, equal to
+    it, serves the metrics), so a large tensor never has two records in memory."""
+
     name: str
     tensor: torch.Tensor
-    record: TensorRecord
+    stats: dict[str, Any]  # the record's, timings included
     label: str | None
     encoded: EncodedEntry
 
@@ -134,20 +143,24 @@ class _Job:
         encoded = encode_entry(
             replace(record, stats={k: v for k, v in record.stats.items() if k != "seconds"})
         )
+        stats = record.stats
+        del record
         release_free_memory()
-        return _Compressed(name, tensor, record, sel.label if sel else None, encoded)
+        return _Compressed(name, tensor, stats, sel.label if sel else None, encoded)
 
     def __call__(self, group: list[TensorInfo]) -> list[_Done]:
         done = [self._compress(info.name) for info in group]
         decoded = decode_entries([item.encoded for item in done])
         results = []
         for item, record in zip(done, decoded, strict=True):
+            record.stats = item.stats  # what the entry stored, plus the step timings
             # one dense copy, rebuilt from the entry's own bytes, serves the metrics and the dense output
             dense = record.reconstruct()
-            metrics = tensor_metrics(item.name, item.tensor, item.record, item.label, reconstructed=dense)
+            metrics = tensor_metrics(item.name, item.tensor, record, item.label, reconstructed=dense)
             if self.dense is not None:
                 self.dense.write(item.name, dense)
             results.append(_Done(item.encoded, metrics))
+            del dense
         del done, decoded
         release_free_memory()
         return results

@@ -97,7 +97,10 @@ class _Remapped:
                 self._handle = None  # drop the old mapping before making a new one
                 self._handle, self._read = self._open(), 0
             self._read += nbytes
-            return take(self._handle)
+            tensor = take(self._handle)
+            if self._read >= self._remap_bytes:  # unmap now: a large tensor's pages would stay resident
+                self._handle = None  # (beside its copy) until the next read
+            return tensor
 
     def close(self) -> None:
         with self._lock:

@@ -6,7 +6,7 @@ tensor and κ always give the same mask. Finding the threshold uses `kthvalue` (
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ import torch
 from compression_core.errors import SpecError
 from compression_core.methods.base import StepContext, Work
 from compression_core.methods.prune.spec import PruneStep, Scope
+from compression_core.records import position_dtype
 from compression_core.select import Selection
 
 
@@ -57,12 +58,71 @@ def magnitudes_of(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.reshape(-1).float().abs()
 
 
-def keep_positions(tensor: torch.Tensor, keep: int) -> torch.Tensor:
-    """Sorted int64 flat indices of the `keep` largest-magnitude entries (on the tensor's device)."""
+_RADIX_FROM = 1 << 22  # CPU tensors this large are ranked in chunks (radix selection), not by one partition
+_CHUNK = 1 << 20  # entries whose magnitudes exist at once in the radix passes
+_BUCKETS = 1 << 16
+_NP_INDEX = {torch.int32: np.int32, torch.int64: np.int64}
+
+
+def keep_positions(tensor: torch.Tensor, keep: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """Sorted flat indices (as `dtype`) of the `keep` largest-magnitude entries (on the tensor's device).
+
+    A large CPU tensor is ranked without a float32 copy of itself: radix selection on the magnitudes'
+    bit patterns, a chunk at a time (`_keep_positions_chunked`), which gives the same positions."""
+    if tensor.device.type == "cpu" and tensor.numel() >= _RADIX_FROM:
+        return torch.from_numpy(_keep_positions_chunked(tensor.reshape(-1), keep, _NP_INDEX[dtype]))
     mask = _keep_mask(magnitudes_of(tensor), keep)
     if mask.device.type == "cpu":
-        return torch.from_numpy(np.flatnonzero(mask.numpy()))
-    return torch.nonzero(mask).squeeze(1)
+        return torch.from_numpy(np.flatnonzero(mask.numpy())).to(dtype)
+    return torch.nonzero(mask).squeeze(1).to(dtype)
+
+
+def kth_from_top(counts: np.ndarray, keep: int) -> tuple[int, int]:
+    """(bucket, entries above it) for the bucket of a histogram holding the `keep`-th largest entry."""
+    above = np.cumsum(counts[::-1])[::-1]  # above[b] = entries in buckets >= b
+    bucket = int(np.flatnonzero(above >= keep)[-1])
+    return bucket, int(above[bucket] - counts[bucket])
+
+
+def _magnitude_bits(flat: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, uint32 bit patterns of the float32 magnitudes) chunk by chunk: non-negative float32
+    values order like their bit patterns."""
+    for lo in range(0, flat.numel(), _CHUNK):
+        yield lo, magnitudes_of(flat[lo : lo + _CHUNK]).numpy().view(np.uint32)
+
+
+def _keep_positions_chunked(flat: torch.Tensor, keep: int, dtype: type) -> np.ndarray:
+    """`_keep_mask`'s positions in memory of the output plus one chunk: the κ-th largest magnitude's bits
+    from a histogram of their high 16 bits, then of the low 16 bits inside that bucket; then every entry
+    above it and the first `keep - above` entries equal to it (ties: lowest index), as `_keep_mask`."""
+    n = flat.numel()
+    if keep >= n:
+        return np.arange(n, dtype=dtype)
+    if keep <= 0:
+        return np.zeros(0, dtype=dtype)
+    high = np.zeros(_BUCKETS, dtype=np.int64)
+    for _, bits in _magnitude_bits(flat):
+        high += np.bincount(bits >> 16, minlength=_BUCKETS)
+    bucket, above = kth_from_top(high, keep)
+    low = np.zeros(_BUCKETS, dtype=np.int64)
+    for _, bits in _magnitude_bits(flat):
+        low += np.bincount(bits[(bits >> 16) == bucket] & 0xFFFF, minlength=_BUCKETS)
+    low_threshold, _ = kth_from_top(low, keep - above)
+    threshold = np.uint32((bucket << 16) | low_threshold)
+    ties = keep - above - int(low[low_threshold + 1 :].sum())
+    out: np.ndarray = np.empty(keep, dtype=dtype)
+    at = 0
+    for lo, bits in _magnitude_bits(flat):
+        chosen = bits > threshold
+        if ties:
+            equal = np.flatnonzero(bits == threshold)[:ties]
+            chosen[equal] = True
+            ties -= equal.size
+        found = np.flatnonzero(chosen)
+        out[at : at + found.size] = found + lo
+        at += found.size
+    assert at == keep
+    return out
 
 
 def global_keep_counts(tensors: Sequence[torch.Tensor], keep: int) -> list[int]:
@@ -124,7 +184,7 @@ def apply(step: PruneStep, work: Work, ctx: StepContext) -> None:
             f"{ctx.label}: keep={kappa} is larger than tensor {ctx.name!r} "
             f"({tensor.numel()} weights, shape {tuple(tensor.shape)})"
         )
-    positions = keep_positions(tensor, kappa)
-    work.values = work.values[positions]
+    positions = keep_positions(tensor, kappa, position_dtype(tensor.numel()))
+    work.values = torch.index_select(work.values, 0, positions)  # `values[positions]` widens int32 to int64
     work.record.positions = positions.cpu()
     work.record.stats.update(kept=int(positions.numel()), keep_requested=kappa)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from compression_core.errors import InputError
-from compression_core.methods.prune.apply import global_groups, magnitudes_of
+from compression_core.methods.prune.apply import global_groups, kth_from_top, magnitudes_of
 
 _BUCKETS = 1 << 16
 _CHUNK = 1 << 20  # entries histogrammed at once: bincount widens its input to int64 (8 bytes per entry)
@@ -58,13 +58,6 @@ class _Fine:
     low: dict[int, int]  # low 16 bits -> count, for the entries inside the bucket
 
 
-def _kth_from_top(counts: np.ndarray, keep: int) -> tuple[int, int]:
-    """(bucket, entries above it) for the bucket holding the `keep`-th largest entry."""
-    above = np.cumsum(counts[::-1])[::-1]  # above[b] = entries in buckets >= b
-    bucket = int(np.flatnonzero(above >= keep)[-1])
-    return bucket, int(above[bucket] - counts[bucket])
-
-
 def split_global_keep(names: list[str], keep: int, load: Loader, map_fn: MapFn) -> dict[str, int]:
     """κ per tensor for one global-pruning group, equal to `global_keep_counts` on the tensors in order."""
 
@@ -80,7 +73,7 @@ def split_global_keep(names: list[str], keep: int, load: Loader, map_fn: MapFn) 
     counts = np.zeros(_BUCKETS, dtype=np.int64)
     for histogram in map_fn(coarse, names):
         counts += histogram
-    bucket, _ = _kth_from_top(counts, keep)
+    bucket, _ = kth_from_top(counts, keep)
 
     def fine(name: str) -> _Fine:
         tensor, above = load(name), 0
@@ -103,7 +96,7 @@ def split_global_keep(names: list[str], keep: int, load: Loader, map_fn: MapFn) 
         for value, count in part.low.items():
             low_counts[value] += count
     above_bucket = sum(part.above for part in parts)
-    low_threshold, _ = _kth_from_top(low_counts, keep - above_bucket)
+    low_threshold, _ = kth_from_top(low_counts, keep - above_bucket)
     greater = [part.above + sum(c for v, c in part.low.items() if v > low_threshold) for part in parts]
     missing = keep - sum(greater)
     shares = {}
