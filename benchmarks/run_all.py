@@ -57,7 +57,7 @@ BENCHMARKS = (
         "lc_toolkit_side_by_side.py",
         (),
         False,
-        "seed 001's alpha: the LC toolkit's rank selection beside ours",
+        "seed 001: the LC toolkit's LC algorithm beside ours (smoke schedule; needs a checkout)",
     ),
     Benchmark("reproduce_sws.py", (), False, "seed 004 / SWS paper: soft weight-sharing on both LeNets"),
     Benchmark("reproduce_students.py", (), False, "seeds 002/004: Fire-module students, KD table"),
