@@ -204,6 +204,21 @@ def print_table(outcomes: list[Outcome]) -> None:
         print(summary_line(o))
 
 
+def spectrum_line(state: dict[str, torch.Tensor], alpha: float = SEED_ALPHA) -> None:
+    """How concentrated fc1/fc2 are: rank selection (normalized) leaves rank 0 only once
+    μ > 2α(m + n) / (s1² / ||W||²), so a flat spectrum keeps a layer at rank 0 for most of the schedule."""
+    for name in ("fc1.weight", "fc2.weight"):
+        w = state[name].double()
+        s2 = torch.linalg.svdvals(w) ** 2
+        share = float(s2[0] / s2.sum())
+        mu_star = 2 * alpha * sum(w.shape) / share
+        k = math.log(mu_star / SEED.mu0) / math.log(SEED.growth)
+        print(
+            f"reference {name}: s1²/||W||² = {share:.4f}; at α {alpha:g} rank 0 while μ < {mu_star:.2e} "
+            f"(the seed schedule's step {max(0.0, k):.1f} of {SEED.steps})"
+        )
+
+
 def run_algorithms(args: argparse.Namespace, toolkit: Path | None) -> int:
     splits, _ = bench_data(args.data, args.train_limit or None, args.cache)
     print(f"data: {describe(splits)}")
@@ -217,6 +232,7 @@ def run_algorithms(args: argparse.Namespace, toolkit: Path | None) -> int:
         f"reference (mcs train lenet5 --data {args.data} --epochs {args.reference_epochs}): validation "
         f"{_pct(rv.error, rv.samples)}, test {_pct(rt.error, rt.samples)}"
     )
+    spectrum_line(reference)
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     for mix in args.mixes:
