@@ -317,6 +317,8 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, default=SEED_ALPHA, help="with --c-step")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mcs-reproduce-lc")
     args = parser.parse_args()
+    if isinstance(sys.stdout, io.TextIOWrapper):  # progress lines reach a log file as they come
+        sys.stdout.reconfigure(line_buffering=True)
     if args.table:
         outcomes = [Outcome.from_dict(d) for p in args.table for d in json.loads(p.read_text())]
         print_table(outcomes)
