@@ -97,8 +97,9 @@ BENCHMARKS = (
         "lc_toolkit_side_by_side.py",
         (),
         False,
-        "seed 001's alpha: the LC toolkit's rank selection beside ours",
-        ("--reference-epochs", "1"),  # without a toolkit checkout it says so and exits 0
+        "seed 001: the LC toolkit's LC algorithm beside ours (smoke schedule; needs a checkout)",
+        ("--impl", "ours", "--mixes", "b", "--steps", "1", "--epochs", "1", "--train-limit", "300")
+        + ("--reference-epochs", "1"),  # ours alone: CI has no toolkit checkout
     ),
     Benchmark(
         "reproduce_sws.py",
