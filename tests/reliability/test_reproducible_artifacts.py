@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from compression_core.models import build_model
 from compression_core.job.pipeline import compress_file
+from compression_core.models import build_model
 from compression_core.report import write_job_report
 from compression_core.spec import parse_spec
 from mcs.app import app
