@@ -137,9 +137,10 @@ def density_table(n: int, rng: np.random.Generator) -> None:
     for d in (0.01, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9):
         p = np.flatnonzero(rng.random(n) < d)
         chosen = positions.encode(p, n, "huffman")
-        g = positions._gaps(p)
-        width = positions._best_gap_width(*np.unique(g - 1, return_counts=True), "huffman")
-        gaps = positions._gap_symbols(g, width)
+        values, counts = positions.gap_histogram(p)
+        width = positions._best_gap_width(values, counts, "huffman")
+        total = positions._symbol_count(values, counts, width)
+        gaps = positions._gap_symbols(p, width, total).astype(np.int64)
         bitmap = np.packbits(np.isin(np.arange(n), p)).astype(np.int64)
         h = -(d * np.log2(d) + (1 - d) * np.log2(1 - d))
         print(
