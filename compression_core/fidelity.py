@@ -29,7 +29,7 @@ from torch import nn
 
 from compression_core.budget import check_bytes
 
-__all__ = ["Fidelity", "class_axis", "compare", "measure", "reference_outputs"]
+__all__ = ["Fidelity", "class_axis", "compare", "measure", "predict_top1", "reference_outputs"]
 
 BATCH = 256
 
@@ -140,3 +140,15 @@ def measure(
     finally:
         model.train(was_training)
     return sums.result(list(reference.shape[1:]))
+
+
+@torch.no_grad()
+def predict_top1(model: nn.Module, x: torch.Tensor, *, batch_size: int = BATCH) -> torch.Tensor:
+    """The model's top-1 class (int64) for every sample of `x` (outputs (n, classes)), in eval mode: the
+    labels a job takes from the upload when its data has none."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([out.argmax(dim=1) for out in _batches(model, x, batch_size)])
+    finally:
+        model.train(was_training)
