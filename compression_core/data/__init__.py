@@ -50,6 +50,7 @@ __all__ = [
     "load_data",
     "load_upload",
     "split_info",
+    "upload_array_shapes",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,28 @@ def _npz_members(path: Path) -> dict[str, tuple[str, np.dtype, tuple[int, ...]]]
         f"{path.name}: the arrays {sorted(members)} of shapes {[s for _, _, s in members.values()]}", total
     )
     return members
+
+
+def upload_array_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Array names and shapes of an uploaded data file from its headers alone (each `.npz` member's `.npy`
+    header, checked as the loader checks them; the `.safetensors` header): what the API checks at
+    POST /jobs before anything is queued. InputError for an unreadable file."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path.name}: not a readable .npz archive (not a zip file)")
+        return {key: shape for key, (_, _, shape) in _npz_members(path).items()}
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise InputError(f"{path.name}: not a readable .safetensors file: {exc}") from exc
+    raise InputError(
+        f"{path.name}: data sets must be .npz or .safetensors, not {path.suffix or 'no extension'}"
+    )
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
