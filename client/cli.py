@@ -113,6 +113,11 @@ def _headline_table(job: Job) -> Any:
         table.add_row("error after", f"{100 * h.error_after:.2f}%{samples}")
     if h.error_increase is not None:
         table.add_row("error increase", f"{100 * h.error_increase:+.2f} points")
+    where = f" ({h.eval_samples} samples, {h.fidelity_split} split)" if h.eval_samples else ""
+    if h.agreement_after is not None:
+        table.add_row("top-1 agreement with the upload", f"{100 * h.agreement_after:.2f}%{where}")
+    if h.output_error_after is not None:
+        table.add_row("relative output error", f"{h.output_error_after:.4f}{where}")
     return table
 
 

@@ -25,17 +25,35 @@ def front_table(metrics: dict[str, Any] | None) -> Any:
     table = Table(
         title=f"search ({section.get('mode')}): Pareto front of {counts.get('trials', len(trials))} trials"
     )
-    for column in ["#", "label", *paths, "ratio", "test error", "validation error", "chosen"]:
+    # without labels the trials carry fidelity to the upload instead of errors
+    fidelity = all(t.get("error_after") is None for t in section["trials"]) and any(
+        t.get("agreement_after") is not None or t.get("output_error_after") is not None
+        for t in section["trials"]
+    )
+    measured = (
+        ["test agreement", "validation agreement", "test output error"]
+        if fidelity
+        else ["test error", "validation error"]
+    )
+    for column in ["#", "label", *paths, "ratio", *measured, "chosen"]:
         table.add_column(column)
     for index in section.get("pareto") or []:
         t = trials[index]
+        cells = (
+            [
+                _pct(t.get("agreement_after")),
+                _pct(t.get("validation_agreement_after")),
+                "-" if t.get("output_error_after") is None else f"{t['output_error_after']:.4f}",
+            ]
+            if fidelity
+            else [_pct(t.get("error_after")), _pct(t.get("validation_error_after"))]
+        )
         table.add_row(
             str(index),
             t.get("label") or "",
             *(str((t.get("parameters") or {}).get(p, "")) for p in paths),
             f"{t['ratio']:.2f}x" if t.get("ratio") else "-",
-            _pct(t.get("error_after")),
-            _pct(t.get("validation_error_after")),
+            *cells,
             "yes" if index == section.get("best") else "",
         )
     return table
@@ -45,8 +63,11 @@ def budget_missed(metrics: dict[str, Any] | None) -> str | None:
     """The message for exit 6 when a search had a budget that no trial met."""
     budget = ((metrics or {}).get("search") or {}).get("budget")
     if isinstance(budget, dict) and budget.get("met") is False:
-        return (
-            f"no trial of the search met its error budget (+{budget.get('max_error_increase')} points); "
-            "the least wrong trial was returned"
-        )
+        if budget.get("min_top1_agreement") is not None:
+            stated = f"budget: top-1 agreement with the upload at least {budget['min_top1_agreement']}"
+        elif budget.get("max_relative_output_error") is not None:
+            stated = f"budget: relative output error at most {budget['max_relative_output_error']}"
+        else:
+            stated = f"error budget +{budget.get('max_error_increase')} points"
+        return f"no trial of the search met its {stated}; the least wrong trial was returned"
     return None

@@ -74,6 +74,16 @@ def _headline(metrics: dict[str, Any]) -> Table:
             "Huffman vs entropy bound (coded streams)",
             f"{totals['huffman_bits_of_entropy_coded_streams']:,} vs {totals['entropy_bits']:,.0f} bits",
         )
+    from compression_core.report.headline import headline
+
+    h = headline(metrics)
+    where = f" ({h.eval_samples:,} samples, {h.fidelity_split} split)" if h.eval_samples else ""
+    if h.error_before is not None and h.error_after is not None:
+        table.add_row("error before -> after", f"{100 * h.error_before:.2f}% -> {100 * h.error_after:.2f}%")
+    if h.agreement_after is not None:
+        table.add_row("top-1 agreement with the upload", f"{100 * h.agreement_after:.2f}%{where}")
+    if h.output_error_after is not None:
+        table.add_row("relative output error vs the upload", f"{h.output_error_after:.4f}{where}")
     for key, label in (
         ("input_bytes", "input file"),
         ("model_pth_bytes", "model.pth"),

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased, defer
 from mcs_common.models import FINISHED_STATES, Job, JobState, cancel_children, utcnow
 from mcs_common.settings import Settings
 from mcs_common.storage import ARTIFACT_NAMES, job_dir, open_artifact, remove_job_files, store_inputs
+from service.admission import check_admission
 from service.auth import Principal
 from service.dispatch import Dispatcher
 from service.errors import (
@@ -277,6 +278,7 @@ def create_job(
         if tar:
             unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
             check_state_dicts(staged)
+        check_admission(staged, spec)  # architecture, state dict and data against the model, from headers
     except BaseException:
         staged.discard()
         raise

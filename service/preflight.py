@@ -14,6 +14,7 @@ import logging
 import threading
 from typing import Any
 
+from service.admission import check_admission
 from service.errors import InvalidSpec, InvalidSubmission, Unavailable
 from service.jobs import _spec_text, check_state_dict, not_a_state_dict, parse_spec
 from service.schemas import FieldError
@@ -56,6 +57,7 @@ def validate_upload(staged: StagedUpload, max_bytes: int, limit_name: str) -> di
         if tar:
             unpack_tar(staged, max_bytes, limit_name)
             check_state_dict(staged.files["model"], "model")
+        check_admission(staged, spec.model_dump(mode="json"))  # what POST /jobs refuses, from headers
         try:
             shapes = upload_shapes(staged.files["model"])
         except InputError as exc:

@@ -8,6 +8,10 @@ Uploads: an `.npz` (read with `allow_pickle=False`, so object arrays are refused
 holding `x_train`, `y_train`, optionally `x_test`, `y_test` and optionally `x_val`, `y_val` (used as the
 validation split instead of carving one from the training data). Features are floating point, labels integers.
 `check_against_model` runs one batch through the model and checks labels against its outputs.
+
+Labels are optional: with `x_*` arrays only (`DataSplits.labelled` False) a job reports fidelity to the
+uploaded model instead of an error (`compression_core/fidelity.py`), and when the model's outputs are class
+scores (batch, classes) its top-1 predictions become the labels that training methods fit.
 """
 
 from __future__ import annotations
@@ -46,12 +50,42 @@ __all__ = [
     "load_data",
     "load_upload",
     "split_info",
+    "upload_array_shapes",
 ]
 
 log = logging.getLogger(__name__)
 
-REQUIRED_KEYS = ("x_train", "y_train")
-OPTIONAL_KEYS = ("x_test", "y_test", "x_val", "y_val")
+REQUIRED_KEYS = ("x_train",)
+OPTIONAL_KEYS = ("y_train", "x_test", "y_test", "x_val", "y_val")
+KEYS = (*REQUIRED_KEYS, *OPTIONAL_KEYS)
+
+
+def key_problem(name: str, keys: Any) -> str | None:
+    """What is wrong with an upload's array names (None: nothing), with what to do: `x_train` is required,
+    labels are optional (`y_*` for every split or for none), names are lower case (`X_train` is refused
+    with a hint). Used by the loader and by the API's check at POST /jobs, which reads only the names."""
+    keys = sorted(str(k) for k in keys)
+    unknown = [k for k in keys if k not in KEYS]
+    if unknown:
+        hints = [f"{k} -> {k.lower()}" for k in unknown if k.lower() in KEYS]
+        hint = f" (names are lower case: rename {', '.join(hints)})" if hints else ""
+        return f"{name}: unexpected arrays {unknown}{hint}; allowed: {', '.join(KEYS)}"
+    if "x_train" not in keys:
+        return (
+            f"{name}: missing arrays ['x_train']; expected x_train (and optionally y_train, x_test, y_test, "
+            f"x_val, y_val), found {keys}"
+        )
+    labelled = any(k.startswith("y_") for k in keys)
+    if labelled and "y_train" not in keys:
+        return f"{name}: missing arrays ['y_train']; give labels for every split or for none"
+    for split in ("test", "val"):
+        if (f"y_{split}" in keys and f"x_{split}" not in keys) or (
+            labelled and f"x_{split}" in keys and f"y_{split}" not in keys
+        ):
+            return (
+                f"{name}: x_{split} and y_{split} must be given together (labels for every split or for none)"
+            )
+    return None
 
 
 def _npz_members(path: Path) -> dict[str, tuple[str, np.dtype, tuple[int, ...]]]:
@@ -93,6 +127,28 @@ def _npz_members(path: Path) -> dict[str, tuple[str, np.dtype, tuple[int, ...]]]
         f"{path.name}: the arrays {sorted(members)} of shapes {[s for _, _, s in members.values()]}", total
     )
     return members
+
+
+def upload_array_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Array names and shapes of an uploaded data file from its headers alone (each `.npz` member's `.npy`
+    header, checked as the loader checks them; the `.safetensors` header): what the API checks at
+    POST /jobs before anything is queued. InputError for an unreadable file."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path.name}: not a readable .npz archive (not a zip file)")
+        return {key: shape for key, (_, _, shape) in _npz_members(path).items()}
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise InputError(f"{path.name}: not a readable .safetensors file: {exc}") from exc
+    raise InputError(
+        f"{path.name}: data sets must be .npz or .safetensors, not {path.suffix or 'no extension'}"
+    )
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -141,28 +197,18 @@ def load_upload(path: str | Path, validation: float = DEFAULT_VALIDATION_FRACTIO
 def splits_from_arrays(
     arrays: Mapping[str, np.ndarray], name: str = "upload", validation: float = DEFAULT_VALIDATION_FRACTION
 ) -> DataSplits:
-    """Validate keys, dtypes, shapes and labels of a dict of arrays and turn it into DataSplits."""
-    missing = [k for k in REQUIRED_KEYS if k not in arrays]
-    if missing:
-        raise InputError(
-            f"{name}: missing arrays {missing}; expected x_train, y_train (and optionally x_test, y_test), "
-            f"found {sorted(arrays)}"
-        )
-    unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-    if unknown:
-        raise InputError(
-            f"{name}: unexpected arrays {unknown}; allowed: x_train, y_train, x_test, y_test, x_val, y_val"
-        )
-    for split in ("test", "val"):
-        if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
-            raise InputError(f"{name}: x_{split} and y_{split} must be given together")
+    """Validate keys, dtypes, shapes and labels of a dict of arrays and turn it into DataSplits (without
+    `y_*` arrays: unlabelled, see `DataSplits.labelled`)."""
+    problem = key_problem(name, arrays)
+    if problem is not None:
+        raise InputError(problem)
     for key, arr in arrays.items():
         if arr.dtype == object:
             raise InputError(f"{name}: {key} is an object array; only numeric arrays are accepted")
     splits = make_splits(
         name,
         arrays["x_train"],
-        arrays["y_train"],
+        arrays.get("y_train"),
         arrays.get("x_test"),
         arrays.get("y_test"),
         validation_fraction=validation,
@@ -195,9 +241,15 @@ def check_against_model(splits: DataSplits, model: nn.Module, batch: int = 4) ->
         ) from exc
     finally:
         model.train(was_training)
-    if out.dim() != 2 or out.shape[0] != x.shape[0]:
+    if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != x.shape[0]:
+        shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"{splits.name}: the model returns {shown}; expected one tensor (batch, ...)")
+    if not splits.labelled:  # fidelity to the upload needs outputs, not class scores
+        return
+    if out.dim() != 2:
         raise InputError(
-            f"{splits.name}: the model returns shape {tuple(out.shape)}; expected (batch, classes)"
+            f"{splits.name}: the model returns shape {tuple(out.shape)}; labels need (batch, classes) "
+            "outputs (upload x_* arrays without y_* to be measured by fidelity to the uploaded model)"
         )
     if splits.num_classes > out.shape[1]:
         raise InputError(

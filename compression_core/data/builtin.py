@@ -36,6 +36,7 @@ from compression_core.errors import SpecError
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "SAMPLE_SHAPES",
     "DatasetUnavailable",
     "FASHION_MNIST_DIR_ENV",
     "FASHION_MNIST_PACKAGE",
@@ -153,6 +154,10 @@ BUILTIN_DATASETS: dict[str, Callable[[float], DataSplits]] = {
     "digits": _digits,
     "fashion-mnist": _fashion_mnist,
 }
+
+
+# one sample's shape in each built-in (all flattened), for the API's check before anything is loaded
+SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {"mnist-5k": (784,), "digits": (64,), "fashion-mnist": (784,)}
 
 
 def load_builtin(name: str, validation: float = DEFAULT_VALIDATION_FRACTION) -> DataSplits:

@@ -14,6 +14,7 @@ train on); metrics.json then says the run had none. An upload may bring its own 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,10 @@ class DataSplits:
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     index_spaces: dict[str, str] = field(default_factory=dict)
     uploaded: bool = False  # the user's data file, not a built-in (see `validation_warning`)
+    # False: the upload has `x_*` arrays only; the labels are placeholders (zeros) until the job takes the
+    # uploaded model's top-1 predictions as labels (`labels_from`), and results are fidelity to the upload
+    labelled: bool = True
+    labels_from: str = "data"  # "data", "predictions" (the upload's top-1) or "none"
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -105,6 +110,19 @@ class DataSplits:
             "with the data set"
         )
 
+    def take_labels(self, predict: Callable[[torch.Tensor], torch.Tensor], source: str) -> None:
+        """Label every split with `predict(features)` (class indices, e.g. the uploaded model's top-1), for
+        data uploaded without labels; `labels_from` records `source`."""
+        for split in ("train", "validation", "test"):
+            dataset = getattr(self, split)
+            if dataset is not None:
+                x = dataset.tensors[0]
+                setattr(self, split, TensorDataset(x, predict(x).to(torch.int64).reshape(len(x))))
+        self.labels_from = source
+        self.num_classes = 1 + max(
+            int(d.tensors[1].max()) for d in (self.train, self.validation, self.test) if d is not None
+        )
+
     def info(self, split: str) -> dict[str, Any]:
         return split_info(split, self.sizes.get(split, 0))
 
@@ -114,10 +132,14 @@ def split_info(split: str | None, n: int) -> dict[str, Any]:
     return {"split": split, "n": n}
 
 
-def check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> None:
-    """Dtypes, shapes, sizes and label range of one split (InputError naming the split otherwise)."""
+def check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray | None) -> None:
+    """Dtypes, shapes, sizes and label range of one split (InputError naming the split otherwise); `y` None:
+    the split has no labels (fidelity to the upload is reported instead of an error)."""
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise InputError(f"{name}: x_{split} has dtype {x.dtype}; features must be numeric")
+    if y is None:
+        _check_features(name, split, x)
+        return
     if not np.issubdtype(y.dtype, np.integer):
         raise InputError(f"{name}: y_{split} has dtype {y.dtype}; labels must be integers (class indices)")
     if x.ndim < 2:
@@ -134,6 +156,16 @@ def check_pair(name: str, split: str, x: np.ndarray, y: np.ndarray) -> None:
         raise InputError(
             f"{name}: y_{split} has negative labels (min {int(y.min())}); labels are 0..classes-1"
         )
+    _check_features(name, split, x)
+
+
+def _check_features(name: str, split: str, x: np.ndarray) -> None:
+    if x.ndim < 2:
+        raise InputError(f"{name}: x_{split} has shape {x.shape}; expected (samples, features...)")
+    if len(x) == 0:
+        raise InputError(f"{name}: the {split} set is empty")
+    if len(x) > MAX_SAMPLES:
+        raise InputError(f"{name}: the {split} set has {len(x)} samples, more than the limit {MAX_SAMPLES}")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise InputError(f"{name}: x_{split} contains NaN or infinite values")
 
@@ -156,7 +188,7 @@ def _dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
 def make_splits(
     name: str,
     x_train: np.ndarray,
-    y_train: np.ndarray,
+    y_train: np.ndarray | None,
     x_test: np.ndarray | None,
     y_test: np.ndarray | None,
     *,
@@ -170,17 +202,28 @@ def make_splits(
     """Check the arrays and build the splits; without `x_val` the validation split is carved from train.
 
     `train_pool` / `test_pool` are the source indices of the rows of x_train / x_test (default: 0..n-1 of
-    their own arrays), so `DataSplits.indices` point into the source the caller read."""
+    their own arrays), so `DataSplits.indices` point into the source the caller read.
+
+    Without `y_train` the data has no labels (`DataSplits.labelled` False): `y_test` and `y_val` must be
+    absent too, and every split's labels are zeros until the job replaces them (`with_labels`)."""
+    labelled = y_train is not None
+    if not labelled and (y_test is not None or y_val is not None):
+        raise InputError(f"{name}: y_test or y_val without y_train; give labels for every split or for none")
     check_pair(name, "train", x_train, y_train)
     for split, x, y in (("test", x_test, y_test), ("val", x_val, y_val)):
-        if x is not None and y is not None:
+        if x is not None and (y is not None or not labelled):
             check_pair(name, split, x, y)
             if x.shape[1:] != x_train.shape[1:]:
                 raise InputError(
                     f"{name}: x_{split} samples have shape {x.shape[1:]}, x_train {x_train.shape[1:]}"
                 )
+    if not labelled:  # placeholders, so every split stays a (features, labels) TensorDataset
+        y_train = np.zeros(len(x_train), dtype=np.int64)
+        y_test = None if x_test is None else np.zeros(len(x_test), dtype=np.int64)
+        y_val = None if x_val is None else np.zeros(len(x_val), dtype=np.int64)
+    assert y_train is not None
     labels = [y for y in (y_train, y_test, y_val) if y is not None]
-    num_classes = int(max(int(y.max()) for y in labels)) + 1
+    num_classes = int(max(int(y.max()) for y in labels)) + 1 if labelled else 0
     train_pool = np.arange(len(x_train)) if train_pool is None else train_pool
     indices: dict[str, np.ndarray] = {}
     validation: TensorDataset | None
@@ -205,4 +248,6 @@ def make_splits(
         validation=validation,
         indices=indices,
         index_spaces=index_spaces or {},
+        labelled=labelled,
+        labels_from="data" if labelled else "none",
     )

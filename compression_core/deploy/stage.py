@@ -301,8 +301,9 @@ class DeployStage:
                         "model.int8.onnx", out_dir / "model.int8.onnx", count_parameters(deployed), threads
                     )
                 )
-            if data is not None:
-                inputs, dataset = data.eval_set.tensors[0].float(), data.eval_set
+            if data is not None:  # errors only against the data's own labels (not the upload's predictions)
+                inputs = data.eval_set.tensors[0].float()
+                dataset = data.eval_set if data.labels_from == "data" else None
             else:
                 inputs = torch.randn(32, *self.example.shape[1:], generator=torch.Generator().manual_seed(1))
                 dataset = None

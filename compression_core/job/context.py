@@ -3,6 +3,8 @@ inputs (e.g. the teacher), progress and cancellation. Whole-model methods receiv
 
 1. the model source builds the trainable module holding the uploaded weights (InputError naming bad keys),
    load the data and run one batch through the model (InputError when they do not fit);
+   the upload's outputs on the reported split are kept (`reference`: what fidelity is measured against;
+   data without labels takes the upload's top-1 predictions as labels, `compression_core/fidelity.py`);
 2. a method evaluates before compression (`evaluate_before`), trains and compresses (its `run`);
 3. after the files are written, the deployment stage (`deploy/stage.py`) evaluates the model rebuilt from
    them (what the user downloads), not the in-memory model.
@@ -19,8 +21,11 @@ import torch
 from torch import nn
 
 from compression_core.data import DataSplits, check_against_model, load_data
-from compression_core.errors import Cancelled, SpecError
-from compression_core.evaluate import evaluate
+from compression_core.errors import Cancelled, InputError, SpecError
+from compression_core.evaluate import evaluate, measure_latency
+from compression_core.fidelity import class_axis, measure, predict_top1, reference_outputs
+from compression_core.methods import registry
+from compression_core.methods.base import CompressMethod, PrepareMethod
 from compression_core.sources import ModelSource
 from compression_core.spec.model import SpecBase
 from compression_core.training.loop import EpochStats, renamed_for_split
@@ -59,10 +64,12 @@ class JobContext:
         self.original = dict(state_dict)  # what per-tensor rel_error is measured against
         self.model: nn.Module = model
         self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
+        self.reference: torch.Tensor | None = None  # the upload's outputs on the reported split
         if self.data is not None:
             check_against_model(self.data, self.model)
             if self.data.validation_warning:  # also in metrics.json, report.html and `mcs submit`
                 log.warning("%s: %s", self.data.name, self.data.validation_warning)
+            self._take_reference(self.data)
         self.inputs: dict[str, Path] = dict(inputs or {})
         self.history: list[EpochStats] = []
         self.evaluation: dict[str, Any] = {}
@@ -71,16 +78,55 @@ class JobContext:
         self.span = span
         self.checkpoint_dir: Path | None = None  # where long runs checkpoint (compress_file sets it)
 
+    def _take_reference(self, data: DataSplits) -> None:
+        """Keep the upload's outputs on the reported split (what fidelity is measured against); data without
+        labels takes the upload's top-1 predictions as labels when its outputs are class scores, and a
+        model whose outputs are not is refused for the methods that train on labels."""
+        split = data.eval_split
+        self.reference = reference_outputs(
+            self.model, data.eval_set.tensors[0], what=f"the uploaded model's outputs on the {split} split"
+        )
+        if data.labelled:
+            return
+        shape = tuple(self.reference.shape[1:])
+        if len(shape) == 1 and class_axis(shape):  # class scores: the upload's top-1 is the label
+            data.take_labels(lambda x: predict_top1(self.model, x), "predictions")
+            log.info("%s: no labels; the uploaded model's top-1 predictions are the labels", data.name)
+            return
+        training = [
+            m.name
+            for m, _ in registry.present_methods(self.spec)
+            if isinstance(m, PrepareMethod | CompressMethod)
+        ]
+        if training:
+            raise InputError(
+                f"{data.name}: {', '.join(training)} train on labels; the data has none (no y_train) and "
+                f"the model's outputs of shape {list(shape)} per sample are not class scores, so none can be "
+                "taken from its predictions; upload y_* labels, or drop those methods (data-free steps are "
+                "measured by fidelity to the uploaded model)"
+            )
+
     def check_cancel(self, where: str) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled(f"cancelled {where}")
 
     def _evaluate(self, model: nn.Module) -> dict[str, Any] | None:
-        """The reported evaluation (the test split), tagged with its `split` and `n`."""
+        """The reported evaluation (the test split), tagged with its `split` and `n`: error, top-1, ... when
+        the data has labels, always `fidelity` to the upload (`compression_core/fidelity.py`) and `labels`
+        (where they came from: "data", "predictions" of the upload, or "none"; without labels of the data
+        no error is reported)."""
         if self.data is None:
             return None
-        ev = evaluate(model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes)
-        return {**ev.to_dict(), **self.data.info(self.data.eval_split)}
+        data = self.data
+        if data.labels_from == "data":
+            ev = evaluate(model, data.eval_set, device=self.device, num_classes=data.num_classes)
+            result = ev.to_dict()
+        else:
+            result = _timed(model, data.eval_set.tensors[0], self.device)
+        if self.reference is not None:
+            result["fidelity"] = measure(model, data.eval_set.tensors[0], self.reference).to_dict()
+        result["labels"] = data.labels_from
+        return {**result, **data.info(data.eval_split)}
 
     def monitored(self, section: dict[str, Any]) -> dict[str, Any]:
         """A history section tagged with the split its per-epoch errors come from (the validation split).
@@ -113,5 +159,27 @@ class JobContext:
             "chosen_on": self.data.choice_split,
             "validation_from": self.data.index_spaces.get("validation") if self.data.validation else None,
             "validation_fraction": self.spec.data.validation if self.spec.data is not None else None,
+            "labels": self.data.labels_from,
             "warnings": [warning] if warning else [],
         }
+
+
+def _timed(model: nn.Module, x: torch.Tensor, device: str) -> dict[str, Any]:
+    """What `evaluate` reports without labels: the sample count, latency and peak memory on `device`."""
+    model = model.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        batch = x[:64].to(device)
+        per_batch, peak, source = measure_latency(model, batch)
+    finally:
+        model.train(was_training)
+    return {
+        "samples": len(x),
+        "latency_ms_per_batch": per_batch,
+        "latency_ms_per_sample": per_batch / len(batch),
+        "latency_batch_size": len(batch),
+        "peak_memory_bytes": peak,
+        "memory_source": source,
+        "device": str(torch.device(device)),
+    }

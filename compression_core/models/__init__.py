@@ -11,9 +11,10 @@ builds it from code installed on the worker. Code is never loaded from an upload
 - torchvision: every classification model `torchvision.models.list_models()` knows, always with
   `weights=None`, so nothing is downloaded.
 
-Exported programs (`.pt2`, `torch.export`) are refused unless the operator sets
-`MCS_TRUST_EXPORTED_PROGRAMS=1`: `torch.export.load` unpickles parts of the archive, so a hostile upload
-could run code in the worker. Only turn it on where every uploader is trusted.
+Exported programs (`.pt2`, `torch.export`) are never a job input (the service refuses the extension with
+415, `mcs compress` with exit 2): `torch.export.load` unpickles parts of the archive, so a hostile upload
+could run code in the worker. `load_exported_program` is for an operator's own code on trusted files, and
+refuses unless `MCS_TRUST_EXPORTED_PROGRAMS=1`; no job path calls it (docs/spec.md).
 """
 
 from __future__ import annotations

@@ -47,6 +47,10 @@ class Headline:
     error_before: float | None  # fraction in [0, 1]
     error_after: float | None
     eval_samples: int | None
+    # fidelity to the uploaded model (`evaluation.after.fidelity`): what a job without labels reports
+    agreement_after: float | None = None  # top-1 agreement, a fraction in [0, 1]
+    output_error_after: float | None = None  # relative output error ||f_c(X) - f_0(X)|| / ||f_0(X)||
+    fidelity_split: str | None = None  # the split both were measured on
 
     @property
     def error_increase(self) -> float | None:
@@ -81,6 +85,13 @@ def _bits_as_bytes(value: Any) -> float | None:
     return None if bits is None else bits / 8
 
 
+def _split_of(m: Mapping[str, Any]) -> str | None:
+    if lookup(m, ("evaluation", "after", "fidelity")) is None:
+        return None
+    split = lookup(m, ("evaluation", "after", "split"))
+    return split if isinstance(split, str) else None
+
+
 def headline(metrics: Mapping[str, Any] | None) -> Headline:
     """Headline numbers of a metrics dict; any of them may be None when the job did not report it.
 
@@ -113,6 +124,9 @@ def headline(metrics: Mapping[str, Any] | None) -> Headline:
         error_before=_error(m, "before"),
         error_after=_error(m, "after"),
         eval_samples=int(samples) if _number(samples) is not None else None,
+        agreement_after=_number(lookup(m, ("evaluation", "after", "fidelity", "top1_agreement"))),
+        output_error_after=_number(lookup(m, ("evaluation", "after", "fidelity", "relative_output_error"))),
+        fidelity_split=_split_of(m),
     )
 
 

@@ -78,6 +78,10 @@ def _cards(h: Headline, metrics: Mapping[str, Any] | None) -> str:
         cards.append(("error after", f"{100 * h.error_after:.2f}%"))
     if h.error_increase is not None:
         cards.append(("error change", f"{100 * h.error_increase:+.2f} pts"))
+    if h.agreement_after is not None:
+        cards.append(("top-1 agreement with the upload", f"{100 * h.agreement_after:.2f}%"))
+    if h.output_error_after is not None:
+        cards.append(("relative output error", f"{h.output_error_after:.4f}"))
     body = "".join(
         f'<div class="card"><div class="k">{_esc(k)}</div><div class="v">{_esc(v)}</div></div>'
         for k, v in cards
@@ -89,7 +93,14 @@ def _cards(h: Headline, metrics: Mapping[str, Any] | None) -> str:
         if isinstance(data, Mapping) and data.get("name"):
             split = f", {data['evaluated_on']} split" if data.get("evaluated_on") else ""
             where = f" of {data['name']}{split}"
-        samples = f'<p class="note">Errors measured on {h.eval_samples:,} samples{_esc(where)}.</p>'
+        measured = "Errors" if h.error_after is not None else "Fidelity to the uploaded model"
+        samples = f'<p class="note">{measured} measured on {h.eval_samples:,} samples{_esc(where)}.</p>'
+        if h.agreement_after is not None or h.output_error_after is not None:
+            samples += (
+                '<p class="note">Fidelity: relative output error = ‖f<sub>c</sub>(X) − f<sub>0</sub>(X)‖ / '
+                "‖f<sub>0</sub>(X)‖ over the split; top-1 agreement = share of samples whose top class is "
+                "the uploaded model's.</p>"
+            )
 
     return f'<div class="cards">{body}</div>{samples}{_warnings(metrics)}'
 

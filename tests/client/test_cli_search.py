@@ -106,3 +106,27 @@ def test_submit_wait_prints_the_front_and_gates_on_the_budget(
     else:
         assert result.exit_code == ExitCode.THRESHOLD_MISSED == 6
         assert "no trial of the search met its error budget" in result.output
+
+
+def test_a_fidelity_search_prints_agreement_and_names_its_budget() -> None:
+    from rich.console import Console
+
+    from client.search_view import budget_missed, front_table
+
+    trial = {"index": 0, "parameters": {S: 0.5}, "state": "succeeded", "ratio": 4.0}
+    fidelity = {"agreement_after": 0.9712, "validation_agreement_after": 0.968, "output_error_after": 0.1234}
+    metrics = {
+        "search": {
+            "mode": "budget",
+            "trials": [{**trial, **fidelity}],
+            "pareto": [0],
+            "best": 0,
+            "budget": {"measure": "agreement", "met": False, "min_top1_agreement": 0.99},
+        }
+    }
+    console = Console(width=200, record=True)
+    console.print(front_table(metrics))
+    text = console.export_text()
+    assert "test agreement" in text and "97.12%" in text and "96.80%" in text and "0.1234" in text
+    message = budget_missed(metrics)
+    assert message is not None and "top-1 agreement with the upload at least 0.99" in message

@@ -58,6 +58,39 @@ def test_partial_and_older_layouts_read_the_same(metrics: dict[str, Any] | None)
     _same(metrics)
 
 
+FIDELITY = {
+    "evaluation": {
+        "before": {"samples": 360, "split": "test", "fidelity": {"top1_agreement": 1.0}},
+        "after": {
+            "samples": 360,
+            "split": "test",
+            "labels": "predictions",
+            "fidelity": {"top1_agreement": 0.9361, "relative_output_error": 0.2125},
+        },
+    }
+}
+
+
+def test_fidelity_to_the_upload_is_read_by_both_readers() -> None:
+    h = _same(FIDELITY)
+    assert (h.agreement_after, h.output_error_after, h.fidelity_split) == (0.9361, 0.2125, "test")
+    assert h.error_after is None and h.eval_samples == 360
+
+
+def test_the_submit_table_prints_the_fidelity() -> None:
+    from rich.console import Console
+
+    from client.cli import _headline_table
+    from client.models import Job
+
+    job = Job.from_json({"id": "j", "state": "succeeded", "metrics": FIDELITY})
+    console = Console(width=200, record=True)
+    console.print(_headline_table(job))
+    text = console.export_text()
+    assert "top-1 agreement with the upload" in text and "93.61% (360 samples, test split)" in text
+    assert "relative output error" in text and "0.2125" in text
+
+
 def test_sizes_print_the_same() -> None:
     for n in (None, 0, 1023, 1024, 1536, 10 * 1024**2, 3 * 1024**3, 5 * 1024**4):
         assert client_headline.human_bytes(n) == core_human_bytes(n)

@@ -77,7 +77,12 @@ def test_test_split_is_optional(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda a: a.pop("y_train"), "missing arrays \\['y_train'\\]"),
+        (
+            lambda a: a.pop("y_train"),
+            "missing arrays \\['y_train'\\]; give labels for every split or for none",
+        ),
+        (lambda a: a.pop("x_train"), "missing arrays \\['x_train'\\]"),
+        (lambda a: a.update(X_train=a.pop("x_train")), "rename X_train -> x_train"),
         (lambda a: a.update(extra=np.zeros(3)), "unexpected arrays \\['extra'\\]"),
         (lambda a: a.pop("y_test"), "x_test and y_test must be given together"),
         (lambda a: a.update(y_train=a["y_train"].astype(np.float32)), "labels must be integers"),
@@ -253,3 +258,22 @@ def test_idx_reader_checks_declared_sizes(tmp_path):
     huge.write_bytes(b"\x00\x00\x08\x03" + (2**31).to_bytes(4, "big") * 3)
     with pytest.raises(InputError, match="more than"):
         read_idx(huge)
+
+
+def test_an_upload_without_labels_is_unlabelled_until_it_takes_predictions(tmp_path):
+    arrays = _arrays(n=40)
+    unlabelled = {k: v for k, v in arrays.items() if k.startswith("x_")}
+    np.savez(tmp_path / "d.npz", **unlabelled)
+    splits = load_upload(tmp_path / "d.npz")
+    assert not splits.labelled and splits.labels_from == "none" and splits.num_classes == 0
+    assert splits.sizes == {"train": 36, "validation": 4, "test": 20}
+    model = build_model({"arch": "mlp", "kwargs": {"sizes": [64, 7]}})
+    check_against_model(splits, model)  # any (batch, ...) output: no labels to check
+    with torch.no_grad():
+        splits.take_labels(lambda x: model(x).argmax(dim=1), "predictions")
+    assert splits.labels_from == "predictions" and 1 <= splits.num_classes <= 7
+    expected = model(splits.test.tensors[0]).argmax(dim=1)
+    assert torch.equal(splits.test.tensors[1], expected)
+    np.savez(tmp_path / "e.npz", **unlabelled, y_test=arrays["y_test"])
+    with pytest.raises(InputError, match="missing arrays \\['y_train'\\]"):
+        load_upload(tmp_path / "e.npz")

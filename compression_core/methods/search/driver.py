@@ -41,6 +41,7 @@ class SearchDriver(OuterDriver):
                 seconds=child.seconds,
                 job_id=child.job_id,
                 reason=child.reason,
+                measure=self.config.budget_measure,
             )
             for child in children
         ]
@@ -85,6 +86,10 @@ class SearchDriver(OuterDriver):
         chosen = next((t for t in trials if t.index == best), None)
         if chosen is not None and chosen.ratio is not None and chosen.error_after is not None:
             message += f"; best so far: {chosen.ratio:.2f}x at {100 * chosen.error_after:.2f}% test error"
+        elif chosen is not None and chosen.ratio is not None and chosen.agreement_after is not None:
+            message += (
+                f"; best so far: {chosen.ratio:.2f}x at {100 * chosen.agreement_after:.2f}% top-1 agreement"
+            )
         return min(0.99, len(finished) / max(1, total)), message
 
     def finish(
@@ -113,4 +118,6 @@ class SearchDriver(OuterDriver):
         from compression_core.methods.search.trial import run_trial
 
         holdout = Holdout.model_validate(record.get("validation") or {})
-        return run_trial(model_path, spec, out_dir, holdout, **options)
+        search = self.config
+        labels = search.budget_measure == "error" and search.budget_fraction is not None
+        return run_trial(model_path, spec, out_dir, holdout, needs_labels=labels, **options)

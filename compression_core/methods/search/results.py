@@ -17,13 +17,19 @@ from compression_core.methods.search.trials import TrialResult
 
 __all__ = ["choose_best", "search_csv", "search_section", "write_search_files"]
 
+BUDGET_FIELDS = {"agreement": "min_top1_agreement", "output_error": "max_relative_output_error"}
+
 log = logging.getLogger(__name__)
 
 
 def choose_best(search: SearchSpec, trials: Sequence[TrialResult]) -> tuple[int | None, bool | None]:
     """(index of the chosen trial, whether it meets the budget; None without one). Chosen on the
     validation split: the most compressed trial within budget, else the least wrong one."""
-    ok = [t for t in trials if t.ok and t.validation_error_after is not None]
+    ok = [
+        t
+        for t in trials
+        if t.ok and (t.validation_increase is not None or t.validation_error_after is not None)
+    ]
     if not ok:
         return None, None
     if search.mode is SearchMode.sensitivity:
@@ -36,7 +42,13 @@ def choose_best(search: SearchSpec, trials: Sequence[TrialResult]) -> tuple[int 
         if within:
             best = max(within, key=lambda t: (t.ratio or 0.0, -(t.validation_error_after or 0.0)))
             return best.index, True
-    least_wrong = min(ok, key=lambda t: (t.validation_error_after or 0.0, -(t.ratio or 0.0)))
+    least_wrong = min(
+        ok,
+        key=lambda t: (
+            t.validation_increase if t.validation_increase is not None else t.validation_error_after or 0.0,
+            -(t.ratio or 0.0),
+        ),
+    )
     return least_wrong.index, (False if budget is not None else None)
 
 
@@ -69,15 +81,20 @@ def search_section(
         section["sensitivity"] = sensitivity.table(search, trials)
     budget = sensitivity.target(search) if search.mode is SearchMode.sensitivity else search.budget_fraction
     if budget is not None:
+        measure = search.budget_measure
         section["budget"] = {
-            "max_error_increase": 100 * budget,
+            "measure": measure,
             "met": bool(met),
             "message": (
-                "a trial meets the budget"
+                f"a trial meets the budget ({search.budget_text()} on the validation split)"
                 if met
-                else "no trial met the error budget; the least wrong trial is returned"
+                else f"no trial met the budget ({search.budget_text()}); the least wrong trial is returned"
             ),
         }
+        if measure == "error":
+            section["budget"]["max_error_increase"] = 100 * budget
+        else:
+            section["budget"][BUDGET_FIELDS[measure]] = getattr(search, BUDGET_FIELDS[measure])
     return section
 
 
@@ -95,6 +112,10 @@ def search_csv(trials: Sequence[TrialResult], section: dict[str, Any]) -> str:
         "error_after",
         "validation_error_before",
         "validation_error_after",
+        "agreement_after",
+        "output_error_after",
+        "validation_agreement_after",
+        "validation_output_error_after",
         "seconds",
         "job_id",
         "pareto",

@@ -24,7 +24,9 @@ _EXCLUSIVE = {"prune": ("keep", "sparsity"), "lowrank": ("rank", "energy", "alph
 
 
 def target(search: SearchSpec) -> float:
-    """The error budget as a fraction."""
+    """The budget as a fraction of its measure (`SearchSpec.budget_fraction`; default: 1 point of error)."""
+    if search.budget_measure != "error":
+        return float(search.budget_fraction or 0.0)
     return (search.max_error_increase if search.max_error_increase is not None else DEFAULT_TARGET) / 100.0
 
 

@@ -5,6 +5,7 @@
 "search": {"mode": "budget", "parameters": {"rules.0.steps.0.sparsity": {"low": 0.5, "high": 0.99}},
            "max_error_increase": 0.5, "max_trials": 12}
 "search": {"mode": "sensitivity", "values": [0.5, 0.7, 0.9], "max_error_increase": 1.0}
+"search": {"mode": "budget", "parameters": {...}, "min_top1_agreement": 0.99}   (fidelity: no labels needed)
 ```
 
 A parameter is any numeric field by its path in the spec (the same paths a 422 names). This module is
@@ -27,6 +28,7 @@ __all__ = ["Combine", "Holdout", "Range", "SearchMode", "SearchSpec", "MAX_TRIAL
 
 MAX_TRIALS = 256  # a search is many jobs: bound it like any other size a spec declares
 MAX_VALUES = 256
+BUDGETS = ("max_error_increase", "min_top1_agreement", "max_relative_output_error")
 
 Number = int | float
 
@@ -92,6 +94,20 @@ class SearchSpec(MethodSpec):
         le=100.0,
         description="points of validation error above the uploaded model's that a trial may add",
     )
+    min_top1_agreement: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="budget in fidelity: the least top-1 agreement with the uploaded model's predictions on "
+        "the validation split (a fraction, e.g. 0.99); needs no labels",
+    )
+    max_relative_output_error: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1e6,
+        description="budget in fidelity: the largest ||f_c(X) - f_0(X)|| / ||f_0(X)|| against the uploaded "
+        "model on the validation split (e.g. 0.05); needs no labels, and no class scores",
+    )
     values: list[Number] | None = Field(
         default=None, max_length=MAX_VALUES, description="sensitivity: the values each layer is tried at"
     )
@@ -122,6 +138,9 @@ class SearchSpec(MethodSpec):
 
     @model_validator(mode="after")
     def _mode_fields(self) -> SearchSpec:
+        given = [name for name in BUDGETS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one budget, not {' and '.join(given)}")
         if self.mode is SearchMode.sensitivity:
             if self.parameters:
                 raise ValueError("sensitivity: give `values` (tried on each layer), not `parameters`")
@@ -145,8 +164,11 @@ class SearchSpec(MethodSpec):
                 raise ValueError(
                     f"the grid has {self.grid_size()} points, more than max_trials={self.max_trials}"
                 )
-        if self.mode is SearchMode.budget and self.max_error_increase is None:
-            raise ValueError("budget: `max_error_increase` (points of error) is required")
+        if self.mode is SearchMode.budget and not given:
+            raise ValueError(
+                "budget: a budget is required: `max_error_increase` (points of error, needs labels), "
+                "`min_top1_agreement` or `max_relative_output_error` (fidelity to the uploaded model)"
+            )
         return self
 
     def grid_size(self) -> int:
@@ -156,6 +178,32 @@ class SearchSpec(MethodSpec):
         return lengths[0] if self.combine is Combine.zip else math.prod(lengths)
 
     @property
+    def budget_measure(self) -> str:
+        """What the budget limits, measured on the validation split (`TrialResult.validation_increase`):
+        "error" (the error's increase; needs labels), "agreement" (the loss of top-1 agreement with the
+        upload, 1 - agreement) or "output_error" (the relative output error against the upload)."""
+        if self.min_top1_agreement is not None:
+            return "agreement"
+        if self.max_relative_output_error is not None:
+            return "output_error"
+        return "error"
+
+    @property
     def budget_fraction(self) -> float | None:
-        """max_error_increase as a fraction, like `evaluation.*.error`."""
+        """The budget as the largest allowed increase of `budget_measure` (a fraction, like
+        `evaluation.*.error`): max_error_increase / 100, 1 - min_top1_agreement, or
+        max_relative_output_error; None without a budget."""
+        if self.min_top1_agreement is not None:
+            return 1.0 - self.min_top1_agreement
+        if self.max_relative_output_error is not None:
+            return self.max_relative_output_error
         return None if self.max_error_increase is None else self.max_error_increase / 100.0
+
+    def budget_text(self) -> str:
+        """The budget as the spec states it (for messages and metrics)."""
+        if self.min_top1_agreement is not None:
+            return f"top-1 agreement with the upload at least {self.min_top1_agreement:g}"
+        if self.max_relative_output_error is not None:
+            return f"relative output error at most {self.max_relative_output_error:g}"
+        increase = self.max_error_increase
+        return "no budget" if increase is None else f"error increase at most {increase:g} points"

@@ -35,11 +35,17 @@ def run_trial(
     data_path: Path | None = None,
     inputs: Mapping[str, Path] | None = None,
     checkpoint_dir: Path | None = None,
+    needs_labels: bool = False,
 ) -> dict[str, Any]:
     """Write out_dir/{model.bin, model.pth, metrics.json} like `compress_file`; returns the metrics.
-    `checkpoint_dir` is the trial job's folder, as for `compress_file` (a trial running LC resumes there)."""
+    `checkpoint_dir` is the trial job's folder, as for `compress_file` (a trial running LC resumes there).
+    The validation split measures the error (with labels) and the fidelity to the upload (always);
+    `needs_labels`: the search's budget is an error, so data without labels is refused."""
     from compression_core.data import load_data
+    from compression_core.errors import InputError
     from compression_core.evaluate import evaluate
+    from compression_core.fidelity import measure as fidelity
+    from compression_core.fidelity import reference_outputs
     from compression_core.job.pipeline import compress_file
     from compression_core.metrics import write_metrics
     from compression_core.spec import DataSpec
@@ -48,15 +54,22 @@ def run_trial(
         raise SpecError("search: a trial needs the spec's `model` and `data` (it is measured on data)")
     clock = time.perf_counter()
     splits = load_data(spec.data, data_path)
+    if needs_labels and not splits.labelled:
+        raise InputError(
+            f"search.max_error_increase: {splits.name} has no labels (no y_train), so no error can be "
+            "measured; state the budget as search.min_top1_agreement or search.max_relative_output_error "
+            "(fidelity to the uploaded model), or upload y_* labels"
+        )
     trial_data = split_validation(splits, holdout.fraction, holdout.seed)
     folder = Path(tempfile.mkdtemp(prefix="mcs-trial-"))
     try:
-        arrays = {
-            "x_train": trial_data.splits.train.tensors[0].numpy(),
-            "y_train": trial_data.splits.train.tensors[1].numpy(),
-        }
+        arrays = {"x_train": trial_data.splits.train.tensors[0].numpy()}
         if splits.test is not None:
-            arrays |= {"x_test": splits.test.tensors[0].numpy(), "y_test": splits.test.tensors[1].numpy()}
+            arrays["x_test"] = splits.test.tensors[0].numpy()
+        if splits.labelled:  # without labels the trial takes them from the upload itself, as any job
+            arrays["y_train"] = trial_data.splits.train.tensors[1].numpy()
+            if splits.test is not None:
+                arrays["y_test"] = splits.test.tensors[1].numpy()
         carved = folder / "trial-data.npz"
         np.savez(carved, **arrays)  # type: ignore[arg-type]
         metrics = compress_file(
@@ -73,16 +86,26 @@ def run_trial(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
+    x_val = trial_data.validation.tensors[0]
+    reference: Any = None
+
     def measure(path: Path) -> dict[str, Any]:
+        nonlocal reference
         from compression_core.sources import open_source
 
         with open_source(path, spec.model) as source:
             model = source.module()
         assert model is not None  # the spec names the architecture (checked above)
-        result = evaluate(
-            model, trial_data.validation, device=device, num_classes=splits.num_classes, timing=False
-        )
-        return {"error": result.error, "samples": result.samples, "loss": result.loss}
+        if reference is None:  # the upload, measured first: what fidelity is measured against
+            reference = reference_outputs(model, x_val, what="the uploaded model's outputs on validation")
+        found: dict[str, Any] = {"error": None, "samples": len(x_val), "loss": None}
+        if splits.labelled:
+            result = evaluate(
+                model, trial_data.validation, device=device, num_classes=splits.num_classes, timing=False
+            )
+            found |= {"error": result.error, "samples": result.samples, "loss": result.loss}
+        found["fidelity"] = fidelity(model, x_val, reference).to_dict()
+        return found
 
     metrics["search_trial"] = {
         "validation": {

@@ -38,6 +38,12 @@ class TrialResult:
     error_after: float | None = None
     validation_error_before: float | None = None
     validation_error_after: float | None = None
+    # fidelity to the uploaded model (compression_core/fidelity.py): test split and validation split
+    agreement_after: float | None = None
+    output_error_after: float | None = None
+    validation_agreement_after: float | None = None
+    validation_output_error_after: float | None = None
+    measure: str = "error"  # what the budget limits (SearchSpec.budget_measure)
     seconds: float | None = None
     job_id: str | None = None
     reason: str | None = None
@@ -49,6 +55,14 @@ class TrialResult:
 
     @property
     def validation_increase(self) -> float | None:
+        """How much worse than the upload the trial is on the validation split, in the budget's measure:
+        the error's increase, the top-1 agreement lost (the upload agrees with itself fully), or the
+        relative output error (the upload's own is 0)."""
+        if self.measure == "agreement":
+            agreement = self.validation_agreement_after
+            return None if agreement is None else 1.0 - agreement
+        if self.measure == "output_error":
+            return self.validation_output_error_after
         if self.validation_error_after is None or self.validation_error_before is None:
             return None
         return self.validation_error_after - self.validation_error_before
@@ -81,6 +95,8 @@ class TrialResult:
         totals = metrics.get("totals") or {}
         evaluation = metrics.get("evaluation") or {}
         validation = (metrics.get("search_trial") or {}).get("validation") or {}
+        fidelity = (evaluation.get("after") or {}).get("fidelity") or {}
+        validation_fidelity = (validation.get("after") or {}).get("fidelity") or {}
         return cls(
             index=index,
             parameters=dict(parameters),
@@ -91,5 +107,9 @@ class TrialResult:
             error_after=(evaluation.get("after") or {}).get("error"),
             validation_error_before=(validation.get("before") or {}).get("error"),
             validation_error_after=(validation.get("after") or {}).get("error"),
+            agreement_after=fidelity.get("top1_agreement"),
+            output_error_after=fidelity.get("relative_output_error"),
+            validation_agreement_after=validation_fidelity.get("top1_agreement"),
+            validation_output_error_after=validation_fidelity.get("relative_output_error"),
             **values,
         )
