@@ -29,8 +29,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from compression_core.channels import count_parameters
 from compression_core.deploy.onnx_export import export_onnx
-from compression_core.deploy.pruning import PruneTarget, count_parameters, prune_structured
+from compression_core.deploy.pruning import PruneTarget, prune_structured
 from compression_core.deploy.table import MeasureOptions, deployment_table, onnx_candidate, torch_candidate
 from compression_core.io import load_state_dict, save_state_dict
 from compression_core.models import build_model

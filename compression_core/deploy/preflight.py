@@ -60,7 +60,8 @@ def _fit(model: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> list[
 
 def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
     """The plan report; never raises for a plan problem (they are listed in `errors`), only for bad input."""
-    from compression_core.deploy.pruning import count_parameters, plan_structured, prune_structured
+    from compression_core.channels import count_parameters
+    from compression_core.deploy.pruning import plan_structured, prune_structured
     from compression_core.deploy.stage import example_input, structured_targets
     from compression_core.models import build_model, meta_model
 

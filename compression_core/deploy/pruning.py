@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from compression_core.channels import channels_removed, torch_pruning_ratio
 from compression_core.deploy.spec import Importance, PruneScope
 from compression_core.errors import SpecError
 
@@ -36,7 +36,6 @@ __all__ = [
     "PruneTarget",
     "StructuredPlan",
     "check_runs",
-    "count_parameters",
     "plan_structured",
     "prune_structured",
     "replay_history",
@@ -97,10 +96,6 @@ class StructuredPlan:
             "pruned": [p.to_dict() for p in self.pruned],
             "refused": [p.to_dict() for p in self.refused],
         }
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())
 
 
 def matches_any(name: str, patterns: Iterable[str]) -> bool:
@@ -187,8 +182,9 @@ def plan_structured(
 
 
 def _kept(channels: int, sparsity: float, round_to: int | None) -> int:
-    """Channels a layer keeps after removing `sparsity` of them (Torch-Pruning's rounding)."""
-    removed = int(channels * sparsity)
+    """Channels a layer keeps after removing `sparsity` of them (the one rule, `channels_removed`; then
+    Torch-Pruning's `round_to`, which rounds the kept count down to a multiple)."""
+    removed = channels_removed(channels, sparsity)
     if round_to:
         kept = channels - removed
         removed = max(channels - (kept - kept % round_to), 0)
@@ -237,10 +233,22 @@ def prune_structured(
         if target.scope is PruneScope.global_:
             global_rules.setdefault(target.rule, []).append(modules[target.layer])
         else:
-            ratios[modules[target.layer]] = target.sparsity
+            channels = int(modules[target.layer].weight.shape[0])
+            ratios[modules[target.layer]] = torch_pruning_ratio(
+                channels, channels_removed(channels, target.sparsity)
+            )
     sparsity_of = {t.rule: t.sparsity for t in targets}
+    coupled = {p.layer: set(p.coupled) for p in plan.pruned}
+    names = {id(m): n for n, m in modules.items()}
     for rule, layers in global_rules.items():
-        ratios[tuple(layers)] = sparsity_of[rule]
+        # one ranking over the rule's channels, each coupled set counted once (Torch-Pruning groups it)
+        counted: list[str] = []
+        for member in layers:
+            name = names[id(member)]
+            if not any(name in coupled.get(c, ()) for c in counted):
+                counted.append(name)
+        total = sum(int(modules[n].weight.shape[0]) for n in counted)
+        ratios[tuple(layers)] = torch_pruning_ratio(total, channels_removed(total, sparsity_of[rule]))
     protected = [m for name, m in modules.items() if isinstance(m, PRUNABLE) and matches_any(name, ignore)]
     protected += [
         m for name, m in modules.items() if isinstance(m, PRUNABLE) and _out_channel_members(graph, m)[1]

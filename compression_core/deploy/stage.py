@@ -24,8 +24,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from compression_core.budget import check_bytes
+from compression_core.channels import count_parameters
 from compression_core.deploy.architecture import ARCHITECTURE_FILE, architecture_record, load_model
-from compression_core.deploy.pruning import PruneTarget, StructuredPlan, count_parameters, prune_structured
+from compression_core.deploy.pruning import PruneTarget, StructuredPlan, prune_structured
 from compression_core.deploy.spec import ExportFormat, Importance
 from compression_core.deploy.table import MeasureOptions, deployment_table, onnx_candidate, torch_candidate
 from compression_core.errors import CompressionError, SpecError

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from compression_core.channels import count_parameters
 from compression_core.deploy.pruning import (
     PRUNABLE,
     PruneTarget,
     check_runs,
-    count_parameters,
     plan_structured,
     prune_structured,
     replay_history,

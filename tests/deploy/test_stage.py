@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 from compression_core import load_model
+from compression_core.channels import count_parameters
 from compression_core.data import load_builtin
 from compression_core.deploy.onnx_export import ort_session
-from compression_core.deploy.pruning import count_parameters
 from compression_core.errors import InputError
 from compression_core.format import decode_state_dict
 from compression_core.job.pipeline import compress_file

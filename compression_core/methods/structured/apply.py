@@ -4,8 +4,9 @@ Importance of a channel is the L1 or L2 norm of its slice (Li et al. 2017; Torch
 Two forms, because the `.bin` and `model.pth` must load into the uploaded architecture:
 
 - the data-free spec step `{"type": "structured", "sparsity": 0.5, "norm": "l1", "dim": 0}` zeroes the
-  round(sparsity · C) weakest slices of a tensor and keeps its shape; the record stores the positions of the
-  kept slices' entries (long runs, which the format's position coding stores in few bits) and their values
+  weakest slices of a tensor (how many: `compression_core.channels.channels_removed`, the one rule the
+  physical pruning follows too) and keeps its shape; the record stores the positions of the kept slices'
+  entries (long runs, which the format's position coding stores in few bits) and their values
   (or a codebook with `quantize`). Biases and batch-norm parameters of the zeroed channels are untouched by
   the data-free step (a rule sees one tensor), so the channel then outputs a constant.
 - `shrink_model` builds the physically smaller network for a chain of layers: a removed output channel also
@@ -18,13 +19,13 @@ Two forms, because the `.bin` and `model.pth` must load into the uploaded archit
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from compression_core.channels import channels_removed, count_parameters
 from compression_core.errors import SpecError
 from compression_core.methods.base import StepContext, Work
 from compression_core.methods.structured.spec import ChannelNorm, StructuredStep
@@ -56,9 +57,9 @@ def channel_norms(
 def removed_channels(
     tensor: torch.Tensor, sparsity: float, *, dim: int = 0, norm: ChannelNorm | str = ChannelNorm.l1
 ) -> torch.Tensor:
-    """Sorted indices of the round(sparsity · C) weakest channels (ties: lowest index first; at least one
-    channel is always kept)."""
-    count = min(round(sparsity * tensor.shape[dim]), tensor.shape[dim] - 1)
+    """Sorted indices of the `channels_removed(C, sparsity)` weakest channels (the nearest whole number,
+    halves up; ties: lowest index first; at least one channel is always kept)."""
+    count = channels_removed(int(tensor.shape[dim]), sparsity)
     order = torch.argsort(channel_norms(tensor, dim, norm), stable=True)
     return torch.sort(order[:count]).values
 
@@ -266,10 +267,6 @@ def shrunk_architecture(
     if arch == "lenet300":
         return {**kwargs, "hidden": [small.fc1.out_features, small.fc2.out_features]}  # type: ignore[union-attr]
     return None
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())
 
 
 def zero_output_channels(state_dict: Mapping[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:

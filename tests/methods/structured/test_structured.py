@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from safetensors.torch import save_file
 from torch import nn
 
+from compression_core.channels import channels_removed
 from compression_core.errors import SpecError
 from compression_core.format import decode_records, decode_state_dict
 from compression_core.job.pipeline import compress_file
@@ -75,7 +76,8 @@ def test_removes_exactly_the_weakest_channels():
     removed = removed_channels(w, 0.2, norm="l2")
     assert removed.tolist() == [2, 7]
     for sparsity in (0.0, 0.25, 0.5, 0.75, 0.95):
-        assert len(removed_channels(w, sparsity)) == min(round(sparsity * 10), 9)
+        assert len(removed_channels(w, sparsity)) == channels_removed(10, sparsity)
+    assert [len(removed_channels(w, s)) for s in (0.25, 0.95)] == [3, 9]  # halves up; one channel stays
 
 
 @pytest.mark.parametrize("norm", ["l1", "l2"])
