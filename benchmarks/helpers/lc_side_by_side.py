@@ -188,10 +188,15 @@ def run_ours(
     started = time.perf_counter()
 
     def on_step(stats: LCStepStats) -> None:
-        assert stats.test_error is not None and stats.test_samples is not None
-        outcome.val_samples = stats.test_samples
+        assert stats.validation_error is not None and stats.validation_samples is not None
+        outcome.val_samples = stats.validation_samples
         rec = StepRecord(
-            stats.step, stats.mu, _structure(stats), stats.constraint_gap, stats.test_error, stats.seconds
+            stats.step,
+            stats.mu,
+            _structure(stats),
+            stats.constraint_gap,
+            stats.validation_error,
+            stats.seconds,
         )
         outcome.steps.append(rec)
         progress(rec)
