@@ -19,3 +19,8 @@ class FormatError(InputError):
 
 class Cancelled(CompressionError):
     """The caller asked the running pipeline to stop (checked between stages)."""
+
+
+class UnsupportedModel(InputError):
+    """A readable model input that uses what this service cannot convert (an ONNX operator, control flow,
+    an opset out of range): the service answers 422 naming it; other InputErrors on an upload are 415."""

@@ -28,6 +28,7 @@ ARTIFACT_NAMES = (
     "architecture.json",  # deploy (issue 12): with a `model` in the spec
     "model.onnx",
     "model.int8.onnx",
+    "architecture.onnx",  # an ONNX upload pruned structurally: the unpruned graph that load_model rebuilds
     "search.csv",  # search jobs (worker/search.py): the table of trials and its plots
     "pareto.png",
     "sensitivity.png",
@@ -40,6 +41,7 @@ ARTIFACT_MEDIA_TYPES = {
     "architecture.json": "application/json",
     "model.onnx": "application/octet-stream",
     "model.int8.onnx": "application/octet-stream",
+    "architecture.onnx": "application/octet-stream",
     "search.csv": "text/csv; charset=utf-8",
     "pareto.png": "image/png",
     "sensitivity.png": "image/png",
@@ -54,6 +56,7 @@ OPTIONAL_ARTIFACTS = frozenset(
         "architecture.json",
         "model.onnx",
         "model.int8.onnx",
+        "architecture.onnx",
         "search.csv",
         "pareto.png",
         "sensitivity.png",

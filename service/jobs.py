@@ -132,11 +132,14 @@ def check_state_dict(path: Path, role: str) -> None:
     """Refuse anything that is not a model input we can compress, from the file's metadata alone (each kind
     of input checks its own: `compression_core.sources.check_upload`): the API never loads an upload's
     tensors (memory per submit stays O(header)); the worker loads them."""
-    from compression_core.errors import InputError
+    from compression_core.errors import InputError, UnsupportedModel
     from compression_core.sources import check_upload
 
     try:
         check_upload(path)
+    except UnsupportedModel as exc:  # readable, but uses what cannot be converted (an ONNX operator): 422
+        message = not_a_state_dict(exc, path, role).detail.removeprefix(f"{role}: ")
+        raise InvalidSubmission(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
     except InputError as exc:
         raise not_a_state_dict(exc, path, role) from exc
 

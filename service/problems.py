@@ -25,7 +25,10 @@ _DESCRIPTIONS = {
     404: "No such job or artifact.",
     409: "The job is in a state that does not allow this.",
     413: "The upload is over the server's or the token's limit (the detail names it).",
-    415: "An uploaded file is not a state dict (.safetensors, or a .pth readable with weights_only).",
+    415: (
+        "An uploaded file is not a model input this service reads (.safetensors, a .pth readable with "
+        "weights_only, an ONNX graph with its weights inside)."
+    ),
     422: "Invalid input; `errors` names each field.",
     429: "A limit of the token is reached (the detail names it, e.g. max_concurrent_jobs).",
     503: "The database or the broker is unreachable.",

@@ -41,6 +41,7 @@ INDEX_PART = re.compile(r"^[A-Za-z0-9_]{1,64}\.safetensors\.index\.json$")
 MAX_SHARD_PARTS = 4096
 FIELD_PARTS = ("spec", "queue")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+GRAPH_SUFFIXES = (".onnx",)  # a model source of its own (compression_core/sources/onnx/), weights inside
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,12}$")
 
 
@@ -105,10 +106,12 @@ def _suffix_for(role: str, filename: str) -> str:
             return suffix
         if suffix in TORCH_SUFFIXES:
             return ".pth"
+        if suffix in GRAPH_SUFFIXES:
+            return suffix
         if suffix:
             raise NotAStateDict(
-                f"{role}: unsupported file extension {suffix!r}; send .safetensors (preferred) or a "
-                f"PyTorch file ({', '.join(TORCH_SUFFIXES)})",
+                f"{role}: unsupported file extension {suffix!r}; send .safetensors (preferred), a "
+                f"PyTorch file ({', '.join(TORCH_SUFFIXES)}) or an ONNX graph (.onnx)",
                 [FieldError(field=role, message=f"extension {suffix!r}")],
             )
         return ""  # decided from the first bytes

@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PRODUCT = ("compression_core", "service", "worker", "mcs", "mcs_common", "client")
-INTERNALS = ("kombu", "schemathesis", "torch-pruning", "onnxruntime")
+INTERNALS = ("kombu", "schemathesis", "torch-pruning", "onnxruntime", "onnx2torch")
 # imported, but guaranteed by the declared package that is built on them
 PROVIDED_BY = {"starlette": "fastapi", "billiard": "celery", "botocore": "boto3"}
 

@@ -238,7 +238,8 @@ class DeployStage:
             progress("export", 0.92, "model.onnx")
         generator = torch.Generator().manual_seed(0)
         inputs = torch.randn(CHECK_SAMPLES, *self.example.shape[1:], generator=generator)
-        export_onnx(deployed, self.example, out_dir / "model.onnx")
+        if self.job.source.onnx_graph(out_dir) is None:  # an ONNX upload's own graph is already there
+            export_onnx(deployed, self.example, out_dir / "model.onnx")
         check = check_onnx(
             deployed, out_dir / "model.onnx", inputs, rtol=ONNX_RTOL, threads=torch.get_num_threads()
         )

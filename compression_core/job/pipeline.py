@@ -308,6 +308,9 @@ class _Run:
         upload = deploy.upload if deploy is not None else None  # structured pruning: ratio against the upload
         metrics["totals"] = summarize(metrics["tensors"], bin_bytes=len(encoded.data), upload=upload)
         metrics["files"] = {"input_bytes": source.input_bytes(), "model_bin_bytes": len(encoded.data)}
+        notes = source.notes()
+        if notes:
+            metrics["source"] = {"kind": source.kind, **notes}
         if out_dir / "model.pth" in dense:
             metrics["files"]["model_pth_bytes"] = (out_dir / "model.pth").stat().st_size
         elif dense:

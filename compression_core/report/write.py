@@ -58,10 +58,12 @@ def write_job_report(out_dir: str | Path, model_path: str | Path, history: Any =
     import json
 
     from compression_core.io import load_state_dict
+    from compression_core.sources import open_source
 
     out = Path(out_dir)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    before = load_state_dict(model_path)
+    with open_source(model_path) as source:  # the upload as its kind reads it (a state dict, an ONNX graph)
+        before = source.state_dict()
     after = load_state_dict(out / "model.pth")
     return write_report(
         out, metrics, before, after, history if history is not None else metrics.get("history")

@@ -98,11 +98,22 @@ class ModelSource(abc.ABC):
         `"source": kind` and registers `SourceKind.rebuild`. None: the source has no module."""
         return None
 
+    def notes(self) -> dict[str, Any]:
+        """What the job's metrics.json records about the input beyond `describe()` (e.g. the tensor names
+        that could not be mapped back to the exporting model's parameter names); built after loading."""
+        return {}
+
     # --- outputs --------------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
         """An in-memory job's dense weights in the source's own form; returns the files written."""
+
+    def onnx_graph(self, out_dir: Path) -> Path | None:
+        """The `model.onnx` that `write` put in `out_dir` in the source's own form (an ONNX source's graph
+        with the job's weights), which the deployment stage checks instead of exporting the module; None:
+        the deployment stage exports the module."""
+        return None
 
     def dense_writer(self, out_dir: Path) -> DenseWriter:
         """A streamed job's dense outputs, written in place as tensors are decoded."""

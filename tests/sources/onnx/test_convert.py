@@ -1,0 +1,85 @@
+"""Normalization and conversion: the exported TinyNet becomes a module of standard layers whose state dict
+is TinyNet's own (loads strictly), which computes what TinyNet computes on any batch."""
+
+from __future__ import annotations
+
+import warnings
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from compression_core.sources.onnx.convert import convert_graph
+from compression_core.sources.onnx.normalize import normalize
+from compression_core.sources.onnx.write import filled, patched, weightless
+from tests.sources.onnx.tiny import TinyNet
+
+
+def test_the_converted_module_has_the_exporting_models_names_and_outputs(tiny):
+    path, model = tiny
+    graph = normalize(onnx.load(str(path)))
+    converted = convert_graph(graph)
+    module = converted.module
+    assert converted.unmapped == []
+    assert isinstance(module.get_submodule("stem"), nn.Conv2d) and module.get_submodule("stem").bias is None
+    assert isinstance(module.get_submodule("bn"), nn.BatchNorm2d)
+    assert isinstance(module.get_submodule("block.1"), nn.BatchNorm2d)
+    assert isinstance(module.get_submodule("head"), nn.Linear)
+    mine = TinyNet()
+    mine.load_state_dict(module.state_dict(), strict=True)  # num_batches_tracked included
+    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(1))  # exported on batch 1, run on 5
+    with torch.no_grad():
+        expected, got = model(x), module.eval()(x)
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+    # the BatchNorms train: running statistics move in training mode
+    before = module.get_submodule("bn").running_mean.clone()
+    module.train()(x)
+    assert not torch.equal(before, module.get_submodule("bn").running_mean)
+
+
+def test_weights_go_back_into_the_graph_and_a_weightless_graph_rebuilds_the_same_module(tiny):
+    path, _ = tiny
+    graph = normalize(onnx.load(str(path)))
+    converted = convert_graph(graph)
+    state = {k: v * 0.5 if v.is_floating_point() else v for k, v in converted.module.state_dict().items()}
+    out = patched(graph, converted.bindings, state)
+    assert out is not None
+    again = convert_graph(out).module
+    assert all(torch.equal(again.state_dict()[k], state[k]) for k in converted.bindings)
+    smaller = dict(state, **{"head.weight": state["head.weight"][:5]})
+    assert patched(graph, converted.bindings, smaller) is None  # a changed shape: not the same graph
+    empty = weightless(graph, converted.bindings)
+    assert len(empty.SerializeToString()) < len(graph.SerializeToString()) / 4
+    rebuilt = convert_graph(filled(empty)).module
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in state.items()}
+
+
+def test_a_torchscript_export_with_folded_batchnorms_converts_and_says_which_names_are_not_mapped(
+    tiny, tmp_path
+):
+    _, model = tiny
+    path = tmp_path / "ts.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 64),), str(path), dynamo=False, opset_version=17)
+    converted = convert_graph(normalize(onnx.load(str(path))))
+    assert converted.unmapped, "folded conv weights have exporter names, not TinyNet's"
+    assert all(name.startswith("onnx_ops.") or name.endswith(".bias") for name in converted.unmapped)
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.allclose(converted.module.eval()(x), model(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_normalize_makes_the_batch_symbolic(tiny, batch):
+    path, _ = tiny
+    graph = normalize(onnx.load(str(path)))
+    dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim.dim_param == "batch" and not dim.HasField("dim_value")
+    from compression_core.deploy.onnx_export import ort_session
+
+    session_path = path.parent / "normalized.onnx"
+    session_path.write_bytes(graph.SerializeToString())
+    out = ort_session(session_path, 1).run(None, {"x": torch.zeros(batch, 64).numpy()})[0]
+    assert out.shape == (batch, 10)
