@@ -167,3 +167,5 @@ def test_data_without_labels_is_measured_by_fidelity_through_the_service(stack: 
     trials = section["trials"]
     assert trials[section["best"]]["validation_agreement_after"] >= 0.85
     assert any(t["validation_agreement_after"] < 0.85 for t in trials)  # the budget chose among them
+    children = stack.get(f"/jobs/{found['id']}").json()["children"]
+    assert [c["validation_agreement"] for c in children] == [t["validation_agreement_after"] for t in trials]
