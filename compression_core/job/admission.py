@@ -62,11 +62,14 @@ def _architecture_problems(spec: SpecBase) -> list[Problem]:
     from compression_core.models import available_architectures
     from compression_core.sources import kinds
 
+    named = list(_named_models(spec))
+    if not named:  # a data-free spec: nothing to look up (torchvision is not even imported)
+        return []
     known = available_architectures()
     names = {name for group in known.values() for name in group}
     outer = outer_method(spec)
     problems = []
-    for field, model in _named_models(spec):
+    for field, model in named:
         if model.arch in names:
             continue
         trials = f" (every trial of the {outer.name} builds it)" if outer is not None else ""
