@@ -6,8 +6,8 @@ Exit codes (stable, for CI gates):
   3  the request failed: server unreachable, token refused, spec or file rejected (problem+json shown)
   4  the job failed
   5  the job was cancelled
-  6  a threshold was missed (--min-ratio, --max-error-increase), or the metric it needs was not reported,
-     or a search job's error budget was met by none of its trials
+  6  a threshold was missed (--min-ratio, --max-error-increase, --min-agreement), or the metric it needs
+     was not reported, or a search job's budget was met by none of its trials
   7  an artifact's SHA-256 or size did not match what the server announced
   8  --timeout passed before the job finished
 """
@@ -130,11 +130,15 @@ def _print_warnings(job: Job) -> None:
 
 
 def check_thresholds(
-    metrics: dict[str, Any] | None, min_ratio: float | None, max_error_increase: float | None
+    metrics: dict[str, Any] | None,
+    min_ratio: float | None,
+    max_error_increase: float | None,
+    min_agreement: float | None = None,
 ) -> list[str]:
     """Messages for every threshold missed; a gate whose metric is absent counts as missed (fail closed).
 
-    `max_error_increase` is in percentage points (0.5: the error may rise by at most half a point).
+    `max_error_increase` is in percentage points (0.5: the error may rise by at most half a point);
+    `min_agreement` is a fraction: the least top-1 agreement with the uploaded model (fidelity, no labels).
     """
     from client.headline import headline
 
@@ -152,6 +156,14 @@ def check_thresholds(
             missed.append(
                 f"error rose by {100 * h.error_increase:.2f} points, over --max-error-increase "
                 f"{max_error_increase:g}"
+            )
+    if min_agreement is not None:
+        if h.agreement_after is None:
+            missed.append("--min-agreement given but the job reported no top-1 agreement with the upload")
+        elif h.agreement_after < min_agreement - 1e-12:
+            missed.append(
+                f"top-1 agreement with the upload {100 * h.agreement_after:.2f}% is below --min-agreement "
+                f"{min_agreement:g}"
             )
     return missed
 
@@ -266,6 +278,10 @@ def submit(
         float | None,
         typer.Option(help="Fail (exit 6) if error rises by more percentage points. Implies --wait."),
     ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(help="Fail (exit 6) if top-1 agreement with the upload is below (0-1). Implies --wait."),
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop waiting after N s (exit 8).")] = None,
     poll: Annotated[float, typer.Option(help="Seconds between status polls.")] = 1.0,
 ) -> None:
@@ -284,14 +300,15 @@ def submit(
         with _client(server, token) as client:
             job = _upload(client, model, spec, data, teacher)
             console.print(f"submitted job [bold]{job.id}[/] ({job.state})", highlight=False)
-            if not (wait or min_ratio is not None or max_error_increase is not None):
+            gates = (min_ratio, max_error_increase, min_agreement)
+            if not (wait or any(g is not None for g in gates)):
                 return
             job = _follow(client, job.id, timeout, poll)
             _finish(job)
             _download(client, job.id, out or Path("mcs-out") / job.id)
             console.print(_headline_table(job))
             _print_warnings(job)
-            missed = check_thresholds(job.metrics, min_ratio, max_error_increase)
+            missed = check_thresholds(job.metrics, min_ratio, max_error_increase, min_agreement)
             front = front_table(job.metrics)  # a search job: its front, and its own budget (exit 6)
             if front is not None:
                 console.print(front)

@@ -206,22 +206,41 @@ def check(
         str, typer.Option("--spec", "-s", help="spec JSON file, or the name of a shipped example")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="the data file the job would upload (.npz/.safetensors); only its headers are read"
+        ),
+    ] = None,
 ) -> None:
     """The job's plan (which stages run, streamed or in memory) and which layers the spec's structured and
     int8 plans would prune or quantize, and which they cannot (exit code 2 when a layer is refused or the
-    file does not fit; docs/deployable-models.md, docs/sources.md)."""
+    file does not fit; docs/deployable-models.md, docs/sources.md). First the checks POST /jobs makes
+    (compression_core/job/admission.py): the architecture, the state dict and the data against the model."""
     import json
 
     from compression_core.deploy.check_report import report_tables
     from compression_core.deploy.preflight import preflight
+    from compression_core.job.admission import admission_problems, as_dicts
     from compression_core.job.plan import plan_job
     from compression_core.sources import open_source
 
     with _friendly_errors():
         parsed = _load_spec_arg(spec)
         with open_source(model, parsed.model) as source:
+            shapes = source.shapes()  # the upload's metadata checks first, as the API makes them
+            refused = admission_problems(parsed, model, data)
+            if refused:
+                report: dict[str, Any] = {"ok": False, "errors": as_dicts(refused)}
+                if as_json:
+                    console.print_json(json.dumps(report))
+                for problem in refused:
+                    err_console.print(
+                        f"[red]refused:[/red] {problem.field}: {problem.message}", soft_wrap=True
+                    )
+                raise typer.Exit(2)
             plan = plan_job(parsed, source)
-            report = {"plan": plan.to_dict(), **preflight(parsed, source.shapes())}
+            report = {"plan": plan.to_dict(), **preflight(parsed, shapes)}
     if as_json:
         console.print_json(json.dumps(report))
     else:

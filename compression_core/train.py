@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from compression_core.data import DataSplits, check_against_model
+from compression_core.errors import InputError
 from compression_core.evaluate import Evaluation, evaluate
 from compression_core.io import save_torch_file
 from compression_core.models import ModelSpec, build_model
@@ -46,6 +47,8 @@ def train_reference(
 ) -> TrainResult:
     config = config or RetrainConfig(epochs=20)
     torch.manual_seed(config.seed)
+    if not data.labelled:
+        raise InputError(f"{data.name}: training a reference needs labels (y_train); the data has none")
     model = build_model(model_spec)
     check_against_model(data, model)
     history = train_epochs(

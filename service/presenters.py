@@ -20,6 +20,8 @@ def present_child(child: Job) -> ChildPublic:
         ratio=totals.get("ratio"),
         error=(evaluation.get("after") or {}).get("error"),
         validation_error=(validation.get("after") or {}).get("error"),
+        agreement=((evaluation.get("after") or {}).get("fidelity") or {}).get("top1_agreement"),
+        validation_agreement=((validation.get("after") or {}).get("fidelity") or {}).get("top1_agreement"),
         reason=child.error,
         url=f"/jobs/{child.id}",
     )

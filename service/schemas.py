@@ -41,6 +41,12 @@ class ChildPublic(BaseModel):
     ratio: float | None = Field(None, description="stored-bits compression ratio, once succeeded")
     error: float | None = Field(None, description="test error after compression (a fraction)")
     validation_error: float | None = Field(None, description="validation error the search chose on")
+    agreement: float | None = Field(
+        None, description="test split: top-1 agreement with the uploaded model (fidelity; a fraction)"
+    )
+    validation_agreement: float | None = Field(
+        None, description="validation split: top-1 agreement with the uploaded model (a fidelity budget)"
+    )
     reason: str | None = Field(None, description="why the trial failed")
     url: str
 

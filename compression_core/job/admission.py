@@ -62,11 +62,14 @@ def _architecture_problems(spec: SpecBase) -> list[Problem]:
     from compression_core.models import available_architectures
     from compression_core.sources import kinds
 
+    named = list(_named_models(spec))
+    if not named:  # a data-free spec: nothing to look up (torchvision is not even imported)
+        return []
     known = available_architectures()
     names = {name for group in known.values() for name in group}
     outer = outer_method(spec)
     problems = []
-    for field, model in _named_models(spec):
+    for field, model in named:
         if model.arch in names:
             continue
         trials = f" (every trial of the {outer.name} builds it)" if outer is not None else ""
@@ -154,8 +157,25 @@ def _data_shapes(spec: SpecBase, data_path: Path | None) -> tuple[dict[str, tupl
         shape = SAMPLE_SHAPES.get(spec.data.builtin)
         return ({"x_train": (1, *shape), "y_train": (1,)} if shape else None), f"data set {spec.data.builtin}"
     if data_path is None:
-        return None, ""
+        raise InputError(
+            'the spec asks for {"upload": true} data but no `data` file (.npz or .safetensors) was sent'
+        )
     return upload_array_shapes(data_path), "data"
+
+
+def _shape_problem(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+    """What the loader would refuse in the arrays' shapes (`data/splits.py`), from their headers."""
+    for split in ("train", "test", "val"):
+        x, y = shapes.get(f"x_{split}"), shapes.get(f"y_{split}")
+        if x is None:
+            continue
+        if len(x) < 2:
+            return f"x_{split} has shape {list(x)}; expected (samples, features...)"
+        if split != "train" and x[1:] != shapes["x_train"][1:]:
+            return f"x_{split} samples have shape {list(x[1:])}, x_train {list(shapes['x_train'][1:])}"
+        if y is not None and tuple(y) != (x[0],):
+            return f"y_{split} has shape {list(y)}; expected ({x[0]},): one class index per x_{split} sample"
+    return None
 
 
 def _data_problems(spec: SpecBase, data_path: Path | None, probe: Any) -> list[Problem]:
@@ -170,7 +190,7 @@ def _data_problems(spec: SpecBase, data_path: Path | None, probe: Any) -> list[P
         return [Problem("data", str(error).removeprefix(f"{data_path.name}: " if data_path else ""))]
     if shapes is None:
         return []
-    problem = key_problem("the data file", shapes)
+    problem = key_problem("the data file", shapes) or _shape_problem(shapes)
     if problem is not None:
         return [Problem("data", problem.removeprefix("the data file: "))]
     problems = []

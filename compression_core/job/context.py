@@ -83,15 +83,22 @@ class JobContext:
         labels takes the upload's top-1 predictions as labels when its outputs are class scores, and a
         model whose outputs are not is refused for the methods that train on labels."""
         split = data.eval_split
-        self.reference = reference_outputs(
-            self.model, data.eval_set.tensors[0], what=f"the uploaded model's outputs on the {split} split"
-        )
-        if data.labelled:
-            return
-        shape = tuple(self.reference.shape[1:])
-        if len(shape) == 1 and class_axis(shape):  # class scores: the upload's top-1 is the label
-            data.take_labels(lambda x: predict_top1(self.model, x), "predictions")
-            log.info("%s: no labels; the uploaded model's top-1 predictions are the labels", data.name)
+        home = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        self.model.to(self.device)  # the passes run where the job runs; the model goes back afterwards
+        try:
+            self.reference = reference_outputs(
+                self.model,
+                data.eval_set.tensors[0],
+                what=f"the uploaded model's outputs on the {split} split",
+            )
+            shape = tuple(self.reference.shape[1:])
+            scores = len(shape) == 1 and class_axis(shape)
+            if not data.labelled and scores:  # class scores: the upload's top-1 is the label
+                data.take_labels(lambda x: predict_top1(self.model, x), "predictions")
+                log.info("%s: no labels; the uploaded model's top-1 predictions are the labels", data.name)
+        finally:
+            self.model.to(home)
+        if data.labelled or scores:
             return
         training = [
             m.name

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["pareto_png", "search_html", "sensitivity_png"]
@@ -22,12 +22,22 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-def _ok(trial: Mapping[str, Any]) -> bool:
+def _y(section: Mapping[str, Any]) -> tuple[Callable[[Mapping[str, Any]], float | None], str]:
+    """What the plot's y axis shows (a trial -> value) and its label: the test error; without labels the
+    fidelity to the upload (the top-1 agreement lost, in points, or the relative output error)."""
+    trials = section.get("trials") or []
+    if any(t.get("error_after") is not None for t in trials) or not trials:
+        return (lambda t: None if t.get("error_after") is None else 100 * t["error_after"]), "test error (%)"
+    measure = (section.get("budget") or {}).get("measure")
+    if measure == "output_error" or all(t.get("agreement_after") is None for t in trials):
+        return (lambda t: t.get("output_error_after")), "relative output error vs the upload (test)"
     return (
-        trial.get("state") == "succeeded"
-        and bool(trial.get("ratio"))
-        and trial.get("error_after") is not None
-    )
+        lambda t: None if t.get("agreement_after") is None else 100 * (1 - t["agreement_after"])
+    ), "top-1 disagreement with the upload (%, test)"
+
+
+def _ok(trial: Mapping[str, Any], y: Callable[[Mapping[str, Any]], float | None]) -> bool:
+    return trial.get("state") == "succeeded" and bool(trial.get("ratio")) and y(trial) is not None
 
 
 def _figure() -> tuple[Any, Any]:
@@ -50,32 +60,24 @@ def _png(fig: Any) -> bytes:
 
 
 def pareto_png(section: Mapping[str, Any]) -> bytes | None:
-    ok = [t for t in section.get("trials") or [] if _ok(t)]
+    y, ylabel = _y(section)
+    ok = [t for t in section.get("trials") or [] if _ok(t, y)]
     if not ok:
         return None
     fig, ax = _figure()
-    ax.scatter(
-        [t["ratio"] for t in ok], [100 * t["error_after"] for t in ok], s=18, color="#8a9bb0", label="trials"
-    )
+    ax.scatter([t["ratio"] for t in ok], [y(t) for t in ok], s=18, color="#8a9bb0", label="trials")
     by_index = {t["index"]: t for t in ok}
     front = [by_index[i] for i in section.get("pareto") or [] if i in by_index]
-    ax.plot(
-        [t["ratio"] for t in front],
-        [100 * t["error_after"] for t in front],
-        "o-",
-        color="#1f6feb",
-        label="Pareto front",
-    )
+    ax.plot([t["ratio"] for t in front], [y(t) for t in front], "o-", color="#1f6feb", label="Pareto front")
     before = next((t["error_before"] for t in ok if t.get("error_before") is not None), None)
-    if before is not None:
-        ax.scatter(
-            [1.0], [100 * before], marker="*", s=140, color="#d1242f", label="uploaded model", zorder=3
-        )
+    before = 100 * before if before is not None else (0.0 if ylabel != "test error (%)" else None)
+    if before is not None:  # without labels the upload is 0 away from itself
+        ax.scatter([1.0], [before], marker="*", s=140, color="#d1242f", label="uploaded model", zorder=3)
     best = by_index.get(section.get("best", -1))
     if best is not None:
         ax.scatter(
             [best["ratio"]],
-            [100 * best["error_after"]],
+            [y(best)],
             s=160,
             facecolors="none",
             edgecolors="#1a7f37",
@@ -85,7 +87,7 @@ def pareto_png(section: Mapping[str, Any]) -> bytes | None:
         )
     ax.set_xscale("log")
     ax.set_xlabel("compression ratio (stored bits, log scale)")
-    ax.set_ylabel("test error (%)")
+    ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
@@ -122,6 +124,9 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
     trials = list(section["trials"])
     paths = list(dict.fromkeys(p for t in trials for p in (t.get("parameters") or {})))
     front, best = set(section.get("pareto") or []), section.get("best")
+    fidelity = any(
+        t.get("agreement_after") is not None or t.get("output_error_after") is not None for t in trials
+    )
     columns = [
         "#",
         "label",
@@ -130,6 +135,7 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
         "ratio",
         "test error",
         "validation error",
+        *(["test agreement", "validation agreement", "test output error"] if fidelity else []),
         "seconds",
         "front",
         "chosen",
@@ -148,6 +154,15 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
             "-" if not t.get("ratio") else f"{t['ratio']:.2f}×",
             _pct(t.get("error_after")),
             _pct(t.get("validation_error_after")),
+            *(
+                [
+                    _pct(t.get("agreement_after")),
+                    _pct(t.get("validation_agreement_after")),
+                    "-" if t.get("output_error_after") is None else f"{t['output_error_after']:.4f}",
+                ]
+                if fidelity
+                else []
+            ),
             "-" if t.get("seconds") is None else f"{t['seconds']:.1f}",
             "★" if t["index"] in front else "",
             "✓" if t["index"] == best else "",
@@ -155,7 +170,9 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
         body.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
     budget = section.get("budget") or {}
     verdict = ""
-    if budget:
+    if budget and budget.get("measure", "error") != "error":
+        verdict = f'<p class="note">Fidelity budget: {_esc(budget.get("message", ""))}.</p>'
+    elif budget:
         verdict = (
             f'<p class="note">Error budget: +{budget.get("max_error_increase")} points on the validation '
             f"split; {_esc(budget.get('message', ''))}.</p>"

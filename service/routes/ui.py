@@ -196,6 +196,8 @@ def _cards(metrics: dict[str, Any] | None) -> list[tuple[str, str]]:
         cards.append(("non-zero weights", f"{nonzero}{h.params_total:,.0f}"))
     if h.error_before is not None and h.error_after is not None:
         cards.append(("error", f"{100 * h.error_before:.2f}% → {100 * h.error_after:.2f}%"))
+    if h.agreement_after is not None:  # fidelity to the upload (issue 19): jobs without labels
+        cards.append(("top-1 agreement with the upload", f"{100 * h.agreement_after:.2f}%"))
     return cards
 
 

@@ -180,6 +180,14 @@ def test_thresholds_fail_closed_without_metrics() -> None:
     assert check_thresholds(METRICS, 12.5, 0.6) == []  # equal to the bounds passes
 
 
+def test_the_agreement_gate_reads_the_fidelity_and_fails_closed() -> None:
+    metrics = {"evaluation": {"after": {"fidelity": {"top1_agreement": 0.97}}}}
+    assert check_thresholds(metrics, None, None, 0.97) == []
+    (missed,) = check_thresholds(metrics, None, None, 0.99)
+    assert "97.00% is below --min-agreement 0.99" in missed
+    assert "no top-1 agreement" in check_thresholds({}, None, None, 0.9)[0]
+
+
 def test_a_data_set_without_x_val_is_pointed_out_at_submit_and_after(
     app, fake, servers, model_file, spec_file, tmp_path
 ) -> None:

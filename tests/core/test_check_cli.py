@@ -54,3 +54,21 @@ def test_mcs_check_reads_a_sharded_checkpoint(tmp_path: Path) -> None:
     wrong.write_text(json.dumps({"model": {"arch": "lenet300"}}))
     result = runner.invoke(app, ["check", str(folder), "--spec", str(wrong)])
     assert result.exit_code == 2 and "fc1.weight" in result.output, result.output
+
+
+def test_mcs_check_makes_the_checks_post_jobs_makes_first(tmp_path: Path) -> None:
+    """Issue 19: an unknown architecture, and data whose samples do not fit the model, exit 2 naming the
+    field, before any plan is traced."""
+    import numpy as np
+
+    model = tmp_path / "lenet5.safetensors"
+    save_file(lenet5_state_dict(), str(model))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"model": {"arch": "GarmentNet"}}))
+    result = runner.invoke(app, ["check", str(model), "--spec", str(spec)])
+    assert result.exit_code == 2 and "spec.model.arch" in result.output and "GarmentNet" in result.output
+    spec.write_text(json.dumps({"model": {"arch": "lenet5"}, "data": {"upload": True}}))
+    data = tmp_path / "data.npz"
+    np.savez(data, x_train=np.zeros((4, 28, 28, 3), np.float32), y_train=np.arange(4))
+    result = runner.invoke(app, ["check", str(model), "--spec", str(spec), "--data", str(data)])
+    assert result.exit_code == 2 and "refused: data" in result.output, result.output

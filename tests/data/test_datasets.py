@@ -277,3 +277,10 @@ def test_an_upload_without_labels_is_unlabelled_until_it_takes_predictions(tmp_p
     np.savez(tmp_path / "e.npz", **unlabelled, y_test=arrays["y_test"])
     with pytest.raises(InputError, match="missing arrays \\['y_train'\\]"):
         load_upload(tmp_path / "e.npz")
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist-5k"])
+def test_the_builtins_sample_shapes_are_what_the_api_checks_against(name):
+    from compression_core.data.builtin import SAMPLE_SHAPES
+
+    assert tuple(load_builtin(name).train.tensors[0].shape[1:]) == SAMPLE_SHAPES[name]

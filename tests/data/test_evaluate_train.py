@@ -67,3 +67,15 @@ def test_mcs_train_command_writes_a_loadable_state_dict(tmp_path):
     load_into(build_model({"arch": "mlp", "kwargs": {"sizes": [64, 16, 10]}}), load_state_dict(out))
     bad = CliRunner().invoke(app, ["train", "lenet300", "--data", "digits", "-o", str(out), "--epochs", "1"])
     assert bad.exit_code == 2 and "do not fit the model" in bad.output
+
+
+def test_a_reference_is_not_trained_on_data_without_labels(tmp_path):
+    import numpy as np
+
+    from compression_core.data import load_upload
+    from compression_core.errors import InputError
+    from compression_core.train import train_reference
+
+    np.savez(tmp_path / "x.npz", x_train=np.zeros((20, 64), np.float32))
+    with pytest.raises(InputError, match="needs labels"):
+        train_reference({"arch": "mlp", "kwargs": {"sizes": [64, 10]}}, load_upload(tmp_path / "x.npz"))

@@ -24,3 +24,26 @@ def test_report_shows_fidelity_instead_of_errors() -> None:
     assert "relative output error" in page and "0.2125" in page
     assert "Fidelity to the uploaded model measured on 360 samples of x-only.npz, test split" in page
     assert "error after" not in page
+
+
+def test_a_fidelity_search_draws_its_front_against_the_agreement_lost() -> None:
+    from compression_core.report.search import pareto_png, search_html
+
+    trials = [
+        {"index": i, "state": "succeeded", "parameters": {"p": v}, "ratio": r, "agreement_after": a}
+        for i, (v, r, a) in enumerate([(0.3, 2.0, 0.99), (0.6, 4.0, 0.97), (0.9, 8.0, 0.7)])
+    ]
+    section = {
+        "mode": "budget",
+        "trials": trials,
+        "pareto": [0, 1, 2],
+        "best": 1,
+        "budget": {"measure": "agreement", "met": True, "message": "a trial meets the budget (x)"},
+    }
+    png = pareto_png(section)
+    assert png is not None and png.startswith(b"\x89PNG")
+    assert pareto_png({**section, "trials": [{**t, "agreement_after": None} for t in trials]}) is None
+    page = search_html({"search": section})
+    assert (
+        "test agreement" in page and "97.00%" in page and "Fidelity budget: a trial meets the budget" in page
+    )

@@ -106,6 +106,9 @@ def test_array_names_and_feature_counts_that_do_not_fit_are_refused(
     wide = _npz(x_train=_images(8, 784), y_train=np.arange(8))
     message = _problem(_post(client, model, spec, wide), "data")
     assert "samples of shape [784]" in message and "'mlp'" in message
+    short = _npz(x_train=_images(8, 64), y_train=np.arange(5))
+    assert "y_train has shape [5]; expected (8,)" in _problem(_post(client, model, spec, short), "data")
+    assert "no `data` file" in _problem(_post(client, model, spec), "data")
     on_builtin = {"model": mlp, "data": {"builtin": "mnist-5k"}, "rules": PRUNE}
     assert "data set mnist-5k: samples of shape [784]" in _problem(_post(client, model, on_builtin), "data")
 

@@ -134,3 +134,38 @@ def test_deployable_artifacts_are_published_and_load(stack: TestClient, upload, 
     assert after.error == pytest.approx(metrics["evaluation"]["after"]["error"])
     assert metrics["deployment"]["int8"]["quantized"] == ["fc1", "fc2"]
     assert "<h2>Deployment</h2>" in stack.get(f"/jobs/{job['id']}/artifacts/report.html").text
+
+
+def test_data_without_labels_is_measured_by_fidelity_through_the_service(stack: TestClient, upload) -> None:
+    """Issue 19: `x_*` arrays only; the job reports fidelity to the upload, before and after, on the named
+    split, in metrics, in report.html, and a budget search in fidelity keeps its agreement."""
+    model, _ = upload
+    digits = load_builtin("digits")
+    buffer = io.BytesIO()
+    np.savez(buffer, x_train=digits.train.tensors[0].numpy(), x_test=digits.test.tensors[0].numpy())
+    unlabelled = (model, buffer.getvalue())
+    job = run_job(stack, unlabelled, {"model": MLP, "data": {"upload": True}, "rules": RULES})
+    evaluation = job["metrics"]["evaluation"]
+    assert evaluation["data"]["labels"] == "predictions" and "error" not in evaluation["after"]
+    assert evaluation["before"]["fidelity"]["top1_agreement"] == 1.0
+    after = evaluation["after"]
+    assert (after["split"], after["n"], after["fidelity"]["samples"]) == ("test", 360, 360)
+    assert 0.5 < after["fidelity"]["top1_agreement"] < 1 and after["fidelity"]["relative_output_error"] > 0
+    page = stack.get(f"/jobs/{job['id']}/artifacts/report.html").text
+    assert "top-1 agreement with the upload" in page and "test split" in page
+    search = {
+        "mode": "budget",
+        "parameters": {"rules.0.steps.0.sparsity": {"low": 0.3, "high": 0.99}},
+        "min_top1_agreement": 0.85,
+        "max_trials": 3,
+    }
+    found = run_job(
+        stack, unlabelled, {"model": MLP, "data": {"upload": True}, "rules": RULES, "search": search}
+    )
+    section = found["metrics"]["search"]
+    assert section["budget"]["measure"] == "agreement" and section["budget"]["met"] is True
+    trials = section["trials"]
+    assert trials[section["best"]]["validation_agreement_after"] >= 0.85
+    assert any(t["validation_agreement_after"] < 0.85 for t in trials)  # the budget chose among them
+    children = stack.get(f"/jobs/{found['id']}").json()["children"]
+    assert [c["validation_agreement"] for c in children] == [t["validation_agreement_after"] for t in trials]
