@@ -79,7 +79,7 @@ def running_service(tmp: Path) -> Iterator[Live]:
     thread.start()
     worker = WorkerProcess(settings, tmp / "worker.log")
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not server.started:
             assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.05)

@@ -59,7 +59,7 @@ def test_a_killed_serve_takes_its_worker_child_with_it(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
         os.kill(serve.pid, signal.SIGKILL)  # no handler runs: the parent just vanishes
         serve.wait(10)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # the watch polls every second; a loaded machine delays the shutdown
         while alive(worker) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not alive(worker), f"worker {worker} outlived its parent\n{log.read_text()[-2000:]}"
