@@ -145,3 +145,19 @@ def test_retrain_structured_and_int8_give_a_smaller_onnx_with_the_reported_accur
     with torch.no_grad():
         again = deployed(x).numpy()
     assert np.abs(again - logits).max() <= 1e-4 * np.abs(logits).max()
+
+
+def test_a_budget_search_runs_its_trials_on_the_onnx_upload(stack, uploaded) -> None:
+    path, _ = uploaded
+    rules = [{"select": {"name": "*.weight"}, "steps": [{"type": "prune", "sparsity": 0.5}]}]
+    search = {
+        "mode": "budget",
+        "parameters": {"rules.0.steps.0.sparsity": [0.3, 0.9]},
+        "max_error_increase": 0.02,
+    }
+    job = _submit(
+        stack, path, {"model": ONNX_MODEL, "data": {"builtin": "digits"}, "rules": rules, "search": search}
+    )
+    trials = job["metrics"]["search"]["trials"]
+    assert [t["state"] for t in trials] == ["succeeded"] * len(trials) and trials
+    assert all(t["ratio"] > 1 for t in trials)
