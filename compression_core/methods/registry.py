@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ BASE_UPLOAD_ROLES = ("model", "data")  # every job may send these; methods add t
 _steps: dict[str, StepMethod] = {}
 _methods: dict[str, ModelMethod] = {}
 _state = {"loaded": False, "generation": 0}
+_loading = threading.RLock()
 
 
 def _add(method: Any, origin: str) -> None:
@@ -87,15 +89,18 @@ def _add(method: Any, origin: str) -> None:
 def _load() -> None:
     if _state["loaded"]:
         return
-    _state["loaded"] = True
-    for name in BUILTINS:
-        _add(importlib.import_module(f"compression_core.methods.{name}").METHOD, name)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            _add(ep.load(), f"entry point {ep.name!r}")
-        except Exception:  # one broken plugin must not take the built-ins down
-            log.exception("cannot load compression method entry point %s = %s", ep.name, ep.value)
-    _state["generation"] += 1
+    with _loading:  # the API's threads ask at once: none may see a half-filled registry
+        if _state["loaded"]:
+            return
+        for name in BUILTINS:
+            _add(importlib.import_module(f"compression_core.methods.{name}").METHOD, name)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                _add(ep.load(), f"entry point {ep.name!r}")
+            except Exception:  # one broken plugin must not take the built-ins down
+                log.exception("cannot load compression method entry point %s = %s", ep.name, ep.value)
+        _state["generation"] += 1
+        _state["loaded"] = True  # only once every method is in
 
 
 def register(method: StepMethod | ModelMethod) -> None:
@@ -115,10 +120,11 @@ def unregister(name: str) -> None:
 
 def reload() -> None:
     """Forget every method and load the built-ins and entry points again (e.g. after installing one)."""
-    _steps.clear()
-    _methods.clear()
-    _state["loaded"] = False
-    _load()
+    with _loading:
+        _steps.clear()
+        _methods.clear()
+        _state["loaded"] = False
+        _load()
 
 
 def generation() -> int:

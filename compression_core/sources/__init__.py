@@ -30,6 +30,7 @@ Nothing else changes: the pipeline plans from `source.describe()`, `streamable` 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,20 +58,26 @@ BUILTINS = ("state_dict", "sharded", "onnx")  # modules under compression_core/s
 
 _kinds: dict[str, SourceKind] = {}
 _state = {"loaded": False}
+_loading = threading.RLock()  # the API asks from many threads at once: none may see a half-filled registry
 
 
 def _load() -> None:
     if _state["loaded"]:
         return
-    _state["loaded"] = True
-    for name in BUILTINS:
-        register(importlib.import_module(f"compression_core.sources.{name}").SOURCE)
+    with _loading:
+        if _state["loaded"]:
+            return
+        for name in BUILTINS:
+            kind = importlib.import_module(f"compression_core.sources.{name}").SOURCE
+            _kinds.setdefault(kind.name, kind)
+        _state["loaded"] = True  # only once every built-in is in
 
 
 def register(kind: SourceKind) -> None:
     """Add (or replace) a kind of input."""
     _load()
-    _kinds[kind.name] = kind
+    with _loading:
+        _kinds[kind.name] = kind
 
 
 def unregister(name: str) -> None:

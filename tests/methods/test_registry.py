@@ -195,3 +195,38 @@ def test_a_method_installed_through_an_entry_point(clean_registry, tmp_path, mon
     registry.reload()
     _check_toy_job(tmp_path)
     monkeypatch.delitem(sys.modules, "mcs_toy_methods", raising=False)
+
+
+def test_simultaneous_first_lookups_all_see_every_builtin_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's threads ask the registry at once: none may see it half-filled (issue 20's CI run)."""
+    import importlib
+    import threading
+    import time
+
+    from compression_core.methods import registry as reg
+
+    monkeypatch.setattr(reg, "_steps", {})
+    monkeypatch.setattr(reg, "_methods", {})
+    monkeypatch.setattr(reg, "_state", {"loaded": False, "generation": 0})
+    real_import = importlib.import_module
+
+    def slow_import(name: str, *args: object) -> object:
+        time.sleep(0.02)
+        return real_import(name, *args)
+
+    monkeypatch.setattr(reg.importlib, "import_module", slow_import)
+    barrier, seen, lock = threading.Barrier(6), [], threading.Lock()
+
+    def look() -> None:
+        barrier.wait()
+        names = sorted([*reg.step_methods(), *reg.model_methods()])
+        with lock:
+            seen.append(names)
+
+    threads = [threading.Thread(target=look) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(seen) == 6 and all(names == seen[0] for names in seen)
+    assert set(seen[0]) >= set(reg.BUILTINS)
