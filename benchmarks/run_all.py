@@ -132,6 +132,13 @@ BENCHMARKS = (
         ("--smoke",),
     ),
     Benchmark(
+        "bench_onnx_coverage.py",
+        (),
+        False,
+        "ONNX uploads: torchvision classifiers checked, converted, compressed, pruned (vs onnx2torch alone)",
+        ("--smallest", "1", "--size", "64"),
+    ),
+    Benchmark(
         "bench_deploy.py",
         (),
         False,

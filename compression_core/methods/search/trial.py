@@ -89,12 +89,21 @@ def run_trial(
     x_val = trial_data.validation.tensors[0]
     reference: Any = None
 
-    def measure(path: Path) -> dict[str, Any]:
+    def measure(weights: Path | None) -> dict[str, Any]:
+        """The upload (`weights` None) or the trial's model.pth, in the module the upload's source builds
+        (a named architecture, an ONNX graph); a trial with architecture.json is what `load_model` gives."""
+        from compression_core.deploy.architecture import ARCHITECTURE_FILE, load_model
+        from compression_core.io import load_state_dict
+
         nonlocal reference
         from compression_core.sources import open_source
 
-        with open_source(path, spec.model) as source:
-            model = source.module()
+        model: Any
+        if weights is not None and (weights.parent / ARCHITECTURE_FILE).is_file():
+            model = load_model(weights.parent)
+        else:
+            with open_source(model_path, spec.model) as source:
+                model = source.module(None if weights is None else load_state_dict(weights))
         assert model is not None  # the spec names the architecture (checked above)
         if reference is None:  # the upload, measured first: what fidelity is measured against
             reference = reference_outputs(model, x_val, what="the uploaded model's outputs on validation")
@@ -109,7 +118,7 @@ def run_trial(
 
     metrics["search_trial"] = {
         "validation": {
-            "before": measure(Path(model_path)),
+            "before": measure(None),
             "after": measure(Path(out_dir) / "model.pth"),
             "fraction": holdout.fraction,
             "seed": holdout.seed,

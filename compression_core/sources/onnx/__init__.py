@@ -51,11 +51,13 @@ class OnnxSource(ModelSource):
 
     def _normalized(self) -> onnx.ModelProto:
         if self._graph is None:
-            from compression_core.sources.onnx.check import read_checked
+            from compression_core.sources.onnx.check import check_normalized, read_checked
             from compression_core.sources.onnx.normalize import normalize
 
             model, self._checked = read_checked(self.path)
-            self._graph = normalize(model)
+            graph = normalize(model)
+            check_normalized(graph)  # what folding left is convertible
+            self._graph = graph
         return self._graph
 
     def converted(self) -> Converted:

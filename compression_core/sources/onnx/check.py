@@ -7,8 +7,9 @@ past the file's own size. Each refusal names the node or tensor, its op type, an
   string tensors;
 - not convertible (422, `UnsupportedModel`): an opset outside [`MIN_OPSET`, the installed onnx's], an
   operator of another domain, control flow (`Loop`, `Scan`, `If`: any subgraph), an operator the converter
-  lacks (`converters.supported`), more than one input or output, an input that is not a float tensor of
-  bounded size, a `ConstantOfShape` larger than `MAX_ELEMENTS`.
+  lacks (`converters.supported`; the sequence operators `normalize` folds into a Split are checked again
+  after normalization, `check_normalized`), more than one input or output, an input that is not a float
+  tensor of bounded size, a `ConstantOfShape` larger than `MAX_ELEMENTS`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,24 @@ from google.protobuf.message import DecodeError
 
 from compression_core.errors import InputError, UnsupportedModel
 
-__all__ = ["MAX_BYTES", "MAX_NODES", "MIN_OPSET", "CheckedGraph", "check_model", "read_checked"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_NODES",
+    "MIN_OPSET",
+    "CheckedGraph",
+    "check_model",
+    "check_normalized",
+    "read_checked",
+]
 
 MAX_BYTES = (1 << 31) - 1  # protobuf's own limit; the service's upload limit applies first
 MAX_NODES = 100_000
 MAX_ELEMENTS = 1 << 28  # of the input sample and of any tensor a constant shape declares
 MIN_OPSET = 9
 CONTROL_FLOW = {"Loop", "Scan", "If", "SequenceMap"}
+# what the dynamo exporter writes without its optimizer and `normalize` folds away (a chunk's
+# SplitToSequence -> SequenceAt becomes a Split): allowed in the upload, checked again once normalized
+FOLDED = {"SplitToSequence", "SequenceAt", "SequenceConstruct", "ConcatFromSequence", "SequenceEmpty"}
 _ITEMSIZE: dict[int, int] = {
     onnx.TensorProto.FLOAT: 4,
     onnx.TensorProto.DOUBLE: 8,
@@ -110,6 +122,7 @@ def _check_nodes(
     functions: set[tuple[str, str]],
     initializers: dict[str, onnx.TensorProto],
     file_bytes: int,
+    folded: bool = False,
 ) -> int:
     from compression_core.sources.onnx.converters import supported
 
@@ -142,12 +155,20 @@ def _check_nodes(
             shape = numpy_helper.to_array(initializers[node.input[0]])
             if shape.size > 16 or math.prod(int(d) for d in shape.reshape(-1)) > MAX_ELEMENTS:
                 raise UnsupportedModel(f"{label}: makes a tensor of shape {shape.tolist()}, over the limit")
-        if not supported(node.op_type, opset):
+        if not supported(node.op_type, opset) and (folded or node.op_type not in FOLDED):
             raise UnsupportedModel(
                 f"{label}: operator {node.op_type} (opset {opset}) cannot be converted to PyTorch here; "
                 f"{_EXPORT_HINT}"
             )
     return count
+
+
+def check_normalized(model: onnx.ModelProto) -> None:
+    """The operators of a normalized graph, each against the converters (what folding did not remove)."""
+    opsets = {o.domain: o.version for o in model.opset_import}
+    opset = opsets.get("", opsets.get("ai.onnx")) or MIN_OPSET
+    initializers = {t.name: t for t in model.graph.initializer}
+    _check_nodes(model.graph.node, opset, set(), initializers, MAX_BYTES, folded=True)
 
 
 def check_model(model: onnx.ModelProto, file_bytes: int) -> CheckedGraph:

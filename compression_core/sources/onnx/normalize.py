@@ -10,6 +10,7 @@ converter in one form:
   same); the exported batch size in the target's first place becomes -1 (or 0, "copy the input's", when
   another place has the -1), and a two-dimensional target (a flatten) becomes `[0, -1]`, so the graph runs
   on any batch and the flatten follows the widths structured pruning leaves;
+- a BatchNormalization exported in training mode made the layer (its statistics outputs unused);
 - a Conv's bias of zeros under an exporter's name (not a parameter's) removed;
 - the graph's input and output batch dimension made symbolic (`batch`).
 
@@ -47,6 +48,7 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     common.RemoveUnusedNodesPass()(irm)
     out = ir.to_proto(irm)
     _drop_zero_biases(out)
+    _inference_batchnorms(out)
     batch = _batch_size(out)
     _fix_reshapes(out, batch)
     if batch is not None:
@@ -72,6 +74,21 @@ def _drop_zero_biases(model: onnx.ModelProto) -> None:
     if len(kept) != len(model.graph.initializer):
         del model.graph.initializer[:]
         model.graph.initializer.extend(kept)
+
+
+def _inference_batchnorms(model: onnx.ModelProto) -> None:
+    """A BatchNormalization exported in training mode (`training_mode=1`, the running statistics as extra
+    outputs that nothing reads): the layer itself, which `nn.BatchNorm2d` is in either mode."""
+    graph_outputs = {v.name for v in model.graph.output}
+    used = {name for node in model.graph.node for name in node.input} | graph_outputs
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization" or len(node.output) <= 1:
+            continue
+        if any(name and name in used for name in node.output[1:]):
+            continue
+        del node.output[1:]
+        for attribute in [a for a in node.attribute if a.name == "training_mode"]:
+            node.attribute.remove(attribute)
 
 
 def _batch_size(model: onnx.ModelProto) -> int | None:

@@ -83,3 +83,40 @@ def test_normalize_makes_the_batch_symbolic(tiny, batch):
     session_path.write_bytes(graph.SerializeToString())
     out = ort_session(session_path, 1).run(None, {"x": torch.zeros(batch, 64).numpy()})[0]
     assert out.shape == (batch, 10)
+
+
+class _Chunky(nn.Module):
+    """A channel split (`chunk`: the dynamo exporter's SplitToSequence) and a BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.conv(x.reshape(-1, 1, 8, 8)).chunk(2, dim=1)
+        return self.fc(torch.flatten(self.norm(a) * b, 1))
+
+
+def test_sequence_ops_and_training_mode_batchnorms_are_normalized_away(tmp_path):
+    torch.manual_seed(0)
+    model = _Chunky().eval()
+    x = torch.randn(3, 64)
+    dynamo = tmp_path / "chunky.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x[:1],), str(dynamo), dynamo=True, optimize=False, external_data=False)
+        training = tmp_path / "training.onnx"  # TorchScript exporter, BatchNorm in training mode
+        copy = _Chunky()
+        copy.load_state_dict(model.state_dict())  # tracing in training mode moves the running statistics
+        torch.onnx.export(
+            copy.train(), (x[:2],), str(training), dynamo=False, training=torch.onnx.TrainingMode.TRAINING
+        )
+    assert "SplitToSequence" in {n.op_type for n in onnx.load(str(dynamo)).graph.node}
+    for path, exported in ((dynamo, model), (training, copy.eval())):  # the statistics as exported
+        converted = convert_graph(normalize(onnx.load(str(path))))
+        assert isinstance(converted.module.get_submodule("norm"), nn.BatchNorm2d), path.name
+        _Chunky().load_state_dict(converted.module.state_dict(), strict=True)
+        with torch.no_grad():
+            assert torch.allclose(converted.module.eval()(x), exported(x), atol=1e-4), path.name

@@ -46,3 +46,17 @@ def test_a_data_free_job_writes_model_pth_for_the_users_class_and_the_graph_with
     got = ort_session(out / "model.onnx", 1).run(None, {"x": x.numpy()})[0]
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     assert metrics["totals"]["ratio"] > 1
+
+
+def test_a_job_says_which_names_could_not_be_mapped_back(tiny, tmp_path):
+    import warnings
+
+    _, model = tiny
+    folded = tmp_path / "folded.onnx"  # the TorchScript exporter's default folds BatchNorms into convs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 64),), str(folded), dynamo=False)
+    metrics = compress_file(folded, parse_spec(json.dumps(QUANTIZE)), tmp_path / "out")
+    unmapped = metrics["source"]["unmapped_names"]
+    assert metrics["source"]["kind"] == "onnx" and unmapped
+    assert set(unmapped) <= set(torch.load(tmp_path / "out" / "model.pth", weights_only=True))

@@ -1,0 +1,301 @@
+"""Which torchvision classifiers an ONNX upload supports end to end (issue 19): every classification model
+of `torchvision.models.list_models`, built with `num_classes=10` (random weights), exported at 224x224 as
+docs/bring-your-own-model.md tells users to (`torch.onnx.export(model, (x,), path, dynamo=True,
+optimize=False, external_data=False)`: torch 2.14's default exporter, BatchNorms kept as layers), then:
+
+1. `check`: the upload check (`compression_core/sources/onnx/check.py`: protobuf parsed, never executed);
+2. `convert`: normalized and converted to a module of standard layers (`sources/onnx/convert.py`), whose
+   output is within 1e-4 relative of the PyTorch model's (and of onnxruntime's on the graph), with the
+   count of state-dict names that are not the model's own parameter names;
+3. `data-free`: a data-free job (`compress_file`, every weight quantized to 256 shared values): model.pth
+   loads strictly into the torchvision class, and model.onnx (the graph with the job's weights) computes
+   what that module computes in onnxruntime within 1e-4;
+4. `pruned`: every convolution loses 50% of its output channels with Torch-Pruning (the classifier, and a
+   convolution whose channels are the class scores, kept),
+   the smaller module is exported and checked in onnxruntime within 1e-4, with the parameter count.
+
+Baseline, same run: onnx2torch 1.5.15 as it ships (`onnx2torch.convert` on the same file, no
+normalization, no added converters) in the column `onnx2torch alone`.
+
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py                      # all (hours on 2 cores)
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --models resnet18,mobilenet_v2
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --smallest 3          # the 3 smallest models
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --smallest 1 --size 64   # the smoke run
+
+Models over `--max-params` (default 100M) are listed as skipped for time. Each model runs in this process;
+`--threads` torch threads (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+RTOL = 1e-4
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    scale = float(np.abs(b).max()) or 1.0
+    return float(np.abs(a - b).max()) / scale if a.shape == b.shape else float("inf")
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}"
+
+
+def _ort(path: Path, x: torch.Tensor) -> np.ndarray:
+    from compression_core.deploy.onnx_export import ort_session
+
+    session = ort_session(path, torch.get_num_threads())
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def run_model(name: str, size: int, folder: Path, max_params: float = float("inf")) -> dict[str, Any]:
+    """One model through the four stages; each stage "ok", a number, or the reason it failed."""
+    import onnx
+    import torchvision
+
+    from compression_core.deploy.onnx_export import check_onnx, export_onnx
+    from compression_core.deploy.pruning import PruneTarget, count_parameters, prune_structured
+    from compression_core.errors import SpecError
+    from compression_core.job.pipeline import compress_file
+    from compression_core.sources.onnx import OnnxSource
+    from compression_core.spec import parse_spec
+
+    row: dict[str, Any] = {"model": name}
+    clock = time.perf_counter()
+    torch.manual_seed(0)
+    kwargs: dict[str, Any] = {"num_classes": 10}
+    if name.startswith("inception") or name == "googlenet":
+        kwargs["aux_logits"] = False
+        kwargs["init_weights"] = False
+    model = torchvision.models.get_model(name, **kwargs).eval()
+    row["params"] = count_parameters(model)
+    if row["params"] > max_params:
+        row["export"] = f"skipped for time ({row['params'] / 1e6:.0f}M params)"
+        return row
+    x = torch.randn(1, 3, size, size)
+    batch = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    path = folder / f"{name}.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), str(path), dynamo=True, optimize=False, external_data=False)
+    except Exception as error:  # noqa: BLE001 - a benchmark row, not a crash
+        row.update(export=_short(error), seconds=time.perf_counter() - clock)
+        return row
+    row["export"] = "ok"
+    try:
+        from onnx2torch import convert as plain
+
+        with torch.no_grad():
+            plain_out = plain(onnx.load(str(path)))(x)
+        row["onnx2torch alone"] = (
+            "ok" if _rel(plain_out.numpy(), model(x).detach().numpy()) <= RTOL else "wrong"
+        )
+    except Exception as error:  # noqa: BLE001
+        row["onnx2torch alone"] = _short(error)
+    source = OnnxSource(path)
+    try:
+        from compression_core.sources.onnx.check import read_checked
+
+        read_checked(path)
+        row["check"] = "ok"
+        converted = source.converted()
+        module = converted.module.eval()
+        with torch.no_grad():
+            rel = _rel(module(batch).numpy(), model(batch).numpy())
+        row["convert"] = "ok" if rel <= RTOL else f"rel {rel:.1e}"
+        row["unmapped"] = len(converted.unmapped)
+    except Exception as error:  # noqa: BLE001
+        row.setdefault("check", _short(error))
+        row["convert"] = _short(error) if row["check"] == "ok" else "-"
+        row["seconds"] = time.perf_counter() - clock
+        return row
+    try:
+        spec = {"rules": [{"select": {"name": "*.weight"}, "steps": [{"type": "quantize", "k": 256}]}]}
+        out = folder / f"{name}-free"
+        compress_file(path, parse_spec(json.dumps(spec)), out)
+        weights = torch.load(out / "model.pth", weights_only=True)
+        strict = "strict" if not converted.unmapped else "-"
+        if not converted.unmapped:  # the class's own state dict object: its _metadata (MNASNet reads it)
+            mine = model.state_dict()
+            assert set(mine) == set(weights), "model.pth keys differ from the class's"
+            mine.update(weights)
+            model.load_state_dict(mine, strict=True)
+        loaded = source.module(weights)
+        assert loaded is not None
+        with torch.no_grad():
+            expected = loaded.eval()(batch).numpy()
+        rel = _rel(_ort(out / "model.onnx", batch), expected)
+        row["data-free"] = (
+            (f"ok ({strict})" if strict == "strict" else "ok") if rel <= RTOL else f"rel {rel:.1e}"
+        )
+    except Exception as error:  # noqa: BLE001
+        row["data-free"] = _short(error)
+    try:
+        pruned = source.module()
+        assert pruned is not None
+        convs = [
+            n
+            for n, m in pruned.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and (m.groups == 1 or m.groups != m.in_channels)
+        ]
+        left_out: list[str] = []
+        for _ in range(4):  # a convolution whose channels are the class scores is left out, as a rule would
+            try:
+                prune_structured(pruned, x, [PruneTarget(n, 0.5, 0) for n in convs if n not in left_out])
+                break
+            except SpecError as error:
+                found = re.search(
+                    r"cannot prune layer '([^']+)': its output channels are the model's", str(error)
+                )
+                if found is None:
+                    raise
+                left_out.append(found.group(1))
+        smaller = folder / f"{name}-pruned.onnx"
+        export_onnx(pruned.eval(), x, smaller)
+        check = check_onnx(pruned, smaller, batch, rtol=RTOL, threads=torch.get_num_threads())
+        after = count_parameters(pruned)
+        row["pruned"] = f"ok ({after / row['params']:.0%} params)" if check["ok"] else "onnx differs"
+    except Exception as error:  # noqa: BLE001
+        row["pruned"] = _short(error)
+    row["seconds"] = time.perf_counter() - clock
+    return row
+
+
+def classifiers() -> list[tuple[str, int | None]]:
+    """(name, parameters) of every torchvision classifier, smallest first (built on the meta device; the
+    RegNets, whose constructors cannot run there, are listed with their size unknown, after the rest)."""
+    import torchvision
+
+    out: list[tuple[str, int | None]] = []
+    for name in torchvision.models.list_models(module=torchvision.models):
+        with torch.device("meta"):
+            try:
+                kwargs: dict[str, Any] = {"num_classes": 10}
+                if name.startswith("inception") or name == "googlenet":
+                    kwargs.update(aux_logits=False, init_weights=False)
+                model = torchvision.models.get_model(name, **kwargs)
+                out.append((name, sum(p.numel() for p in model.parameters())))
+            except Exception:  # noqa: BLE001 - sized when it runs
+                out.append((name, None))
+    return sorted(out, key=lambda item: (item[1] is None, item[1] or 0, item[0]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--smallest", type=int, default=0, help="only the N smallest models")
+    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument("--max-params", type=float, default=100e6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="", help="also write the rows here")
+    parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # a child run: one model, JSON out
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    torch.set_num_threads(args.threads)
+    if args.one:
+        with tempfile.TemporaryDirectory(prefix="mcs-cov-") as tmp:
+            print(json.dumps(run_model(args.one, args.size, Path(tmp), args.max_params)))
+        return
+    every = classifiers()
+    wanted = [m for m in args.models.split(",") if m]
+    chosen = [(n, p) for n, p in every if n in wanted] if wanted else every
+    if args.smallest:
+        chosen = chosen[: args.smallest]
+    rows = []
+    print(
+        f"torch {torch.__version__}, {len(chosen)} of {len(every)} torchvision classifiers, "
+        f"{args.size}x{args.size}"
+    )
+    for name, params in chosen:
+        if params is not None and params > args.max_params:
+            rows.append(
+                {"model": name, "params": params, "export": f"skipped for time ({params / 1e6:.0f}M params)"}
+            )
+            continue
+        # each model in a child process: memory and converter state start clean, a crash is one row
+        command = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--size",
+            str(args.size),
+            "--threads",
+            str(args.threads),
+            "--max-params",
+            str(args.max_params),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        row = (
+            json.loads(lines[-1])
+            if lines
+            else {"model": name, "params": params, "export": f"crashed: {done.stderr[-160:]}"}
+        )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print_table(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    columns = [
+        "model",
+        "params",
+        "onnx2torch alone",
+        "check",
+        "convert",
+        "unmapped",
+        "data-free",
+        "pruned",
+        "seconds",
+    ]
+    print("\n| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for row in rows:
+        if row.get("export") != "ok":
+            cells = [row["model"], f"{row.get('params', 0) / 1e6:.1f}M", f"export: {row.get('export')}"]
+            print("| " + " | ".join(cells) + " |" + " |" * (len(columns) - 3))
+            continue
+        values = []
+        for column in columns:
+            value = row.get(column, "-")
+            if column == "params":
+                value = f"{value / 1e6:.1f}M"
+            elif column == "seconds":
+                value = f"{value:.0f}"
+            values.append(str(value).replace("|", "/"))
+        print("| " + " | ".join(values) + " |")
+    tried = [r for r in rows if r.get("export") == "ok"]
+
+    def count(key: str) -> int:
+        return sum(1 for r in tried if str(r.get(key, "")).startswith("ok"))
+
+    print(
+        f"\nexported {len(tried)} of {len(rows)}; onnx2torch alone {count('onnx2torch alone')}, converted "
+        f"{count('convert')}, data-free + re-export {count('data-free')}, 50% structured + onnxruntime "
+        f"{count('pruned')} (of those exported)"
+    )
+
+
+if __name__ == "__main__":
+    main()
