@@ -19,3 +19,8 @@ class FormatError(InputError):
 
 class Cancelled(CompressionError):
     """The caller asked the running pipeline to stop (checked between stages)."""
+
+
+class UnsupportedModel(InputError):
+    """A readable upload naming a model this service will not build: code shipped with it (`auto_map`), or an
+    architecture the installed library does not ship. The API answers 422 naming it."""

@@ -18,9 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from compression_core.data import DataSplits, check_against_model, load_data
+from compression_core.data import DataSplits
 from compression_core.errors import Cancelled, SpecError
-from compression_core.evaluate import evaluate
 from compression_core.sources import ModelSource
 from compression_core.spec.model import SpecBase
 from compression_core.training.loop import EpochStats, renamed_for_split
@@ -58,11 +57,13 @@ class JobContext:
         self.device = device
         self.original = dict(state_dict)  # what per-tensor rel_error is measured against
         self.model: nn.Module = model
-        self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
-        if self.data is not None:
-            check_against_model(self.data, self.model)
-            if self.data.validation_warning:  # also in metrics.json, report.html and `mcs submit`
-                log.warning("%s: %s", self.data.name, self.data.validation_warning)
+        loaded = source.load_data(spec.data, data_path, self.model) if spec.data is not None else None
+        # a classification data set (what the training methods use) or the source's own kind of data (a
+        # language model's token ids: `sources/hf/lm.py`), which only the source evaluates
+        self.data: DataSplits | None = loaded if isinstance(loaded, DataSplits) else None
+        self.other_data: Any = None if isinstance(loaded, DataSplits) else loaded
+        if self.data is not None and self.data.validation_warning:  # also in metrics.json, report.html
+            log.warning("%s: %s", self.data.name, self.data.validation_warning)
         self.inputs: dict[str, Path] = dict(inputs or {})
         self.history: list[EpochStats] = []
         self.evaluation: dict[str, Any] = {}
@@ -70,6 +71,9 @@ class JobContext:
         self.should_cancel = should_cancel
         self.span = span
         self.checkpoint_dir: Path | None = None  # where long runs checkpoint (compress_file sets it)
+        # outputs a method adds to the job's folder once model.bin and the dense outputs are written
+        # (weight quantization's packed checkpoint): each writes into the folder and returns its files
+        self.writers: list[Callable[[Path], list[Path]]] = []
 
     def check_cancel(self, where: str) -> None:
         if self.should_cancel is not None and self.should_cancel():
@@ -77,10 +81,10 @@ class JobContext:
 
     def _evaluate(self, model: nn.Module) -> dict[str, Any] | None:
         """The reported evaluation (the test split), tagged with its `split` and `n`."""
-        if self.data is None:
+        data = self.data if self.data is not None else self.other_data
+        if data is None:
             return None
-        ev = evaluate(model, self.data.eval_set, device=self.device, num_classes=self.data.num_classes)
-        return {**ev.to_dict(), **self.data.info(self.data.eval_split)}
+        return self.source.evaluate(model, data, self.device)
 
     def monitored(self, section: dict[str, Any]) -> dict[str, Any]:
         """A history section tagged with the split its per-epoch errors come from (the validation split).
@@ -103,7 +107,8 @@ class JobContext:
     def data_summary(self) -> dict[str, Any] | None:
         """What metrics.json says about the data set: its name, sizes and the split evaluated on."""
         if self.data is None:
-            return None
+            summary = getattr(self.other_data, "summary", None)
+            return summary() if callable(summary) else None
         evaluated = self.data.eval_split
         warning = self.data.validation_warning
         return {

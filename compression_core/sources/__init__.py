@@ -53,7 +53,7 @@ __all__ = [
     "unregister",
 ]
 
-BUILTINS = ("state_dict", "sharded")  # modules under compression_core/sources/, each exporting SOURCE
+BUILTINS = ("state_dict", "sharded", "hf")  # modules under compression_core/sources/, each exporting SOURCE
 
 _kinds: dict[str, SourceKind] = {}
 _state = {"loaded": False}
