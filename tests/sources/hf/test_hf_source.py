@@ -19,7 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def _checkpoint(folder: Path, *, tied: bool = False, extra_config: dict | None = None) -> Path:
-    from benchmarks.helpers.tiny_lm import tiny_config
+    from tests.sources.hf.tiny_lm import tiny_config
 
     config = tiny_config(hidden=128, layers=1, intermediate=256)
     config.tie_word_embeddings = tied
