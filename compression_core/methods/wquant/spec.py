@@ -36,6 +36,7 @@ class WQuantSpec(MethodSpec):
         "pack-quantized checkpoint (needs model.hf; GPTQ and perplexity need the uploaded token ids)"
     )
     needs: ClassVar[tuple[str, ...]] = ("model",)
+    hf: ClassVar[bool] = True
     requirement: ClassVar[str] = 'wquant: weight quantization needs `model` ({"hf": true})'
     checker: ClassVar[str] = "compression_core.methods.wquant.check:check_spec"
 

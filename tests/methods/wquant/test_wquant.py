@@ -33,6 +33,7 @@ def _spec(**wquant: object) -> dict:
         (_spec(group_size=100), "group_size"),
         (_spec(bits=9), "bits"),
         ({"rules": [], "model": {"hf": True, "arch": "lenet5"}}, "exactly one"),
+        ({"rules": [], "model": {"hf": True}, "data": {"upload": True}, "lc": {}}, "Hugging Face"),
     ],
 )
 def test_specs_wquant_cannot_run_are_refused_with_their_reason(spec: dict, message: str) -> None:
