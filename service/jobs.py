@@ -151,6 +151,22 @@ def not_a_state_dict(error: Exception, path: Path, role: str) -> NotAStateDict:
     return NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)])
 
 
+def check_data_for_model(staged: StagedUpload, model: Any) -> None:
+    """The data file as the model's kind reads it (a language model's token ids), from its headers: 422
+    naming `data` (`compression_core.sources.check_data_upload`)."""
+    from compression_core.errors import InputError
+    from compression_core.sources import check_data_upload
+
+    if "data" not in staged.files or "model" not in staged.files:
+        return
+    path = staged.files["data"]
+    try:
+        check_data_upload(staged.files["model"], model, path)
+    except InputError as exc:
+        refused = not_a_state_dict(exc, path, "data")
+        raise InvalidSubmission(refused.detail, refused.errors) from exc
+
+
 def _model_spec(spec: dict[str, Any]) -> Any:
     """The validated spec's `model` field as the library's model (None without one)."""
     from compression_core.spec import ModelSpec
@@ -291,6 +307,7 @@ def create_job(
         if tar:
             unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
             check_state_dicts(staged, _model_spec(spec))
+        check_data_for_model(staged, model_spec)
     except BaseException:
         staged.discard()
         raise

@@ -62,4 +62,10 @@ def _open(path: Path, model: Any) -> HFSource:
     return HFSource(path, model)
 
 
-SOURCE = SourceKind("hf", _open, _claims, priority=20, check=check_checkpoint)
+def _check_data(path: Path) -> None:
+    from compression_core.sources.hf.lm import check_token_file
+
+    check_token_file(path)
+
+
+SOURCE = SourceKind("hf", _open, _claims, priority=20, check=check_checkpoint, check_data=_check_data)

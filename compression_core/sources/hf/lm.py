@@ -104,6 +104,38 @@ def load_tokens(path: Path, vocab_size: int, max_positions: int | None) -> Token
     return TokenSplits(path.name, splits)
 
 
+def check_token_file(path: Path) -> None:
+    """What `POST /jobs` checks of a language model's data, from headers alone: `.npz` or `.safetensors`,
+    arrays named from `SPLITS` with `test` among them, integer dtypes, at most 2-D (InputError)."""
+    from compression_core.data import _npz_members
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        found = {key: (dtype.kind, len(shape)) for key, (_, dtype, shape) in _npz_members(path).items()}
+    elif suffix == ".safetensors":
+        from compression_core.streaming.source import read_safetensors_header
+
+        entries = read_safetensors_header(path).entries
+        found = {
+            key: ("i" if str(e.get("dtype", "")).startswith(("I", "U")) else "f", len(e.get("shape", [])))
+            for key, e in entries.items()
+            if key != "__metadata__" and isinstance(e, dict)
+        }
+    else:
+        raise InputError(
+            f"{path.name}: token ids must be .npz or .safetensors, not {suffix or 'no extension'}"
+        )
+    if set(found) - set(SPLITS) or "test" not in found:
+        raise InputError(
+            f"{path.name}: a language model's data holds arrays {list(SPLITS)} of token ids (`test` "
+            f"required); got {sorted(found)}"
+        )
+    for key, (kind, ndim) in found.items():
+        if kind not in "iu" or ndim not in (1, 2):
+            raise InputError(f"{path.name}: `{key}` must be a 1-D or 2-D array of integer token ids")
+
+
 @torch.no_grad()
 def perplexity(
     model: nn.Module, rows: torch.Tensor, *, device: str = "cpu", batch: int = 8
