@@ -52,7 +52,7 @@ def _group(cols: int, group: int | None, name: str) -> int:
 
 def rtn(w: torch.Tensor, grid: Grid, group: int | None, name: str = "weight") -> QuantizedWeight:
     """Round-to-nearest: each group's scale from its own range (data-free)."""
-    w = w.detach().float()
+    w = w.detach().float().cpu()
     rows, cols = w.shape
     size = _group(cols, group, name)
     g = w.reshape(rows, cols // size, size)
@@ -74,8 +74,8 @@ def gptq(
     name: str = "weight",
 ) -> QuantizedWeight:
     """GPTQ of `w` (out, in) with `hessian` (in, in) of its inputs (see the module docstring)."""
-    W = w.detach().float().clone()
-    H = hessian.detach().float().clone()
+    W = w.detach().float().cpu().clone()  # the solve runs on the CPU, whatever device the model is on
+    H = hessian.detach().float().cpu().clone()
     rows, cols = W.shape
     size = _group(cols, group, name)
     dead = torch.diag(H) == 0
