@@ -44,6 +44,13 @@ class Benchmark:
 
 BENCHMARKS = (
     Benchmark(
+        "bench_llm_quant.py",
+        ("--hidden", "512", "--layers", "4"),
+        False,
+        "int4 g128 RTN/GPTQ of a Hugging Face LM vs compressed-tensors' RTN",
+        ("--smoke",),
+    ),
+    Benchmark(
         "bench_core.py",
         ("--quick",),
         True,

@@ -22,5 +22,6 @@ class Cancelled(CompressionError):
 
 
 class UnsupportedModel(InputError):
-    """A readable model input that uses what this service cannot convert (an ONNX operator, control flow,
-    an opset out of range): the service answers 422 naming it; other InputErrors on an upload are 415."""
+    """A readable model input that this service will not build or convert: code shipped with it
+    (`auto_map`), an architecture the installed library does not ship, an ONNX operator, control flow or an
+    opset out of range. The API answers 422 naming it; other InputErrors on an upload are 415."""

@@ -32,6 +32,8 @@ ARTIFACT_NAMES = (
     "search.csv",  # search jobs (worker/search.py): the table of trials and its plots
     "pareto.png",
     "sensitivity.png",
+    "model.hf.tar",  # a Hugging Face checkpoint's dense output (issue 23): config, weights, tokenizer
+    "model.quantized.tar",  # wquant: the compressed-tensors pack-quantized checkpoint
 )
 ARTIFACT_MEDIA_TYPES = {
     "model.pth": "application/octet-stream",
@@ -45,6 +47,8 @@ ARTIFACT_MEDIA_TYPES = {
     "search.csv": "text/csv; charset=utf-8",
     "pareto.png": "image/png",
     "sensitivity.png": "image/png",
+    "model.hf.tar": "application/x-tar",
+    "model.quantized.tar": "application/x-tar",
 }
 # Published only when present: a job whose report could not be drawn still succeeds without one; the
 # deployment files exist only when the spec names a model (and int8), the search files only for searches;
@@ -60,6 +64,8 @@ OPTIONAL_ARTIFACTS = frozenset(
         "search.csv",
         "pareto.png",
         "sensitivity.png",
+        "model.hf.tar",
+        "model.quantized.tar",
     }
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")

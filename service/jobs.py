@@ -128,7 +128,7 @@ def check_spec_size(spec: Any) -> None:
         )
 
 
-def check_state_dict(path: Path, role: str) -> None:
+def check_state_dict(path: Path, role: str, model: Any = None) -> None:
     """Refuse anything that is not a model input we can compress, from the file's metadata alone (each kind
     of input checks its own: `compression_core.sources.check_upload`): the API never loads an upload's
     tensors (memory per submit stays O(header)); the worker loads them."""
@@ -136,10 +136,10 @@ def check_state_dict(path: Path, role: str) -> None:
     from compression_core.sources import check_upload
 
     try:
-        check_upload(path)
-    except UnsupportedModel as exc:  # readable, but uses what cannot be converted (an ONNX operator): 422
-        message = not_a_state_dict(exc, path, role).detail.removeprefix(f"{role}: ")
-        raise InvalidSubmission(f"{role}: {message}", [FieldError(field=role, message=message)]) from exc
+        check_upload(path, model)
+    except UnsupportedModel as exc:  # readable, but a model this service will not build (remote code)
+        refused = not_a_state_dict(exc, path, role)
+        raise InvalidSubmission(refused.detail, refused.errors) from exc
     except InputError as exc:
         raise not_a_state_dict(exc, path, role) from exc
 
@@ -152,11 +152,35 @@ def not_a_state_dict(error: Exception, path: Path, role: str) -> NotAStateDict:
     return NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)])
 
 
-def check_state_dicts(staged: StagedUpload) -> None:
-    """The model and every method's extra input (e.g. `teacher`), from their metadata."""
+def check_data_for_model(staged: StagedUpload, model: Any) -> None:
+    """The data file as the model's kind reads it (a language model's token ids), from its headers: 422
+    naming `data` (`compression_core.sources.check_data_upload`)."""
+    from compression_core.errors import InputError
+    from compression_core.sources import check_data_upload
+
+    if "data" not in staged.files or "model" not in staged.files:
+        return
+    path = staged.files["data"]
+    try:
+        check_data_upload(staged.files["model"], model, path)
+    except InputError as exc:
+        refused = not_a_state_dict(exc, path, "data")
+        raise InvalidSubmission(refused.detail, refused.errors) from exc
+
+
+def _model_spec(spec: dict[str, Any]) -> Any:
+    """The validated spec's `model` field as the library's model (None without one)."""
+    from compression_core.spec import ModelSpec
+
+    return ModelSpec.model_validate(spec["model"]) if spec.get("model") else None
+
+
+def check_state_dicts(staged: StagedUpload, model: Any = None) -> None:
+    """The model and every method's extra input (e.g. `teacher`), from their metadata; with the spec's
+    `model`, the model input as it describes it (a Hugging Face checkpoint when it says `hf`)."""
     for role in state_dict_roles():
         if role in staged.files:
-            check_state_dict(staged.files[role], role)
+            check_state_dict(staged.files[role], role, model if role == "model" else None)
 
 
 def _spec_text(staged: StagedUpload) -> str:
@@ -270,6 +294,9 @@ def create_job(
         if not tar:  # the cheap checks first (file metadata), before the spec's (a search's can cost)
             check_state_dicts(staged)
         spec = parse_spec(text)
+        model_spec = _model_spec(spec)
+        if not tar and model_spec is not None and model_spec.hf:  # {"hf": true}: the upload must be one
+            check_state_dict(staged.files["model"], "model", model_spec)
         stored = {role: d for role, d in staged.digests.items() if role != "spec_file"}
         digest = request_hash(spec, queue, stored)
         if idempotency_key is not None:
@@ -280,8 +307,9 @@ def create_job(
         check_concurrency(session, principal)
         if tar:
             unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
-            check_state_dicts(staged)
+            check_state_dicts(staged, _model_spec(spec))
         check_admission(staged, spec)  # architecture, state dict and data against the model, from headers
+        check_data_for_model(staged, model_spec)  # data a model source reads itself (token ids)
     except BaseException:
         staged.discard()
         raise

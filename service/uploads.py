@@ -308,6 +308,10 @@ def unpack_tar(staged: StagedUpload, max_bytes: int, limit_name: str) -> None:
     model = staged.files.get("model")
     if model is None or model.suffix != ".tar":
         return
+    from compression_core.sources.hf.checkpoint import is_checkpoint
+
+    if is_checkpoint(model):  # a Hugging Face checkpoint (issue 23): read in place, extracted by the worker
+        return
     roles = unpack_model_tar(
         model, INDEX_PART, SHARD_PART, MAX_SHARD_PARTS, max_bytes=max_bytes, limit_name=limit_name
     )

@@ -41,3 +41,24 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A tiny Llama-style LM trained once per run on the standard library's source bytes
+    (tests/sources/hf/tiny_lm.py, about two minutes on one busy core): its checkpoint folder, the folder as
+    a plain tar with a tokenizer file beside it, and the token ids (`train` for calibration, `test` held
+    out)."""
+    import tarfile
+
+    pytest.importorskip("transformers")
+    from tests.sources.hf.tiny_lm import train_tiny_lm, write_token_data
+
+    root = tmp_path_factory.mktemp("tiny-lm")
+    folder = train_tiny_lm(root / "lm")
+    (folder / "tokenizer.json").write_text('{"note": "byte-level ids; carried to the output untouched"}')
+    tar = root / "lm.tar"
+    with tarfile.open(tar, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.add(path, arcname=f"lm/{path.name}")
+    return {"folder": folder, "tar": tar, "tokens": write_token_data(root / "tokens.npz", test_rows=128)}

@@ -17,6 +17,9 @@ def write_report(job_id: str, work: Path, model_path: Path) -> None:
     drawn, the job still succeeds without it, and the reason goes to the log."""
     from compression_core.report import write_job_report
 
+    if not (work / "model.pth").is_file() and _method_outputs(work):
+        _metrics_only(job_id, work)  # e.g. wquant's checkpoint (issue 23): the report from metrics.json alone
+        return
     # stream (issue 14): the report loads the original and model.pth whole; not for big or sharded models
     if (
         not (work / "model.pth").is_file()
@@ -27,6 +30,31 @@ def write_report(job_id: str, work: Path, model_path: Path) -> None:
         return
     try:
         write_job_report(work, model_path)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # noqa: BLE001 - never fail a compressed model over its report
+        log.warning("job %s: report.html could not be written; publishing without it", job_id, exc_info=True)
+        (work / "report.html").unlink(missing_ok=True)
+
+
+def _method_outputs(work: Path) -> bool:
+    """Whether a method wrote outputs of its own (metrics.json's `files.extra`, e.g. a packed checkpoint)."""
+    import json
+
+    try:
+        files = json.loads((work / "metrics.json").read_text(encoding="utf-8")).get("files") or {}
+    except (OSError, ValueError):
+        return False
+    return bool(files.get("extra"))
+
+
+def _metrics_only(job_id: str, work: Path) -> None:
+    import json
+
+    from compression_core.report import write_report
+
+    try:
+        write_report(work, json.loads((work / "metrics.json").read_text(encoding="utf-8")))
     except SoftTimeLimitExceeded:
         raise
     except Exception:  # noqa: BLE001 - never fail a compressed model over its report

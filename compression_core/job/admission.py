@@ -57,12 +57,13 @@ def _named_models(spec: SpecBase) -> Iterator[tuple[str, ModelSpec]]:
                 yield f"spec.{method.name}.{name}.arch", value
 
 
-def _architecture_problems(spec: SpecBase) -> list[Problem]:
+def _architecture_problems(spec: SpecBase, skip_model: bool = False) -> list[Problem]:
+    """Unknown architecture names; `skip_model`: the model input carries its own graph (ONNX, a config)."""
     from compression_core.methods.outer import outer_method
     from compression_core.models import available_architectures
     from compression_core.sources import kinds
 
-    named = list(_named_models(spec))
+    named = [(f, m) for f, m in _named_models(spec) if not (skip_model and f == "spec.model.arch")]
     if not named:  # a data-free spec: nothing to look up (torchvision is not even imported)
         return []
     known = available_architectures()
@@ -253,11 +254,12 @@ def admission_problems(
     probed on the meta device within the byte budget."""
     from compression_core.models import meta_model
 
-    problems = _architecture_problems(spec)
+    kind = _source_kind(model_path, spec.model) if model_path is not None else None
+    own_graph = kind is not None and kind not in NAMED_ARCHITECTURE_KINDS  # ONNX, a Hugging Face config
+    problems = _architecture_problems(spec, skip_model=own_graph)
     if problems:
         return problems
     probe = None
-    kind = _source_kind(model_path, spec.model) if model_path is not None else None
     if spec.model is not None and kind in NAMED_ARCHITECTURE_KINDS:
         try:
             probe = meta_model(spec.model)
@@ -267,7 +269,21 @@ def admission_problems(
         problems += _fit_problems(probe, model_path)
         if problems:
             return problems
+    if kind is not None and _checks_own_data(model_path, spec.model):  # e.g. a language model's token ids
+        return problems
     return problems + _data_problems(spec, data_path, probe)
+
+
+def _checks_own_data(path: Path | None, model: Any) -> bool:
+    """Whether the input's kind reads and checks its data itself (`SourceKind.check_data`)."""
+    from compression_core.sources import kinds
+
+    if path is None:
+        return False
+    for kind in kinds():
+        if kind.claims(path, model):
+            return getattr(kind, "check_data", None) is not None
+    return False
 
 
 def as_dicts(problems: list[Problem]) -> list[Mapping[str, str]]:

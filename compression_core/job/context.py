@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compression_core.data import DataSplits, check_against_model, load_data
+from compression_core.data import DataSplits
 from compression_core.errors import Cancelled, InputError, SpecError
 from compression_core.evaluate import evaluate, measure_latency
 from compression_core.fidelity import class_axis, measure, predict_top1, reference_outputs
@@ -63,10 +63,13 @@ class JobContext:
         self.device = device
         self.original = dict(state_dict)  # what per-tensor rel_error is measured against
         self.model: nn.Module = model
-        self.data: DataSplits | None = load_data(spec.data, data_path) if spec.data is not None else None
+        loaded = source.load_data(spec.data, data_path, self.model) if spec.data is not None else None
+        # a classification data set (what the training methods use) or the source's own kind of data (a
+        # language model's token ids: `sources/hf/lm.py`), which only the source evaluates
+        self.data: DataSplits | None = loaded if isinstance(loaded, DataSplits) else None
+        self.other_data: Any = None if isinstance(loaded, DataSplits) else loaded
         self.reference: torch.Tensor | None = None  # the upload's outputs on the reported split
         if self.data is not None:
-            check_against_model(self.data, self.model)
             if self.data.validation_warning:  # also in metrics.json, report.html and `mcs submit`
                 log.warning("%s: %s", self.data.name, self.data.validation_warning)
             self._take_reference(self.data)
@@ -77,6 +80,9 @@ class JobContext:
         self.should_cancel = should_cancel
         self.span = span
         self.checkpoint_dir: Path | None = None  # where long runs checkpoint (compress_file sets it)
+        # outputs a method adds to the job's folder once model.bin and the dense outputs are written
+        # (weight quantization's packed checkpoint): each writes into the folder and returns its files
+        self.writers: list[Callable[[Path], list[Path]]] = []
 
     def _take_reference(self, data: DataSplits) -> None:
         """Keep the upload's outputs on the reported split (what fidelity is measured against); data without
@@ -122,8 +128,10 @@ class JobContext:
         the data has labels, always `fidelity` to the upload (`compression_core/fidelity.py`) and `labels`
         (where they came from: "data", "predictions" of the upload, or "none"; without labels of the data
         no error is reported)."""
-        if self.data is None:
-            return None
+        if self.data is None:  # no data, or the source's own kind (token ids): the source evaluates it
+            if self.other_data is None:
+                return None
+            return self.source.evaluate(model, self.other_data, self.device)
         data = self.data
         if data.labels_from == "data":
             ev = evaluate(model, data.eval_set, device=self.device, num_classes=data.num_classes)
@@ -156,7 +164,8 @@ class JobContext:
     def data_summary(self) -> dict[str, Any] | None:
         """What metrics.json says about the data set: its name, sizes and the split evaluated on."""
         if self.data is None:
-            return None
+            summary = getattr(self.other_data, "summary", None)
+            return summary() if callable(summary) else None
         evaluated = self.data.eval_split
         warning = self.data.validation_warning
         return {

@@ -293,6 +293,7 @@ class _Run:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / "model.bin", encoded.data)
         dense = source.write(out_dir, decoded) if spec.outputs.dense else []  # stream (issue 14): optional
+        extra = [path for writer in (data_job.writers if data_job else []) for path in writer(out_dir)]
         timing["write"] = time.perf_counter() - clock
         # --- deploy (issue 12), 2 of 2: architecture.json, evaluation.after of load_model(out_dir), -------
         # model.onnx checked in onnxruntime, the "deploy" methods (int8), metrics["deployment"]
@@ -316,6 +317,8 @@ class _Run:
         elif dense:
             metrics["files"]["dense_files"] = [p.name for p in dense]
             metrics["files"]["dense_bytes"] = sum(p.stat().st_size for p in dense)
+        if extra:  # files the methods added (weight quantization's checkpoint)
+            metrics["files"]["extra"] = {p.name: p.stat().st_size for p in extra}
         metrics["timing"].update(timing)
         write_metrics(out_dir / "metrics.json", metrics)
         _report(progress, "done", 1.0, f"ratio {metrics['totals']['ratio']:.2f}x")

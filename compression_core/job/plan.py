@@ -115,7 +115,7 @@ def plan_job(spec: Spec, source: ModelSource, *, device: str = "cpu", workers: i
     prepare = tuple(m.name for m, _ in present if isinstance(m, PrepareMethod))
     if prepare:
         stages.append(Stage("prepare", prepare, "changes the model first"))
-    deploy = source.has_module  # data-aware with a trainable module: the deployment stage runs
+    deploy = source.has_module and source.deployable  # data-aware with a deployable module
     if deploy and "structured" in steps:
         stages.append(Stage("structured", ("structured",), "physical, before training"))
     main = tuple(m.name for m, _ in present if isinstance(m, CompressMethod))

@@ -80,6 +80,9 @@ class MethodSpec(_Strict):
     needs: ClassVar[tuple[str, ...]] = ("model", "data")  # top-level fields it needs
     excludes: ClassVar[tuple[str, ...]] = ()  # top-level method fields it cannot combine with
     inputs: ClassVar[tuple[str, ...]] = ()  # extra upload roles, e.g. ("teacher",)
+    # runs on a Hugging Face checkpoint (`"model": {"hf": true}`, compression_core/sources/hf): token-id data,
+    # perplexity, no ONNX deployment; a method without it is refused for such a model when the spec is checked
+    hf: ClassVar[bool] = False
     fallback: ClassVar[bool] = (
         False  # the method data-aware jobs run (with defaults) when the spec names none
     )

@@ -62,6 +62,7 @@ BUILTINS = (
     "distill",
     "int8",
     "search",
+    "wquant",
 )
 BASE_UPLOAD_ROLES = ("model", "data")  # every job may send these; methods add theirs (`MethodSpec.inputs`)
 

@@ -46,6 +46,7 @@ __all__ = [
     "ModelSource",
     "SourceKind",
     "TensorInfo",
+    "check_data_upload",
     "check_upload",
     "kinds",
     "open_source",
@@ -54,7 +55,12 @@ __all__ = [
     "unregister",
 ]
 
-BUILTINS = ("state_dict", "sharded", "onnx")  # modules under compression_core/sources/, each exporting SOURCE
+BUILTINS = (
+    "state_dict",
+    "sharded",
+    "onnx",
+    "hf",
+)  # modules under compression_core/sources/, each exporting SOURCE
 
 _kinds: dict[str, SourceKind] = {}
 _state = {"loaded": False}
@@ -116,6 +122,14 @@ def check_upload(path: str | Path, model: Any = None) -> None:
         return
     with kind.open(path, model) as source:
         source.infos  # noqa: B018 - listing the tensors reads and checks the metadata
+
+
+def check_data_upload(model_path: str | Path, model: Any, data_path: str | Path) -> None:
+    """The API's check of the data uploaded for the model at `model_path` (`SourceKind.check_data`), from
+    headers alone; InputError. Kinds without the hook: nothing (the worker checks when it loads)."""
+    kind = _kind_of(Path(model_path), model)
+    if kind.check_data is not None:
+        kind.check_data(Path(data_path))
 
 
 def rebuild(model: Mapping[str, Any], out_dir: Path) -> nn.Module:

@@ -53,6 +53,8 @@ class ModelSource(abc.ABC):
     kind: ClassVar[str]  # the registry's name for this kind of input, e.g. "state_dict"
     # tensors can be compressed one at a time, in memory that follows the largest tensor (data-free jobs)
     streamable: ClassVar[bool] = True
+    # the deployment stage (architecture.json, ONNX export, int8, the deployment table) applies to its module
+    deployable: ClassVar[bool] = True
 
     def __init__(self, path: Path, model: Any = None) -> None:
         self.path = Path(path)
@@ -103,6 +105,25 @@ class ModelSource(abc.ABC):
         that could not be mapped back to the exporting model's parameter names); built after loading."""
         return {}
 
+    # --- data and evaluation (data-aware jobs) ----------------------------------------------------------
+
+    def load_data(self, data_spec: Any, data_path: Path | None, model: nn.Module) -> Any:
+        """The job's data for this kind of model, checked against `model` (InputError when it does not fit).
+        Default: a classification data set (`compression_core.data`), one batch run through the model."""
+        from compression_core.data import check_against_model, load_data
+
+        data = load_data(data_spec, data_path)
+        check_against_model(data, model)
+        return data
+
+    def evaluate(self, model: nn.Module, data: Any, device: str) -> dict[str, Any]:
+        """The reported evaluation of `model` on `data` (what `load_data` returned). Default: top-1 / top-5
+        error on the data's reported split, tagged with its `split` and `n`."""
+        from compression_core.evaluate import evaluate
+
+        ev = evaluate(model, data.eval_set, device=device, num_classes=data.num_classes)
+        return {**ev.to_dict(), **data.info(data.eval_split)}
+
     # --- outputs --------------------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -114,6 +135,14 @@ class ModelSource(abc.ABC):
         with the job's weights), which the deployment stage checks instead of exporting the module; None:
         the deployment stage exports the module."""
         return None
+
+    def write_checkpoint(
+        self, target: Path, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]
+    ) -> Path:
+        """A checkpoint in the source's own form holding other `tensors` (e.g. packed integers) and extra
+        `config` entries (e.g. a `quantization_config`), with the input's other files carried;
+        NotImplementedError when the kind has no such form."""
+        raise NotImplementedError(f"a {self.kind} source writes no checkpoint of its own form")
 
     def dense_writer(self, out_dir: Path) -> DenseWriter:
         """A streamed job's dense outputs, written in place as tensors are decoded."""
@@ -169,6 +198,9 @@ class SourceKind:
     # an index, a protobuf's declared sizes), never the tensors' data; InputError naming what is wrong.
     # None: listing the source's `infos` is the check.
     check: Callable[[Path], None] | None = None
+    # the API's check of the job's data file for this kind of model (headers only; InputError); None: the
+    # data is checked when the worker loads it
+    check_data: Callable[[Path], None] | None = None
     # `load_model(out_dir)`'s rebuild of the unpruned module from architecture.json's `model` entry (whose
     # `source` names this kind) and the files beside it; None: the kind records no `source` (`arch` and
     # `kwargs` are built by `compression_core.models.build_model`)

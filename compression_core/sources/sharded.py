@@ -73,7 +73,7 @@ class ShardedSource(ModelSource):
         return architecture_signature(self.model_spec)
 
     def architecture(self) -> dict[str, Any] | None:
-        return None if self.model_spec is None else self.model_spec.model_dump(mode="json")
+        return None if self.model_spec is None else self.model_spec.model_dump(mode="json", exclude={"hf"})
 
     def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
         from compression_core.io import save_state_dict

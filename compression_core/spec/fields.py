@@ -27,11 +27,18 @@ MAX_INPUT_VALUES = 3 * 4096 * 4096
 
 
 class ModelSpec(Strict):
-    """Which architecture to build: a name and the keyword arguments of its constructor."""
+    """Which architecture to build: a name and the keyword arguments of its constructor, or `hf: true`
+    (a Hugging Face checkpoint whose config.json names the architecture; compression_core/sources/hf/)."""
 
     arch: str = Field(
-        min_length=1,
+        default="",
+        max_length=200,
         description="lenet300, lenet5, mlp, a torchvision classifier or an mcs.models entry point",
+    )
+    hf: bool = Field(
+        default=False,
+        description="the model is a Hugging Face checkpoint (config.json + safetensors, a folder or tar); "
+        "transformers builds the architecture config.json names, never with remote code",
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor keyword arguments")
     # deploy (issue 12): the traced / exported input, when neither the data nor the architecture tells it
@@ -41,6 +48,14 @@ class ModelSpec(Strict):
         max_length=5,
         description="one sample's input shape without the batch, e.g. [3, 224, 224]",
     )
+
+    @model_validator(mode="after")
+    def _one_architecture(self) -> ModelSpec:
+        if bool(self.arch) == self.hf:
+            raise ValueError('give exactly one of {"arch": NAME} or {"hf": true}')
+        if self.hf and self.kwargs:
+            raise ValueError("model.kwargs: a Hugging Face checkpoint's sizes come from its config.json")
+        return self
 
     @field_validator("input_shape")
     @classmethod

@@ -89,6 +89,11 @@ class SpecBase(Strict):
         for cls in self.method_specs:
             if getattr(self, cls.field, None) is None:
                 continue
+            if self.model is not None and self.model.hf and not cls.hf:
+                raise ValueError(
+                    f"{cls.field}: {cls.title} does not run on a Hugging Face model (model.hf) yet; "
+                    "its methods are the rules' per-tensor steps and `wquant`"
+                )
             missing = [n for n in cls.needs if getattr(self, n, None) is None]
             if missing:
                 raise ValueError(

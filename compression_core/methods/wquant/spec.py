@@ -1,0 +1,85 @@
+"""The top-level `wquant` field: weight-only integer quantization of a Hugging Face model's linear layers
+(pydantic only, no torch import).
+
+```json
+"model":  {"hf": true},
+"data":   {"upload": true},          token ids: `test` for perplexity, `train` for GPTQ's calibration
+"wquant": {"bits": 4, "group_size": 128, "algorithm": "gptq", "calibration_rows": 128}
+```
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from compression_core.methods.base import MethodSpec
+
+__all__ = ["Algorithm", "WQuantSpec"]
+
+
+class Algorithm(StrEnum):
+    rtn = "rtn"  # round-to-nearest, data-free
+    gptq = "gptq"  # data-aware: the Hessian of each layer's inputs, error feedback
+
+
+class WQuantSpec(MethodSpec):
+    """Weight-only int quantization (RTN or GPTQ) written as a compressed-tensors `pack-quantized`
+    checkpoint (`model.quantized.tar`) that transformers and vLLM load."""
+
+    field: ClassVar[str] = "wquant"
+    title: ClassVar[str] = "weight-only quantization"
+    description: ClassVar[str] = (
+        "int2..int8 weights of a Hugging Face model's linear layers (RTN or GPTQ), as a compressed-tensors "
+        "pack-quantized checkpoint (needs model.hf; GPTQ and perplexity need the uploaded token ids)"
+    )
+    needs: ClassVar[tuple[str, ...]] = ("model",)
+    hf: ClassVar[bool] = True
+    requirement: ClassVar[str] = 'wquant: weight quantization needs `model` ({"hf": true})'
+    checker: ClassVar[str] = "compression_core.methods.wquant.check:check_spec"
+
+    bits: int = Field(default=4, ge=2, le=8, description="bits per weight (4: W4A16, 8: W8A16)")
+    group_size: int | None = Field(
+        default=128,
+        description="columns sharing one scale: 32, 64 or 128; null: one scale per output channel",
+    )
+    symmetric: bool = Field(
+        default=True,
+        description="symmetric grid (no zero point); asymmetric checkpoints are refused: transformers 5.24 "
+        "with compressed-tensors 0.20 does not load them back (docs/transformers.md)",
+    )
+    algorithm: Algorithm = Field(default=Algorithm.rtn, description="rtn (data-free) or gptq (data-aware)")
+    act_order: bool = Field(
+        default=False, description="GPTQ: columns in order of decreasing Hessian diagonal"
+    )
+    dampening: float = Field(default=0.01, gt=0.0, le=1.0, description="GPTQ: λ of H + λ mean(diag H) I")
+    calibration_rows: int = Field(
+        default=128, ge=1, le=100_000, description="GPTQ: rows of the data's `train` token ids used"
+    )
+    ignore: list[str] = Field(
+        default_factory=lambda: ["lm_head"],
+        max_length=10_000,
+        description="linear layers kept in float (names or fnmatch globs)",
+    )
+
+    @field_validator("group_size")
+    @classmethod
+    def _group(cls, value: int | None) -> int | None:
+        if value is not None and value not in (32, 64, 128):
+            raise ValueError("group_size: 32, 64, 128 or null (per output channel)")
+        return value
+
+    @field_validator("symmetric")
+    @classmethod
+    def _symmetric(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "asymmetric (zero-point) weights are not offered: transformers 5.24 with compressed-tensors "
+                "0.20 does not load such a pack-quantized checkpoint back; use symmetric"
+            )
+        return value
+
+    def summary(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

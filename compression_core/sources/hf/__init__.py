@@ -1,0 +1,71 @@
+"""A Hugging Face checkpoint (issue 23): `config.json` plus `model.safetensors` (or a sharded index), with the
+tokenizer files when sent, as a folder or one plain tar; the spec says `{"model": {"hf": true}}`, or the input
+is recognised by its `config.json`.
+
+- reading (`checkpoint.py`): config.json bounded and checked, the weights through the safetensors readers of
+  `compression_core.streaming.source`; a tar is read in place at `POST /jobs` (headers at their offsets) and
+  extracted to a private folder by the worker;
+- the module (`source.py`): `transformers` builds the class config.json's `architectures` names, first on the
+  meta device (sized against the byte budget, `MCS_MAX_DECODE_BYTES`), then for real, and loads the weights;
+  `trust_remote_code` is never set; an `auto_map` or an architecture transformers does not ship is an
+  InputError naming it (a 415/422 at `POST /jobs`), before anything is built;
+- data and evaluation (`lm.py`): token ids and perplexity for causal language models;
+- outputs: `model.hf.tar`, a checkpoint folder in one plain tar (config.json as uploaded, model.safetensors,
+  the tokenizer files untouched); weight quantization (`methods/wquant`) writes its own checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compression_core.errors import InputError
+from compression_core.sources.base import SourceKind
+from compression_core.sources.hf.checkpoint import Checkpoint, is_checkpoint, model_class
+from compression_core.sources.hf.source import OUTPUT_TAR, HFSource, write_checkpoint_tar
+
+__all__ = ["OUTPUT_TAR", "SOURCE", "HFSource", "check_checkpoint", "write_checkpoint_tar"]
+
+
+def _asked(model: Any) -> bool:
+    return bool(getattr(model, "hf", False))
+
+
+def _claims(path: Path, model: Any) -> bool:
+    return _asked(model) or is_checkpoint(path)
+
+
+def check_checkpoint(path: Path) -> None:
+    """What `POST /jobs` checks, from metadata alone: config.json (an architecture transformers ships, no
+    `auto_map`), the module's float32 size against the byte budget (built on the meta device), and every
+    safetensors header (read at its offset inside a tar)."""
+    import torch
+
+    from compression_core.budget import check_bytes
+
+    if not is_checkpoint(path):
+        raise InputError(
+            f"{path.name}: a Hugging Face model is a folder or plain tar holding config.json and "
+            "model.safetensors"
+        )
+    checkpoint = Checkpoint(path)
+    cls, config = model_class(checkpoint.config())
+    checkpoint.check_weights()
+    with torch.device("meta"):
+        probe = cls._from_config(config, dtype=torch.float32)
+    check_bytes(
+        f"{cls.__name__} built from config.json (float32)", sum(p.numel() * 4 for p in probe.parameters())
+    )
+
+
+def _open(path: Path, model: Any) -> HFSource:
+    return HFSource(path, model)
+
+
+def _check_data(path: Path) -> None:
+    from compression_core.sources.hf.lm import check_token_file
+
+    check_token_file(path)
+
+
+SOURCE = SourceKind("hf", _open, _claims, priority=20, check=check_checkpoint, check_data=_check_data)
