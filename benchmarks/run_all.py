@@ -159,6 +159,13 @@ BENCHMARKS = (
         "streaming data-free: peak RSS and time vs model size, 1 vs 2 workers, vs in-memory",
         ("--sizes", "0.01", "--models", "", "--workers", "1", "--baseline-up-to", "0.01"),
     ),
+    Benchmark(
+        "bench_bf16_shards.py",
+        (),
+        False,
+        "issue 20: 4-shard bf16 checkpoint, prune 50% + k=16 via mcs compress: peak RSS beside its bound",
+        ("--scale", "0.02"),
+    ),
 )
 
 

@@ -95,7 +95,7 @@ def _plain(payload: _Payload, t: torch.Tensor, kind: str, stats: list[StreamStat
 
 def _indices(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> dict[str, Any]:
     assert rec.indices is not None and rec.codebook is not None
-    sym = rec.indices.detach().cpu().reshape(-1).numpy().astype(np.int64)
+    sym = rec.indices.detach().cpu().reshape(-1).numpy()  # narrow (int8/int16): the coders take any int
     k = int(rec.codebook.numel())
     width = raw.width_for(k)
     coded = huffman.encode(sym) if rec.encoding == "huffman" and k <= huffman.MAX_ALPHABET else None
@@ -111,7 +111,7 @@ def _indices(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> 
 
 def _positions(payload: _Payload, rec: TensorRecord, stats: list[StreamStats]) -> dict[str, Any]:
     assert rec.positions is not None
-    p = rec.positions.detach().cpu().numpy().astype(np.int64)
+    p = rec.positions.detach().cpu().numpy()  # int32 for tensors under 2**31 entries: no int64 copy
     coded = positions.encode(p, rec.numel, rec.encoding)
     ent = huffman.entropy_bits(coded.symbols)
     stats.append(
