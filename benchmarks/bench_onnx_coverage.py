@@ -21,6 +21,7 @@ normalization, no added converters) in the column `onnx2torch alone`.
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --models resnet18,mobilenet_v2
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --smallest 3          # the 3 smallest models
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --smallest 1 --size 64   # the smoke run
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log run.txt   # the table of a stopped run
 
 Models over `--max-params` (default 100M) are listed as skipped for time. Each model runs in this process;
 `--threads` torch threads (default 2).
@@ -207,9 +208,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="", help="also write the rows here")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # a child run: one model, JSON out
+    parser.add_argument(
+        "--from-log", default="", help="print the table of the JSON rows an earlier (interrupted) run printed"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)
+    if args.from_log:
+        lines = Path(args.from_log).read_text().splitlines()
+        print_table([json.loads(line) for line in lines if line.startswith("{")])
+        return
     if args.one:
         with tempfile.TemporaryDirectory(prefix="mcs-cov-") as tmp:
             print(json.dumps(run_model(args.one, args.size, Path(tmp), args.max_params)))
@@ -283,7 +291,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 value = f"{value / 1e6:.1f}M"
             elif column == "seconds":
                 value = f"{value:.0f}"
-            values.append(str(value).replace("|", "/"))
+            text = re.sub(
+                r"NotImplementedError: Converter is not implemented \(OperationDescription\(domain='[^']*', "
+                r"operation_type='(\w+)', version=(\d+)\)\)",
+                r"no converter for \1-\2",
+                str(value),
+            )
+            values.append(text.replace("|", "/"))
         print("| " + " | ".join(values) + " |")
     tried = [r for r in rows if r.get("export") == "ok"]
 
