@@ -5,7 +5,8 @@ to the job's outputs.
 GPTQ walks the decoder blocks in order (the largest `nn.ModuleList` of the model, `model.layers` in every
 transformers decoder): the calibration rows are run once up to the first block (its inputs and keyword
 arguments captured), then each block in turn: forward hooks on its target linears accumulate `Σ XᵀX` of their
-inputs, the linears are quantized, and the block is run again with the quantized weights to give the next
+inputs (one sum per distinct input: q/k/v share one, gate/up another, solved as one stacked weight), the
+linears are quantized, and the block is run again with the quantized weights to give the next
 block's inputs, so each block is calibrated on what the quantized blocks before it produce. Target linears
 outside the blocks (when `ignore` leaves them) are calibrated on one last full pass.
 """
