@@ -34,6 +34,14 @@ class QuantizedWeight:
     scale: torch.Tensor  # (out, groups)
     zero: torch.Tensor | None  # (out, groups) integers, asymmetric only
     loss: float  # GPTQ: the Hessian-weighted error it minimizes; RTN: the squared error
+    row_loss: torch.Tensor | None = None  # GPTQ: the same per output row
+
+    def rows(self, start: int, stop: int) -> QuantizedWeight:
+        """The rows `start:stop` (one layer of several stacked on a shared Hessian)."""
+        zero = None if self.zero is None else self.zero[start:stop]
+        part = None if self.row_loss is None else self.row_loss[start:stop]
+        loss = float(part.sum()) if part is not None else self.loss
+        return QuantizedWeight(self.q[start:stop], self.scale[start:stop], zero, loss, part)
 
     def dequantized(self) -> torch.Tensor:
         rows, cols = self.q.shape
@@ -97,9 +105,9 @@ def gptq(
         U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     except RuntimeError:  # torch.linalg.LinAlgError: not positive definite even after dampening
         raise InputError(f"{name}: the inputs' Hessian is singular; raise wquant.dampening") from None
-    column_group = perm // size  # the group of each (permuted) column
+    column_group = (perm // size).tolist()  # the group of each (permuted) column
     Q = torch.zeros_like(W)
-    loss = 0.0
+    loss = torch.zeros(rows)  # per row: layers stacked on one Hessian are split back by rows
     for i1 in range(0, cols, BLOCK):
         i2 = min(i1 + BLOCK, cols)
         W1 = W[:, i1:i2].clone()
@@ -107,7 +115,7 @@ def gptq(
         U1 = U[i1:i2, i1:i2]
         for i in range(i2 - i1):
             j = i1 + i
-            g = int(column_group[j])
+            g = column_group[j]
             if not static and j % size == 0:  # a group opens: its scale from the updated columns
                 s, z = group_params(W1[:, i : i + size], grid)
                 scale[:, g] = s
@@ -118,9 +126,9 @@ def gptq(
             q = quantize(col, scale[:, g], zg, grid)
             Q[:, j] = q
             err = (col - dequantize(q, scale[:, g], zg)) / U1[i, i]
-            loss += float((err**2).sum()) / 2
+            loss += err**2 / 2
             W1[:, i:] -= err.unsqueeze(1) * U1[i, i:].unsqueeze(0)
             E1[:, i] = err
         W[:, i2:] -= E1 @ U[i1:i2, i2:]
     inverse = torch.argsort(perm)
-    return QuantizedWeight(Q[:, inverse].to(torch.int8), scale, zero, loss)
+    return QuantizedWeight(Q[:, inverse].to(torch.int8), scale, zero, float(loss.sum()), loss)

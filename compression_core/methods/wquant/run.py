@@ -5,7 +5,8 @@ to the job's outputs.
 GPTQ walks the decoder blocks in order (the largest `nn.ModuleList` of the model, `model.layers` in every
 transformers decoder): the calibration rows are run once up to the first block (its inputs and keyword
 arguments captured), then each block in turn: forward hooks on its target linears accumulate `Σ XᵀX` of their
-inputs, the linears are quantized, and the block is run again with the quantized weights to give the next
+inputs (one sum per distinct input: q/k/v share one, gate/up another, solved as one stacked weight), the
+linears are quantized, and the block is run again with the quantized weights to give the next
 block's inputs, so each block is calibrated on what the quantized blocks before it produce. Target linears
 outside the blocks (when `ignore` leaves them) are calibrated on one last full pass.
 """
@@ -64,14 +65,31 @@ def _blocks(model: nn.Module) -> nn.ModuleList:
     return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
 
 
-def _hessians(linears: Mapping[str, nn.Linear], run: Callable[[], None]) -> dict[str, torch.Tensor]:
-    """H = 2 XᵀX / n of each linear's inputs over what `run` sends through them."""
-    sums = {name: torch.zeros(m.in_features, m.in_features) for name, m in linears.items()}
-    counts = dict.fromkeys(linears, 0)
+def _hessians(
+    linears: Mapping[str, nn.Linear], run: Callable[[], None]
+) -> list[tuple[list[str], torch.Tensor]]:
+    """H = 2 XᵀX / n of the linears' inputs over what `run` sends through them, one per distinct input:
+    linears that read the same tensor (q/k/v, gate/up) share one Hessian, and are solved as one stacked
+    weight (GPTQ treats rows independently, so stacking changes nothing but the time)."""
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    reads: dict[tuple[int, tuple[int, ...]], str] = {}  # an input of the first pass -> who owns its H
+    owner: dict[str, str] = {}
+    alive: list[torch.Tensor] = []  # each keyed input held until the pass ends: its address is not reused
 
     def hook(name: str) -> Callable[..., None]:
         def record(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if name not in owner:
+                key = (args[0].data_ptr(), tuple(args[0].shape))
+                if key not in reads:
+                    alive.append(args[0])
+                owner[name] = reads.setdefault(key, name)
+            if owner[name] != name:
+                return  # the owner accumulates the shared input
             x = args[0].detach().reshape(-1, args[0].shape[-1]).float().cpu()
+            if name not in sums:
+                sums[name] = torch.zeros(x.shape[1], x.shape[1])
+                counts[name] = 0
             sums[name].addmm_(x.T, x)
             counts[name] += x.shape[0]
 
@@ -83,7 +101,13 @@ def _hessians(linears: Mapping[str, nn.Linear], run: Callable[[], None]) -> dict
     finally:
         for handle in handles:
             handle.remove()
-    return {name: 2 * sums[name] / max(counts[name], 1) for name in linears}
+        alive.clear()
+    groups: dict[str, list[str]] = {}
+    for name in linears:
+        groups.setdefault(owner.get(name, name), []).append(name)
+    return [
+        (names, 2 * sums[first] / max(counts[first], 1)) for first, names in groups.items() if first in sums
+    ]
 
 
 def quantize_model(
@@ -122,22 +146,23 @@ def quantize_model(
     if calibration is None:
         raise InputError("wquant: GPTQ needs the `train` token ids of the uploaded data")
 
-    def solve(name: str, hessian: torch.Tensor) -> None:
+    def solve(names: list[str], hessian: torch.Tensor) -> None:
         if check_cancel is not None:
-            check_cancel(f"before {name}")
-        layer = targets[name]
-        apply(
-            name,
-            gptq(
-                layer.weight.data,
-                hessian,
-                grid_of(layer),
-                config.group_size,
-                act_order=config.act_order,
-                dampening=config.dampening,
-                name=name,
-            ),
+            check_cancel(f"before {names[0]}")
+        layers = [targets[name] for name in names]
+        stacked = gptq(
+            torch.cat([layer.weight.data.float().cpu() for layer in layers]),
+            hessian,
+            grid_of(layers[0]),
+            config.group_size,
+            act_order=config.act_order,
+            dampening=config.dampening,
+            name=", ".join(names),
         )
+        start = 0
+        for name, layer in zip(names, layers, strict=True):
+            apply(name, stacked.rows(start, start + layer.out_features))
+            start += layer.out_features
 
     blocks = _blocks(model)
     prefix = {id(m): n for n, m in model.named_modules()}
@@ -172,8 +197,8 @@ def quantize_model(
                     for args, kwargs in inputs:
                         block(*args, **kwargs)
 
-                for name, hessian in _hessians(inside, forward_all).items():
-                    solve(name, hessian)
+                for names, hessian in _hessians(inside, forward_all):
+                    solve(names, hessian)
             captured = [((first(block(*args, **kwargs)), *args[1:]), kwargs) for args, kwargs in captured]
         rest = {n: m for n, m in targets.items() if n not in results}
         if rest:
@@ -182,8 +207,8 @@ def quantize_model(
                 for ids in batches:
                     model(input_ids=ids, use_cache=False)
 
-            for name, hessian in _hessians(rest, full).items():
-                solve(name, hessian)
+            for names, hessian in _hessians(rest, full):
+                solve(names, hessian)
     return results
 
 

@@ -64,3 +64,17 @@ def test_gptq_beats_round_to_nearest_on_the_layer_output(act_order: bool, group:
 def test_a_width_that_is_not_a_multiple_of_the_group_is_named() -> None:
     with pytest.raises(InputError, match="layer.x: 100 input features"):
         rtn(torch.randn(4, 100), Grid(4), 32, "layer.x")
+
+
+def test_layers_stacked_on_one_hessian_get_the_integers_each_would_alone() -> None:
+    torch.manual_seed(2)
+    a, b = torch.randn(64, 256), torch.randn(32, 256)
+    x = torch.randn(2048, 256) @ torch.randn(256, 256) * 0.3
+    hessian = 2 * x.T @ x / x.shape[0]
+    stacked = gptq(torch.cat([a, b]), hessian, Grid(4), 128)
+    for part, alone in (
+        (stacked.rows(0, 64), gptq(a, hessian, Grid(4), 128)),
+        (stacked.rows(64, 96), gptq(b, hessian, Grid(4), 128)),
+    ):
+        assert torch.equal(part.q, alone.q) and torch.equal(part.scale, alone.scale)
+        assert part.loss == pytest.approx(alone.loss, rel=1e-5)
