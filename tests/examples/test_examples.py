@@ -31,7 +31,8 @@ EXAMPLES = files("compression_core.examples")
 REFERENCES: dict[str, dict[str, Any]] = tomllib.loads(
     EXAMPLES.joinpath("references.toml").read_text(encoding="utf-8")
 )
-KINDS = ("train", "init")  # the reference kinds this test builds (`source` kinds are added with their source)
+KINDS = ("train", "init", "source")  # the reference kinds this test builds
+SOURCES = ("hf-tiny-lm",)  # the `source` references it knows: the tests' tiny Llama and its token ids
 
 
 def _is_epochs(key: str) -> bool:
@@ -100,27 +101,45 @@ def _initialized(folder: Path, init: dict[str, Any]) -> Path:
 @pytest.mark.timeout(2400)  # the first LeNet-5 example trains the shared reference; a loaded CI is slow
 @pytest.mark.parametrize("name", example_names())
 def test_the_example_runs_to_success_on_its_reference(
-    name: str, references: Callable[[str], Path], tmp_path: Path
+    name: str, references: Callable[[str], Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     declared = REFERENCES.get(name)
     assert declared is not None, f"{name} declares no reference in references.toml"
     kind = next((k for k in ("train", "init", "source") if k in declared), None)
     assert kind in KINDS, f"{name}: this test cannot build a {kind!r} reference yet; teach it (KINDS)"
-    model = references(declared["train"]) if kind == "train" else _initialized(tmp_path, declared["init"])
+    data: Path | None = None
+    if kind == "source":
+        assert declared["source"] in SOURCES, f"{name}: unknown reference source {declared['source']!r}"
+        lm = request.getfixturevalue("tiny_lm")  # tests/conftest.py, trained once per session
+        model, data = lm["folder"], lm["tokens"]
+    elif kind == "train":
+        model = references(declared["train"])
+    else:
+        model = _initialized(tmp_path, declared["init"])
     teacher = references(declared["teacher"]) if "teacher" in declared else None
     spec = parse_spec(json.dumps(shortened(name)))
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        metrics = compress_file(model, spec, tmp_path / "out", teacher_path=teacher)
+        metrics = compress_file(model, spec, tmp_path / "out", teacher_path=teacher, data_path=data)
     finally:
         torch.set_num_threads(threads)
 
     assert (tmp_path / "out" / "model.bin").stat().st_size > 0
-    ratio = metrics["totals"]["ratio"]
-    assert math.isfinite(ratio) and ratio > 1, metrics["totals"]
+    if kind == "source":  # weight-only quantization: its packed checkpoint is the smaller file, not model.bin
+        packed = tmp_path / "out" / "model.quantized.tar"
+        assert packed.is_file() and packed.stat().st_size < 0.5 * sum(
+            p.stat().st_size for p in Path(model).iterdir()
+        ), metrics.get("wquant")
+    else:
+        ratio = metrics["totals"]["ratio"]
+        assert math.isfinite(ratio) and ratio > 1, metrics["totals"]
     after = (metrics.get("evaluation") or {}).get("after")
-    if after is not None:  # data-aware: clearly better than chance (0.9 on ten classes); a run that diverged
+    if after is not None and "error" not in after:  # a language model: perplexity on the test split
+        assert math.isfinite(after["perplexity"]) and after["tokens"] > 0, after
+    elif (
+        after is not None
+    ):  # data-aware: clearly better than chance (0.9 on ten classes); a run that diverged
         # or destroyed the model fails (a shortened SWS run, 2 of its 20 epochs, errs ~0.68 here)
         assert math.isfinite(after["error"]) and after["error"] < 0.8, after
