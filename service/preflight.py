@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from service.admission import check_admission
@@ -27,13 +28,15 @@ WAIT_S = 60.0
 _children = threading.BoundedSemaphore(MAX_CHILDREN)
 
 
-def _run_bounded(spec: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+def _run_bounded(
+    spec: dict[str, Any], shapes: dict[str, tuple[int, ...]] | None, graph: Path | None = None
+) -> dict[str, Any]:
     from compression_core.deploy.bounded import preflight_bounded
 
     if not _children.acquire(timeout=WAIT_S):
         raise Unavailable(f"{MAX_CHILDREN} preflights are running; try again in a minute")
     try:
-        return preflight_bounded(spec, shapes)
+        return preflight_bounded(spec, shapes, graph=graph)
     finally:
         _children.release()
 
@@ -43,6 +46,7 @@ def validate_upload(staged: StagedUpload, max_bytes: int, limit_name: str) -> di
     A tar is extracted (at most `max_bytes`) only after the spec passed."""
     from compression_core.deploy.preflight import preflight, upload_shapes
     from compression_core.errors import InputError, SpecError
+    from compression_core.job.admission import carries_graph
     from compression_core.spec import CHECKED_CONTEXT, Spec
 
     try:
@@ -58,15 +62,16 @@ def validate_upload(staged: StagedUpload, max_bytes: int, limit_name: str) -> di
             unpack_tar(staged, max_bytes, limit_name)
             check_state_dict(staged.files["model"], "model")
         check_admission(staged, spec.model_dump(mode="json"))  # what POST /jobs refuses, from headers
-        try:
-            shapes = upload_shapes(staged.files["model"])
+        graph = staged.files["model"] if carries_graph(staged.files["model"], spec.model) else None
+        try:  # an ONNX graph's tensors are read by its source in the child, not here
+            shapes = None if graph is not None else upload_shapes(staged.files["model"])
         except InputError as exc:
             raise not_a_state_dict(exc, staged.files["model"], "model") from exc
         try:  # a data-free spec builds nothing; a model is built and traced in a bounded child
             report = (
                 preflight(spec, shapes)
                 if spec.model is None
-                else _run_bounded(spec.model_dump(mode="json"), shapes)
+                else _run_bounded(spec.model_dump(mode="json"), shapes, graph)
             )
         except InputError as exc:
             raise not_a_state_dict(exc, staged.files["model"], "model") from exc

@@ -41,6 +41,7 @@ def preflight_bounded(
     *,
     memory_bytes: int | None = None,
     timeout_s: float = TIMEOUT_S,
+    graph: Path | None = None,
 ) -> dict[str, Any]:
     """`preflight(Spec(spec), shapes)` in a child process: the report, or the SpecError / InputError the
     preflight raised; a SpecError when the child needs more than `memory_bytes` (default: the byte
@@ -58,6 +59,7 @@ def preflight_bounded(
         "spec": dict(spec),
         "shapes": None if shapes is None else {k: list(v) for k, v in shapes.items()},
         "memory_bytes": budget,
+        "graph": None if graph is None else str(graph),  # an upload carrying its own graph (ONNX)
     }
     with tempfile.TemporaryDirectory(prefix="mcs-preflight-") as folder:
         result_path = Path(folder) / "result.json"
@@ -138,7 +140,11 @@ def _child() -> int:
     limits = _limit_memory(int(request["memory_bytes"]))
     try:
         answer: dict[str, Any] = {
-            "report": preflight(spec, None if shapes is None else {k: tuple(v) for k, v in shapes.items()})
+            "report": preflight(
+                spec,
+                None if shapes is None else {k: tuple(v) for k, v in shapes.items()},
+                None if request.get("graph") is None else Path(request["graph"]),
+            )
         }
     except MemoryError as error:
         answer = {"error": _MEMORY, "message": str(error) or "MemoryError"}

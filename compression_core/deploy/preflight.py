@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from compression_core.errors import CompressionError, SpecError
+from compression_core.errors import CompressionError, InputError, SpecError
 from compression_core.spec import Spec
 
 __all__ = ["preflight", "upload_shapes"]
@@ -58,11 +58,13 @@ def _fit(model: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> list[
     return problems
 
 
-def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
-    """The plan report; never raises for a plan problem (they are listed in `errors`), only for bad input."""
+def preflight(
+    spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None, graph: Path | None = None
+) -> dict[str, Any]:
+    """The plan report; never raises for a plan problem (they are listed in `errors`), only for bad input.
+    `graph`: an upload that carries its own graph (an ONNX file), whose source builds the module."""
     from compression_core.channels import count_parameters
-    from compression_core.deploy.pruning import plan_structured, prune_structured
-    from compression_core.deploy.stage import example_input, structured_targets
+    from compression_core.deploy.stage import example_input
     from compression_core.models import build_model, meta_model
 
     started = time.perf_counter()
@@ -73,6 +75,8 @@ def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -
         report["seconds"] = time.perf_counter() - started
         return report
     errors: list[dict[str, str]] = report["errors"]
+    if graph is not None:
+        return _traced(spec, report, *_graph_module(spec, graph), started)
     probe = meta_model(spec.model)  # sized against the byte budget, nothing allocated
     if shapes is not None:
         misfit = _fit(probe, shapes)
@@ -90,7 +94,31 @@ def preflight(spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None) -
     del probe
     torch.manual_seed(0)
     model = build_model(spec.model).eval()
-    example = example_input(spec, None)
+    return _traced(spec, report, model, example_input(spec, None), started)
+
+
+def _graph_module(spec: Spec, graph: Path) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The module and one input of an upload that carries its own graph, as its model source builds them."""
+    from compression_core.deploy.stage import example_input
+    from compression_core.sources import open_source
+
+    with open_source(graph, spec.model) as source:
+        model = source.module()
+        if model is None:
+            raise InputError(f"{source.kind}: this input has no module to trace")
+        return model.eval(), example_input(spec, None, source)
+
+
+def _traced(
+    spec: Spec, report: dict[str, Any], model: torch.nn.Module, example: torch.Tensor, started: float
+) -> dict[str, Any]:
+    """The structured and int8 plans of `model`, traced on `example`, into `report`."""
+    from compression_core.channels import count_parameters
+    from compression_core.deploy.pruning import plan_structured, prune_structured
+    from compression_core.deploy.stage import structured_targets
+
+    assert spec.model is not None
+    errors: list[dict[str, str]] = report["errors"]
     report["model"] = {
         "arch": spec.model.arch,
         "params": count_parameters(model),

@@ -274,6 +274,13 @@ def admission_problems(
     return problems + _data_problems(spec, data_path, probe)
 
 
+def carries_graph(path: Path, model: Any) -> bool:
+    """Whether the model input builds its own module (an ONNX graph, a Hugging Face config) rather than
+    one named by `model.arch`."""
+    kind = _source_kind(path, model)
+    return kind is not None and kind not in NAMED_ARCHITECTURE_KINDS
+
+
 def _checks_own_data(path: Path | None, model: Any) -> bool:
     """Whether the input's kind reads and checks its data itself (`SourceKind.check_data`)."""
     from compression_core.sources import kinds

@@ -58,3 +58,23 @@ def test_validate_refuses_what_post_jobs_refuses(client: TestClient, tmp_path: P
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
     assert _validate(client, bad, {"model": {"arch": "lenet5"}}).status_code == 415
+
+
+def test_validate_traces_an_onnx_graph_through_its_source(client: TestClient, tmp_path: Path) -> None:
+    """An upload that carries its own graph (issue 19): the preflight child converts it as the worker would
+    and answers the structured plan of the user's own layers; a broken plan is a 422 naming the layer."""
+    import torch
+
+    from tests.sources.onnx.tiny import TinyNet, export
+
+    torch.manual_seed(0)
+    model = export(TinyNet().eval(), torch.zeros(1, 1, 8, 8), tmp_path / "garment.onnx")
+    step = {"type": "structured", "sparsity": 0.5}
+    spec = {"model": {"arch": "onnx"}, "rules": [{"select": {"kind": "conv"}, "steps": [step]}]}
+    response = _validate(client, model, spec)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["ok"] is True
+    assert report["structured"]["params_after"] < report["structured"]["params_before"]
+    assert report["model"]["input_shape"] == [1, 8, 8]
+    assert client.get("/jobs").json()["total"] == 0
