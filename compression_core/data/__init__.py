@@ -182,16 +182,17 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 def load_upload(path: str | Path, validation: float = DEFAULT_VALIDATION_FRACTION) -> DataSplits:
     """Read and check an uploaded data set (.npz or .safetensors); every problem is an InputError."""
     path = Path(path)
+    return splits_from_arrays(read_arrays(path, "data sets"), name=path.name, validation=validation)
+
+
+def read_arrays(path: Path, what: str) -> dict[str, Any]:
+    """The named arrays of an uploaded .npz or .safetensors file (`what` names them in the error)."""
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        arrays = _read_npz(path)
-    elif suffix == ".safetensors":
-        arrays = _read_safetensors(path)
-    else:
-        raise InputError(
-            f"{path.name}: data sets must be .npz or .safetensors, not {suffix or 'no extension'}"
-        )
-    return splits_from_arrays(arrays, name=path.name, validation=validation)
+        return _read_npz(path)
+    if suffix == ".safetensors":
+        return _read_safetensors(path)
+    raise InputError(f"{path.name}: {what} must be .npz or .safetensors, not {suffix or 'no extension'}")
 
 
 def splits_from_arrays(

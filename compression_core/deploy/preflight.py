@@ -46,7 +46,8 @@ def upload_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     return {tensor.name: tensor.shape for tensor in inspect_state_dict(path).tensors}
 
 
-def _fit(model: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+def fit_problems(model: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """Why a state dict of these tensor shapes does not load into `model` (empty: it does)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     problems = [f"missing tensor {k}" for k in expected if k not in shapes]
     problems += [f"unexpected tensor {k}" for k in shapes if k not in expected]
@@ -79,7 +80,7 @@ def preflight(
         return _traced(spec, report, *_graph_module(spec, graph), started)
     probe = meta_model(spec.model)  # sized against the byte budget, nothing allocated
     if shapes is not None:
-        misfit = _fit(probe, shapes)
+        misfit = fit_problems(probe, shapes)
         if misfit:  # found from the metadata: nothing is built or traced for a file that cannot load
             shown = misfit[:20] + ([f"... ({len(misfit)} in all)"] if len(misfit) > 20 else [])
             errors += [{"field": "model", "message": m} for m in shown]

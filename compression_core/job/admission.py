@@ -98,20 +98,13 @@ def _source_kind(path: Path, model: Any) -> str | None:
 
 
 def _fit_problems(probe: Any, path: Path) -> list[Problem]:
-    from compression_core.deploy.preflight import upload_shapes
+    from compression_core.deploy.preflight import fit_problems, upload_shapes
 
     try:
         shapes = upload_shapes(path)
     except InputError:
         return []  # the upload's own check names what is wrong with the file
-    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
-    found = [f"missing tensor {k}" for k in expected if k not in shapes]
-    found += [f"unexpected tensor {k}" for k in shapes if k not in expected]
-    found += [
-        f"{k}: the file has shape {shapes[k]}, the architecture {expected[k]}"
-        for k in expected
-        if k in shapes and tuple(shapes[k]) != expected[k]
-    ]
+    found = fit_problems(probe, shapes)
     shown = found[:MAX_LISTED] + ([f"... ({len(found)} in all)"] if len(found) > MAX_LISTED else [])
     return [Problem("model", f"{m}: the state dict does not fit the spec's model.arch") for m in shown]
 

@@ -75,18 +75,10 @@ def _rows(name: str, split: str, array: np.ndarray, seq_len: int, vocab: int) ->
 
 def load_tokens(path: Path, vocab_size: int, max_positions: int | None) -> TokenSplits:
     """Token splits from the uploaded data file (see the module docstring); InputError for anything else."""
-    from compression_core.data import _read_npz, _read_safetensors
+    from compression_core.data import read_arrays
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        arrays = _read_npz(path)
-    elif suffix == ".safetensors":
-        arrays = _read_safetensors(path)
-    else:
-        raise InputError(
-            f"{path.name}: token ids must be .npz or .safetensors, not {suffix or 'no extension'}"
-        )
+    arrays = read_arrays(path, "token ids")
     unknown = sorted(set(arrays) - set(SPLITS))
     if unknown or "test" not in arrays:
         raise InputError(
