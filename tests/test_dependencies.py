@@ -38,7 +38,9 @@ def _declared() -> dict[str, Requirement]:
 
 def _imports(folders: list[Path]) -> dict[str, str]:
     """Top-level third-party modules imported anywhere under `folders` -> one file that imports it."""
+    benchmarks = ROOT / "benchmarks"  # tests import the benchmarks' own modules (e.g. `helpers`)
     local = set(PRODUCT) | {"tests"} | {p.stem for f in folders for p in f.rglob("*.py")}
+    local |= {p.stem for p in benchmarks.glob("*.py")} | {p.name for p in benchmarks.iterdir() if p.is_dir()}
     found: dict[str, str] = {}
     for folder in folders:
         for path in folder.rglob("*.py"):
