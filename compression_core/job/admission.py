@@ -24,11 +24,14 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compression_core.errors import InputError, SpecError
 from compression_core.spec.fields import ModelSpec
 from compression_core.spec.model import SpecBase
+
+if TYPE_CHECKING:
+    from compression_core.sources.base import SourceKind
 
 __all__ = ["Problem", "admission_problems"]
 
@@ -87,12 +90,11 @@ def _architecture_problems(spec: SpecBase, skip_model: bool = False) -> list[Pro
     return problems
 
 
-def _source_kind(path: Path, model: Any) -> str | None:
-    from compression_core.sources import open_source
+def _source_kind(path: Path, model: Any) -> SourceKind | None:
+    from compression_core.sources import kind_of
 
     try:
-        with open_source(path, model) as source:
-            return source.kind
+        return kind_of(path, model)
     except InputError:
         return None
 
@@ -247,7 +249,8 @@ def admission_problems(
     probed on the meta device within the byte budget."""
     from compression_core.models import meta_model
 
-    kind = _source_kind(model_path, spec.model) if model_path is not None else None
+    found = _source_kind(model_path, spec.model) if model_path is not None else None
+    kind = found.name if found is not None else None
     own_graph = kind is not None and kind not in NAMED_ARCHITECTURE_KINDS  # ONNX, a Hugging Face config
     problems = _architecture_problems(spec, skip_model=own_graph)
     if problems:
@@ -262,7 +265,7 @@ def admission_problems(
         problems += _fit_problems(probe, model_path)
         if problems:
             return problems
-    if kind is not None and _checks_own_data(model_path, spec.model):  # e.g. a language model's token ids
+    if found is not None and found.check_data is not None:  # the source checks its data (token ids)
         return problems
     return problems + _data_problems(spec, data_path, probe)
 
@@ -271,19 +274,7 @@ def carries_graph(path: Path, model: Any) -> bool:
     """Whether the model input builds its own module (an ONNX graph, a Hugging Face config) rather than
     one named by `model.arch`."""
     kind = _source_kind(path, model)
-    return kind is not None and kind not in NAMED_ARCHITECTURE_KINDS
-
-
-def _checks_own_data(path: Path | None, model: Any) -> bool:
-    """Whether the input's kind reads and checks its data itself (`SourceKind.check_data`)."""
-    from compression_core.sources import kinds
-
-    if path is None:
-        return False
-    for kind in kinds():
-        if kind.claims(path, model):
-            return getattr(kind, "check_data", None) is not None
-    return False
+    return kind is not None and kind.name not in NAMED_ARCHITECTURE_KINDS
 
 
 def as_dicts(problems: list[Problem]) -> list[Mapping[str, str]]:

@@ -48,6 +48,7 @@ __all__ = [
     "TensorInfo",
     "check_data_upload",
     "check_upload",
+    "kind_of",
     "kinds",
     "open_source",
     "rebuild",
@@ -97,7 +98,8 @@ def kinds() -> list[SourceKind]:
     return sorted(_kinds.values(), key=lambda kind: -kind.priority)
 
 
-def _kind_of(path: Path, model: Any) -> SourceKind:
+def kind_of(path: Path, model: Any) -> SourceKind:
+    """The registered kind that claims the input at `path` (InputError when none does); reads nothing."""
     from compression_core.errors import InputError
 
     for kind in kinds():
@@ -110,13 +112,13 @@ def open_source(path: str | Path, model: Any = None) -> ModelSource:
     """The source of the input at `path`; `model` is the spec's `model` field (architecture name, kwargs,
     input shape) or None. Reads nothing yet: the kind's readers raise InputError when they first read."""
     path = Path(path)
-    return _kind_of(path, model).open(path, model)
+    return kind_of(path, model).open(path, model)
 
 
 def check_upload(path: str | Path, model: Any = None) -> None:
     """The API's check of an uploaded model input (`SourceKind.check`): metadata only; InputError."""
     path = Path(path)
-    kind = _kind_of(path, model)
+    kind = kind_of(path, model)
     if kind.check is not None:
         kind.check(path)
         return
@@ -127,7 +129,7 @@ def check_upload(path: str | Path, model: Any = None) -> None:
 def check_data_upload(model_path: str | Path, model: Any, data_path: str | Path) -> None:
     """The API's check of the data uploaded for the model at `model_path` (`SourceKind.check_data`), from
     headers alone; InputError. Kinds without the hook: nothing (the worker checks when it loads)."""
-    kind = _kind_of(Path(model_path), model)
+    kind = kind_of(Path(model_path), model)
     if kind.check_data is not None:
         kind.check_data(Path(data_path))
 
