@@ -181,7 +181,7 @@ def _graph_fit_problem(sample: tuple[int, ...], declared: tuple[int | None, ...]
         d is None or d == s for s, d in zip(sample, declared, strict=True)
     ):
         return None
-    shown = ["?" if d is None else d for d in declared]
+    shown = "[" + ", ".join("?" if d is None else str(d) for d in declared) + "]"
     expected = None if None in declared else tuple(int(d) for d in declared if d is not None)
     same_rank = len(sample) == len(declared)  # a transpose can only help samples of the graph's rank
     hint = (same_rank and _channels_last_hint(sample, expected)) or "; reshape the arrays to that shape"
