@@ -78,6 +78,14 @@ def _architecture_problems(spec: SpecBase, skip: frozenset[str] = frozenset()) -
         if model.arch in names:
             continue
         trials = f" (every trial of the {outer.name} builds it)" if outer is not None else ""
+        if model.arch == "onnx":  # the name an ONNX upload goes by (docs/bring-your-own-model.md)
+            role = "model" if field == "spec.model.arch" else field.split(".")[-2]
+            problems.append(
+                Problem(
+                    field, f"'onnx' names an uploaded ONNX graph{trials}: send the {role} as a .onnx file"
+                )
+            )
+            continue
         onnx = ", or upload the model as an .onnx graph" if any(k.name == "onnx" for k in kinds()) else ""
         plugins = f" the operator's {known['registered']}" if known["registered"] else ""
         problems.append(
