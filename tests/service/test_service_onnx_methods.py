@@ -2,11 +2,13 @@
 teacher and an ONNX student) on a model class that exists only in the test (tests/sources/onnx/tiny.py),
 the deployment table and report.html of such a job, and the preflight at POST /jobs for an ONNX upload
 (data that does not fit the graph's input, a search whose trials would build an unknown teacher), each a
-422 naming its field before anything is queued. Real API, real Celery worker over Redis."""
+422 naming its field before anything is queued, and the same from POST /jobs/validate. Real API, real
+Celery worker over Redis."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -144,11 +146,10 @@ def test_post_jobs_refuses_data_and_searches_that_cannot_run_on_the_onnx_upload(
         ),
     ]
     before = stack.get("/jobs").json()["total"]
-    for files, spec, field, words in cases:
-        response = stack.post(
-            "/jobs", files={"model": graph, **files}, data={"spec": json.dumps({"model": ONNX_MODEL, **spec})}
-        )
-        assert response.status_code == 422, response.text
+    for (files, spec, field, words), endpoint in itertools.product(cases, ("/jobs", "/jobs/validate")):
+        body = {"spec": json.dumps({"model": ONNX_MODEL, **spec})}
+        response = stack.post(endpoint, files={"model": graph, **files}, data=body)
+        assert response.status_code == 422, (endpoint, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
         problem = response.json()
         assert [e["field"] for e in problem["errors"]] == [field], problem
