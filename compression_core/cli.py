@@ -198,8 +198,8 @@ def check(
     model: Annotated[
         Path,
         typer.Argument(
-            help="state dict: .safetensors or .pth, or a sharded checkpoint (its index or folder); only "
-            "names and shapes are read, after the same metadata checks as an upload"
+            help="state dict: .safetensors or .pth, a sharded checkpoint (its index or folder), or an .onnx "
+            "graph; only names and shapes are read, after the same metadata checks as an upload"
         ),
     ],
     spec: Annotated[
@@ -212,6 +212,10 @@ def check(
             help="the data file the job would upload (.npz/.safetensors); only its headers are read"
         ),
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(help="the `teacher` file a `distill` job would upload (a state dict or a .onnx graph)"),
+    ] = None,
 ) -> None:
     """The job's plan (which stages run, streamed or in memory) and which layers the spec's structured and
     int8 plans would prune or quantize, and which they cannot (exit code 2 when a layer is refused or the
@@ -221,7 +225,7 @@ def check(
 
     from compression_core.deploy.check_report import report_tables
     from compression_core.deploy.preflight import preflight
-    from compression_core.job.admission import admission_problems, as_dicts
+    from compression_core.job.admission import admission_problems, as_dicts, carries_graph
     from compression_core.job.plan import plan_job
     from compression_core.sources import open_source
 
@@ -229,7 +233,7 @@ def check(
         parsed = _load_spec_arg(spec)
         with open_source(model, parsed.model) as source:
             shapes = source.shapes()  # the upload's metadata checks first, as the API makes them
-            refused = admission_problems(parsed, model, data)
+            refused = admission_problems(parsed, model, data, {"teacher": teacher} if teacher else None)
             if refused:
                 report: dict[str, Any] = {"ok": False, "errors": as_dicts(refused)}
                 if as_json:
@@ -240,7 +244,8 @@ def check(
                     )
                 raise typer.Exit(2)
             plan = plan_job(parsed, source)
-            report = {"plan": plan.to_dict(), **preflight(parsed, shapes)}
+            graph = model if carries_graph(model, parsed.model) else None  # an ONNX graph builds itself
+            report = {"plan": plan.to_dict(), **preflight(parsed, shapes, graph)}
     if as_json:
         console.print_json(json.dumps(report))
     else:

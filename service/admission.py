@@ -17,7 +17,9 @@ def check_admission(staged: StagedUpload, spec: dict[str, Any]) -> None:
     from compression_core.spec import CHECKED_CONTEXT, Spec
 
     validated = Spec.model_validate(spec, context=CHECKED_CONTEXT)
-    problems = admission_problems(validated, staged.files.get("model"), staged.files.get("data"))
+    problems = admission_problems(
+        validated, staged.files.get("model"), staged.files.get("data"), inputs=staged.files
+    )
     if problems:
         errors = [FieldError(field=p.field, message=p.message, type="admission") for p in problems]
         raise InvalidSpec(

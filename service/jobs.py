@@ -10,7 +10,6 @@ import logging
 import os
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,14 +31,20 @@ from service.errors import (
     JobConflict,
     JobNotFound,
     LimitExceeded,
-    NotAStateDict,
     Unavailable,
 )
 from service.observability import main_method
 from service.schemas import (
     FieldError,
 )
-from service.uploads import StagedUpload, byte_limit, state_dict_roles, unpack_tar
+from service.upload_checks import (
+    check_data_for_model,
+    check_state_dict,
+    check_state_dicts,
+    model_spec_of,
+    spec_text,
+)
+from service.uploads import StagedUpload, byte_limit, unpack_tar
 
 log = logging.getLogger(__name__)
 
@@ -126,78 +131,6 @@ def check_spec_size(spec: Any) -> None:
             f"and {MAX_PATTERNS} patterns",
             [FieldError(field=field, message="too many")],
         )
-
-
-def check_state_dict(path: Path, role: str, model: Any = None) -> None:
-    """Refuse anything that is not a model input we can compress, from the file's metadata alone (each kind
-    of input checks its own: `compression_core.sources.check_upload`): the API never loads an upload's
-    tensors (memory per submit stays O(header)); the worker loads them."""
-    from compression_core.errors import InputError, UnsupportedModel
-    from compression_core.sources import check_upload
-
-    try:
-        check_upload(path, model)
-    except UnsupportedModel as exc:  # readable, but a model this service will not build (remote code)
-        refused = not_a_state_dict(exc, path, role)
-        raise InvalidSubmission(refused.detail, refused.errors) from exc
-    except InputError as exc:
-        raise not_a_state_dict(exc, path, role) from exc
-
-
-def not_a_state_dict(error: Exception, path: Path, role: str) -> NotAStateDict:
-    """The 415 for an upload's file, its message without the server's staging folder (a library message
-    may name a file by its full path)."""
-    message = str(error).replace(f"{path.parent}{os.sep}", "").replace(str(path.parent), "")
-    message = message.removeprefix(f"{path.name}: ")
-    return NotAStateDict(f"{role}: {message}", [FieldError(field=role, message=message)])
-
-
-def check_data_for_model(staged: StagedUpload, model: Any) -> None:
-    """The data file as the model's kind reads it (a language model's token ids), from its headers: 422
-    naming `data` (`compression_core.sources.check_data_upload`)."""
-    from compression_core.errors import InputError
-    from compression_core.sources import check_data_upload
-
-    if "data" not in staged.files or "model" not in staged.files:
-        return
-    path = staged.files["data"]
-    try:
-        check_data_upload(staged.files["model"], model, path)
-    except InputError as exc:
-        refused = not_a_state_dict(exc, path, "data")
-        raise InvalidSubmission(refused.detail, refused.errors) from exc
-
-
-def _model_spec(spec: dict[str, Any]) -> Any:
-    """The validated spec's `model` field as the library's model (None without one)."""
-    from compression_core.spec import ModelSpec
-
-    return ModelSpec.model_validate(spec["model"]) if spec.get("model") else None
-
-
-def check_state_dicts(staged: StagedUpload, model: Any = None) -> None:
-    """The model and every method's extra input (e.g. `teacher`), from their metadata; with the spec's
-    `model`, the model input as it describes it (a Hugging Face checkpoint when it says `hf`)."""
-    for role in state_dict_roles():
-        if role in staged.files:
-            check_state_dict(staged.files[role], role, model if role == "model" else None)
-
-
-def _spec_text(staged: StagedUpload) -> str:
-    inline, file = staged.fields.get("spec"), staged.files.get("spec_file")
-    if inline is not None and file is not None:
-        raise InvalidSubmission(
-            "give the spec once: either the `spec` field or the `spec_file` file",
-            [FieldError(field="spec", message="given twice")],
-        )
-    if inline is not None:
-        return inline
-    if file is not None:
-        return file.read_text("utf-8", errors="replace")
-    raise InvalidSubmission(
-        "a spec is required: the `spec` form field (JSON) or a `spec_file` upload",
-        [FieldError(field="spec", message="field required")],
-    )
 
 
 ACTIVE_STATES = (JobState.queued, JobState.running)
@@ -290,11 +223,11 @@ def create_job(
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
-        text, tar = _spec_text(staged), staged.files["model"].suffix == ".tar"
+        text, tar = spec_text(staged), staged.files["model"].suffix == ".tar"
         if not tar:  # the cheap checks first (file metadata), before the spec's (a search's can cost)
             check_state_dicts(staged)
         spec = parse_spec(text)
-        model_spec = _model_spec(spec)
+        model_spec = model_spec_of(spec)
         if not tar and model_spec is not None and model_spec.hf:  # {"hf": true}: the upload must be one
             check_state_dict(staged.files["model"], "model", model_spec)
         stored = {role: d for role, d in staged.digests.items() if role != "spec_file"}
@@ -307,7 +240,7 @@ def create_job(
         check_concurrency(session, principal)
         if tar:
             unpack_tar(staged, *byte_limit(settings, principal))  # only once the limits passed
-            check_state_dicts(staged, _model_spec(spec))
+            check_state_dicts(staged, model_spec_of(spec))
         check_admission(staged, spec)  # architecture, state dict and data against the model, from headers
         check_data_for_model(staged, model_spec)  # data a model source reads itself (token ids)
     except BaseException:

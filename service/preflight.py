@@ -17,8 +17,9 @@ from typing import Any
 
 from service.admission import check_admission
 from service.errors import InvalidSpec, InvalidSubmission, Unavailable
-from service.jobs import _spec_text, check_state_dict, not_a_state_dict, parse_spec
+from service.jobs import parse_spec
 from service.schemas import FieldError
+from service.upload_checks import check_state_dict, not_a_state_dict, spec_text
 from service.uploads import StagedUpload, unpack_tar
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def validate_upload(staged: StagedUpload, max_bytes: int, limit_name: str) -> di
             raise InvalidSubmission(
                 "the `model` file is required", [FieldError(field="model", message="required")]
             )
-        text, tar = _spec_text(staged), staged.files["model"].suffix == ".tar"
+        text, tar = spec_text(staged), staged.files["model"].suffix == ".tar"
         if not tar:  # the cheap check first: metadata (views, dtypes, sizes), before the spec's checks
             check_state_dict(staged.files["model"], "model")
         spec = Spec.model_validate(parse_spec(text), context=CHECKED_CONTEXT)

@@ -60,13 +60,14 @@ def _named_models(spec: SpecBase) -> Iterator[tuple[str, ModelSpec]]:
                 yield f"spec.{method.name}.{name}.arch", value
 
 
-def _architecture_problems(spec: SpecBase, skip_model: bool = False) -> list[Problem]:
-    """Unknown architecture names; `skip_model`: the model input carries its own graph (ONNX, a config)."""
+def _architecture_problems(spec: SpecBase, skip: frozenset[str] = frozenset()) -> list[Problem]:
+    """Unknown architecture names; `skip`: the fields whose input carries its own graph (an ONNX model or
+    teacher, a Hugging Face config), which no name builds."""
     from compression_core.methods.outer import outer_method
     from compression_core.models import available_architectures
     from compression_core.sources import kinds
 
-    named = [(f, m) for f, m in _named_models(spec) if not (skip_model and f == "spec.model.arch")]
+    named = [(f, m) for f, m in _named_models(spec) if f not in skip]
     if not named:  # a data-free spec: nothing to look up (torchvision is not even imported)
         return []
     known = available_architectures()
@@ -77,6 +78,14 @@ def _architecture_problems(spec: SpecBase, skip_model: bool = False) -> list[Pro
         if model.arch in names:
             continue
         trials = f" (every trial of the {outer.name} builds it)" if outer is not None else ""
+        if model.arch == "onnx":  # the name an ONNX upload goes by (docs/bring-your-own-model.md)
+            role = "model" if field == "spec.model.arch" else field.split(".")[-2]
+            problems.append(
+                Problem(
+                    field, f"'onnx' names an uploaded ONNX graph{trials}: send the {role} as a .onnx file"
+                )
+            )
+            continue
         onnx = ", or upload the model as an .onnx graph" if any(k.name == "onnx" for k in kinds()) else ""
         plugins = f" the operator's {known['registered']}" if known["registered"] else ""
         problems.append(
@@ -174,7 +183,30 @@ def _shape_problem(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
     return None
 
 
-def _data_problems(spec: SpecBase, data_path: Path | None, probe: Any) -> list[Problem]:
+def _graph_fit_problem(sample: tuple[int, ...], declared: tuple[int | None, ...], what: str) -> str | None:
+    """Why samples of shape `sample` do not fit a graph input declared `declared` (None: symbolic)."""
+    if len(sample) == len(declared) and all(
+        d is None or d == s for s, d in zip(sample, declared, strict=True)
+    ):
+        return None
+    shown = "[" + ", ".join("?" if d is None else str(d) for d in declared) + "]"
+    expected = None if None in declared else tuple(int(d) for d in declared if d is not None)
+    same_rank = len(sample) == len(declared)  # a transpose can only help samples of the graph's rank
+    hint = (same_rank and _channels_last_hint(sample, expected)) or "; reshape the arrays to that shape"
+    return (
+        f"{what}: samples of shape {list(sample)} (x_train without the batch) do not fit the uploaded "
+        f"graph's input {shown} (its declared shape without the batch){hint}"
+    )
+
+
+def _data_problems(
+    spec: SpecBase,
+    data_path: Path | None,
+    probe: Any,
+    graph_sample: tuple[int | None, ...] | None = None,
+) -> list[Problem]:
+    """The data against the model: its keys and shapes, labels the methods need, one sample through the
+    meta-device `probe` or, for an input that carries its graph, against the graph's `graph_sample`."""
     from compression_core.data import key_problem
     from compression_core.methods import registry
     from compression_core.methods.base import CompressMethod, PrepareMethod
@@ -201,9 +233,12 @@ def _data_problems(spec: SpecBase, data_path: Path | None, probe: Any) -> list[P
                 "upload y_* labels",
             )
         )
+    sample = tuple(shapes["x_train"][1:])
+    if probe is None and graph_sample is not None:
+        misfit = _graph_fit_problem(sample, graph_sample, what)
+        return problems + ([Problem("data", misfit)] if misfit else [])
     if probe is None or spec.model is None:
         return problems
-    sample = tuple(shapes["x_train"][1:])
     expected = tuple(spec.model.input_shape) if spec.model.input_shape else None
     expected = expected or known_input_shape(spec.model.arch, dict(spec.model.kwargs))
     output, refused = _meta_forward(probe, sample)
@@ -242,17 +277,44 @@ def _data_problems(spec: SpecBase, data_path: Path | None, probe: Any) -> list[P
     return problems
 
 
+def _graph_fields(spec: SpecBase, model_kind: str | None, inputs: Mapping[str, Path]) -> frozenset[str]:
+    """The `...arch` fields whose input carries its own graph: the model's, a method's (`teacher`) whose
+    upload role is the field's name."""
+    fields = set()
+    if model_kind is not None and model_kind not in NAMED_ARCHITECTURE_KINDS:  # ONNX, a Hugging Face config
+        fields.add("spec.model.arch")
+    for field, model in _named_models(spec):
+        role = field.split(".")[-2]
+        if field != "spec.model.arch" and role in inputs and carries_graph(inputs[role], model):
+            fields.add(field)
+    return frozenset(fields)
+
+
+def _graph_sample(kind: SourceKind | None, path: Path | None) -> tuple[int | None, ...] | None:
+    """The input shape a graph-carrying upload declares (None: not such an upload, or unreadable: its own
+    check names what is wrong with the file)."""
+    if kind is None or kind.sample_shape is None or path is None:
+        return None
+    try:
+        return kind.sample_shape(path)
+    except InputError:
+        return None
+
+
 def admission_problems(
-    spec: SpecBase, model_path: Path | None, data_path: Path | None = None
+    spec: SpecBase,
+    model_path: Path | None,
+    data_path: Path | None = None,
+    inputs: Mapping[str, Path] | None = None,
 ) -> list[Problem]:
     """What stops this job before it is queued (empty: nothing found). Reads headers only; the model is
-    probed on the meta device within the byte budget."""
+    probed on the meta device within the byte budget. `inputs`: the methods' extra uploads by role
+    (`teacher`), so that an ONNX teacher is not looked up by name."""
     from compression_core.models import meta_model
 
     found = _source_kind(model_path, spec.model) if model_path is not None else None
     kind = found.name if found is not None else None
-    own_graph = kind is not None and kind not in NAMED_ARCHITECTURE_KINDS  # ONNX, a Hugging Face config
-    problems = _architecture_problems(spec, skip_model=own_graph)
+    problems = _architecture_problems(spec, _graph_fields(spec, kind, inputs or {}))
     if problems:
         return problems
     probe = None
@@ -267,7 +329,7 @@ def admission_problems(
             return problems
     if found is not None and found.check_data is not None:  # the source checks its data (token ids)
         return problems
-    return problems + _data_problems(spec, data_path, probe)
+    return problems + _data_problems(spec, data_path, probe, _graph_sample(found, model_path))
 
 
 def carries_graph(path: Path, model: Any) -> bool:

@@ -205,3 +205,6 @@ class SourceKind:
     # `source` names this kind) and the files beside it; None: the kind records no `source` (`arch` and
     # `kwargs` are built by `compression_core.models.build_model`)
     rebuild: Callable[[Mapping[str, Any], Path], nn.Module] | None = None
+    # one sample's input shape (without the batch; None for a symbolic dimension) as a graph-carrying input
+    # declares it, from metadata: what `POST /jobs` fits the data's samples to when no module is probed
+    sample_shape: Callable[[Path], tuple[int | None, ...] | None] | None = None

@@ -72,3 +72,23 @@ def test_mcs_check_makes_the_checks_post_jobs_makes_first(tmp_path: Path) -> Non
     np.savez(data, x_train=np.zeros((4, 28, 28, 3), np.float32), y_train=np.arange(4))
     result = runner.invoke(app, ["check", str(model), "--spec", str(spec), "--data", str(data)])
     assert result.exit_code == 2 and "refused: data" in result.output, result.output
+
+
+def test_mcs_check_plans_an_onnx_student_and_its_onnx_teacher(tmp_path: Path) -> None:
+    """An ONNX upload builds its own module (no architecture name to look up), the teacher's too once
+    `--teacher` names its file; without it, 'onnx' is refused naming the teacher field."""
+    import torch
+
+    from tests.sources.onnx.tiny import TinyNet, export
+
+    graph = export(TinyNet(), torch.zeros(1, 64), tmp_path / "tiny.onnx")
+    spec = tmp_path / "spec.json"
+    onnx = {"arch": "onnx"}
+    spec.write_text(json.dumps({"model": onnx, "data": {"builtin": "digits"}, "distill": {"teacher": onnx}}))
+    result = runner.invoke(app, ["check", str(graph), "--spec", str(spec), "--teacher", str(graph), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["ok"] is True and report["plan"]["stages"], report
+    result = runner.invoke(app, ["check", str(graph), "--spec", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert "spec.distill.teacher.arch: 'onnx' names an uploaded ONNX graph" in result.output, result.output

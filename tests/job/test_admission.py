@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import save_file
 
-from compression_core.job.admission import _channels_last_hint, admission_problems
+from compression_core.job.admission import _channels_last_hint, _graph_fit_problem, admission_problems
 from compression_core.models import build_model
 from compression_core.spec import Spec
 
@@ -41,3 +41,42 @@ def test_the_channels_last_hint_names_the_transpose_only_when_it_applies() -> No
     assert "transpose" in _channels_last_hint((28, 28, 1), None)
     assert _channels_last_hint((3, 32, 32), (3, 32, 32)) == ""
     assert _channels_last_hint((784,), (64,)) == ""
+
+
+def test_an_onnx_model_or_teacher_is_checked_against_its_graph_not_by_name(tmp_path: Path) -> None:
+    """An ONNX upload's data is fitted to the graph's declared input; an ONNX teacher is no name to look up;
+    a state dict teacher still is, once for every trial of a search."""
+    import torch
+
+    from tests.sources.onnx.tiny import TinyNet, export
+
+    graph = export(TinyNet(), torch.zeros(1, 64), tmp_path / "tiny.onnx")
+    nhwc, flat = tmp_path / "nhwc.npz", tmp_path / "flat.npz"
+    np.savez(nhwc, x_train=np.zeros((4, 8, 8, 1), np.float32), y_train=np.arange(4))
+    np.savez(flat, x_train=np.zeros((4, 64), np.float32), y_train=np.arange(4))
+    onnx = {"arch": "onnx"}
+    uploaded = Spec.model_validate({"model": onnx, "data": {"upload": True}})
+    assert admission_problems(uploaded, graph, flat) == []
+    (problem,) = admission_problems(uploaded, graph, nhwc)
+    assert problem.field == "data" and "samples of shape [8, 8, 1]" in problem.message
+    assert "graph's input [64]" in problem.message and "transpose" not in problem.message
+    (problem,) = admission_problems(
+        Spec.model_validate({"model": onnx, "data": {"builtin": "mnist-5k"}}), graph
+    )
+    assert problem.field == "data" and "data set mnist-5k: samples of shape [784]" in problem.message
+    distill = {"model": onnx, "data": {"builtin": "digits"}, "distill": {"teacher": onnx}}
+    assert admission_problems(Spec.model_validate(distill), graph, inputs={"teacher": graph}) == []
+    teacher = _model(tmp_path, MLP)
+    (problem,) = admission_problems(Spec.model_validate(distill), graph, inputs={"teacher": teacher})
+    assert problem.field == "spec.distill.teacher.arch"
+    assert problem.message == "'onnx' names an uploaded ONNX graph: send the teacher as a .onnx file"
+
+
+def test_a_graph_input_with_symbolic_dimensions_takes_any_size_there() -> None:
+    assert _graph_fit_problem((3, 32, 32), (3, None, None), "data") is None
+    refused = _graph_fit_problem((32, 32, 3), (3, None, None), "data")
+    assert refused is not None and "input [3, ?, ?]" in refused and "transpose(0, 3, 1, 2)" in refused
+    refused = _graph_fit_problem((3, 32), (3, None, None), "data")
+    assert refused is not None and "reshape the arrays" in refused and "transpose" not in refused
+    refused = _graph_fit_problem((32, 32, 3), (3, 32, 32), "data")
+    assert refused is not None and "transpose(0, 3, 1, 2)" in refused

@@ -177,6 +177,13 @@ def _check(path: Path) -> None:
     read_checked(path)
 
 
+def _sample_shape(path: Path) -> tuple[int | None, ...]:
+    """The graph input's declared shape without the batch dimension (the protobuf, checked)."""
+    from compression_core.sources.onnx.check import read_checked
+
+    return read_checked(path)[1].input_shape[1:]
+
+
 def _rebuild(model: Mapping[str, Any], out_dir: Path) -> nn.Module:
     """The unpruned module from the graph file the job wrote (`model.onnx` or `architecture.onnx`)."""
     import onnx
@@ -202,4 +209,6 @@ def _rebuild(model: Mapping[str, Any], out_dir: Path) -> nn.Module:
     return convert_graph(filled(graph)).module
 
 
-SOURCE = SourceKind("onnx", OnnxSource, _claims, priority=5, check=_check, rebuild=_rebuild)
+SOURCE = SourceKind(
+    "onnx", OnnxSource, _claims, priority=5, check=_check, rebuild=_rebuild, sample_shape=_sample_shape
+)
