@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from compression_core.methods.search import sensitivity
+from compression_core.methods.search import lm_sensitivity, sensitivity
 from compression_core.methods.search.paths import trial_spec
 from compression_core.methods.search.spec import Combine, Range, SearchMode, SearchSpec
 from compression_core.methods.search.trials import Number, PlannedTrial, TrialResult
@@ -95,7 +95,8 @@ def plan_next(
         points = grid_points(search)[: search.max_trials]
         return Plan([PlannedTrial(p, trial_spec(base, p)) for p in points], f"grid of {len(points)} points")
     if search.mode is SearchMode.sensitivity:
-        trials, note = sensitivity.plan(search, base, done, layers or [])
+        hf = bool((base.get("model") or {}).get("hf"))  # a causal LM: per decoder layer, in perplexity
+        trials, note = (lm_sensitivity if hf else sensitivity).plan(search, base, done, layers or [])
         return Plan(trials, note)
     room = search.max_trials - len(done)
     if room <= 0:

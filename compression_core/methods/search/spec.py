@@ -28,7 +28,12 @@ __all__ = ["Combine", "Holdout", "Range", "SearchMode", "SearchSpec", "MAX_TRIAL
 
 MAX_TRIALS = 256  # a search is many jobs: bound it like any other size a spec declares
 MAX_VALUES = 256
-BUDGETS = ("max_error_increase", "min_top1_agreement", "max_relative_output_error")
+BUDGETS = (
+    "max_error_increase",
+    "min_top1_agreement",
+    "max_relative_output_error",
+    "max_perplexity_increase",
+)
 
 Number = int | float
 
@@ -79,6 +84,7 @@ class SearchSpec(MethodSpec):
     title: ClassVar[str] = "a search"
     description: ClassVar[str] = "grid / budget / sensitivity search over numeric fields of this spec"
     requirement: ClassVar[str] = "search: a search needs `model` and `data` (each trial is measured on data)"
+    hf: ClassVar[bool] = True  # on a Hugging Face causal LM: budget in perplexity, sensitivity per decoder layer
     # every trial's spec is valid (a SearchPathError naming the path) before anything is queued
     checker: ClassVar[str] = "compression_core.methods.search.check:check_search"
 
@@ -107,6 +113,13 @@ class SearchSpec(MethodSpec):
         le=1e6,
         description="budget in fidelity: the largest ||f_c(X) - f_0(X)|| / ||f_0(X)|| against the uploaded "
         "model on the validation split (e.g. 0.05); needs no labels, and no class scores",
+    )
+    max_perplexity_increase: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1e6,
+        description="budget for a Hugging Face causal LM (model.hf): the largest increase of perplexity over "
+        "the uploaded model's on the validation token ids (points, e.g. 0.5); docs/transformers.md",
     )
     values: list[Number] | None = Field(
         default=None, max_length=MAX_VALUES, description="sensitivity: the values each layer is tried at"
@@ -167,7 +180,8 @@ class SearchSpec(MethodSpec):
         if self.mode is SearchMode.budget and not given:
             raise ValueError(
                 "budget: a budget is required: `max_error_increase` (points of error, needs labels), "
-                "`min_top1_agreement` or `max_relative_output_error` (fidelity to the uploaded model)"
+                "`min_top1_agreement` or `max_relative_output_error` (fidelity to the uploaded model), or "
+                "`max_perplexity_increase` (a Hugging Face causal LM)"
             )
         return self
 
@@ -181,22 +195,27 @@ class SearchSpec(MethodSpec):
     def budget_measure(self) -> str:
         """What the budget limits, measured on the validation split (`TrialResult.validation_increase`):
         "error" (the error's increase; needs labels), "agreement" (the loss of top-1 agreement with the
-        upload, 1 - agreement) or "output_error" (the relative output error against the upload)."""
+        upload, 1 - agreement), "output_error" (the relative output error against the upload) or
+        "perplexity" (a causal LM's perplexity increase over the upload's, in points)."""
         if self.min_top1_agreement is not None:
             return "agreement"
         if self.max_relative_output_error is not None:
             return "output_error"
+        if self.max_perplexity_increase is not None:
+            return "perplexity"
         return "error"
 
     @property
     def budget_fraction(self) -> float | None:
         """The budget as the largest allowed increase of `budget_measure` (a fraction, like
         `evaluation.*.error`): max_error_increase / 100, 1 - min_top1_agreement, or
-        max_relative_output_error; None without a budget."""
+        max_relative_output_error, or max_perplexity_increase (points); None without a budget."""
         if self.min_top1_agreement is not None:
             return 1.0 - self.min_top1_agreement
         if self.max_relative_output_error is not None:
             return self.max_relative_output_error
+        if self.max_perplexity_increase is not None:
+            return self.max_perplexity_increase  # points of perplexity, not a fraction
         return None if self.max_error_increase is None else self.max_error_increase / 100.0
 
     def budget_text(self) -> str:
@@ -205,5 +224,7 @@ class SearchSpec(MethodSpec):
             return f"top-1 agreement with the upload at least {self.min_top1_agreement:g}"
         if self.max_relative_output_error is not None:
             return f"relative output error at most {self.max_relative_output_error:g}"
+        if self.max_perplexity_increase is not None:
+            return f"perplexity increase at most {self.max_perplexity_increase:g}"
         increase = self.max_error_increase
         return "no budget" if increase is None else f"error increase at most {increase:g} points"
