@@ -199,7 +199,7 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
     reference = next((t["error_before"] for t in trials if t.get("error_before") is not None), None)
     upload = _pct(reference)
     if lm:
-        first = next((t for t in trials if t.get("perplexity_before") is not None), {})
+        first: Mapping[str, Any] = next((t for t in trials if t.get("perplexity_before") is not None), {})
         upload = f"perplexity {first.get('perplexity_before', 0.0):.4f} on {first.get('tokens')} test tokens"
     return (
         f"<h2>Search ({_esc(section.get('mode'))}, {len(trials)} trials)</h2>"

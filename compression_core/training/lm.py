@@ -118,7 +118,9 @@ def train_lm(
             correct += int((logits[:, :-1].detach().argmax(-1) == ids[:, 1:]).sum())
             seen += tokens
         scheduler.step()
-        stats = LMEpochStats(epoch, config.epochs, lr, loss_sum / max(seen, 1), correct / max(seen, 1), stage=stage)
+        stats = LMEpochStats(
+            epoch, config.epochs, lr, loss_sum / max(seen, 1), correct / max(seen, 1), stage=stage
+        )
         if validation is not None:
             stats.validation_perplexity, stats.validation_tokens = _validation(
                 model, validation, device, config.batch_size

@@ -109,15 +109,16 @@ def test_perplexity_budget_search_over_http_returns_the_chosen_trials_checkpoint
     assert best["ratio"] == pytest.approx(lm["tar"].stat().st_size / len(download.content))
 
 
-def test_a_perplexity_budget_without_token_ids_or_on_a_classifier_is_a_422(
-    stack: Stack, lm: dict
-) -> None:
+def test_a_perplexity_budget_without_token_ids_or_on_a_classifier_is_a_422(stack: Stack, lm: dict) -> None:
     before = stack.client.get("/jobs").json()
     response = _submit(stack, lm["tar"], None, SPEC)
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM, response.text
     assert "no token ids" in response.json()["detail"]
     folder: Path = lm["folder"]
-    config = {**json.loads((folder / "config.json").read_text()), "architectures": ["LlamaForSequenceClassification"]}
+    config = {
+        **json.loads((folder / "config.json").read_text()),
+        "architectures": ["LlamaForSequenceClassification"],
+    }
     tar = stack.tmp / "classifier.tar"
     with tarfile.open(tar, "w") as archive:
         archive.add(folder / "model.safetensors", arcname="model.safetensors")

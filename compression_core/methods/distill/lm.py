@@ -31,7 +31,9 @@ def _teacher(config: DistillSpec, job: JobContext) -> tuple[Any, str]:
     if path is None:
         return copy.deepcopy(job.model), "the uploaded model (float, before compression)"
     if not config.teacher.hf:
-        raise SpecError('distill: a language model\'s teacher is a Hugging Face checkpoint: "teacher": {"hf": true}')
+        raise SpecError(
+            'distill: a language model\'s teacher is a Hugging Face checkpoint: "teacher": {"hf": true}'
+        )
     try:
         with open_source(path, config.teacher) as source:
             teacher = source.module()
@@ -47,7 +49,9 @@ def run_lm(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcom
     """Set the distillation loss for the retraining after the rules (`job.lm_loss`), and give `retrain` a
     finetune phase with distill's training fields when the spec has none."""
     if job.spec.method("wquant") is not None:
-        raise SpecError("distill: on a language model it retrains the rules' compressed weights; not with wquant")
+        raise SpecError(
+            "distill: on a language model it retrains the rules' compressed weights; not with wquant"
+        )
     lo, _ = job.span
     job.progress("distill", lo, "the teacher's perplexity")
     teacher, described = _teacher(config, job)

@@ -30,7 +30,9 @@ def lm_training(job: JobContext) -> tuple[TensorDataset, Callable[..., Any]]:
     measured after each epoch when the upload has them."""
     splits = job.other_data.splits
     if "train" not in splits:
-        raise InputError("retrain: a language model retrains on the uploaded `train` token ids; there are none")
+        raise InputError(
+            "retrain: a language model retrains on the uploaded `train` token ids; there are none"
+        )
     loss = job.lm_loss or causal_lm_loss
     return TensorDataset(splits["train"]), lm_trainer(loss, splits.get("validation"))
 

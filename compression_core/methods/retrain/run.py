@@ -24,12 +24,12 @@ from compression_core.job.context import JobContext
 from compression_core.methods.base import CompressFn, Outcome
 from compression_core.methods.prune.apply import global_keeps, keep_count, keep_positions
 from compression_core.methods.prune.spec import PruneStep, Scope
+from compression_core.methods.retrain.lm import evaluate_records, is_lm_job, lm_training
 from compression_core.methods.retrain.spec import RetrainSpec
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
 from compression_core.spec.model import SpecBase
 from compression_core.training.finetune import finetune
-from compression_core.methods.retrain.lm import evaluate_records, is_lm_job, lm_training
 from compression_core.training.loop import EpochStats, train_epochs
 
 __all__ = ["run", "target_keeps"]

@@ -53,7 +53,9 @@ def layer_spec(base: Mapping[str, Any], search: SearchSpec, layer: str, value: N
     config = _wquant(base)
     field = _field(search)
     if field not in config or field in ("only", "ignore"):
-        raise SearchPathError("step_field", f"wquant has no numeric field {field!r}", loc=("search", "step_field"))
+        raise SearchPathError(
+            "step_field", f"wquant has no numeric field {field!r}", loc=("search", "step_field")
+        )
     config[field] = value
     config["only"] = [f"{layer}.*"]
     spec["wquant"] = config
@@ -135,9 +137,7 @@ def suggest(
     if not rows:
         return None, f"the spec's wquant.{field}={value} is not among `values`; nothing to suggest"
     layers = list(dict.fromkeys(t.label for t in rows if t.label is not None))
-    kept = sorted(
-        {t.label for t in rows if t.label is not None and not t.feasible(budget)}, key=layers.index
-    )
+    kept = sorted({t.label for t in rows if t.label is not None and not t.feasible(budget)}, key=layers.index)
     if len(kept) == len(layers):
         return None, f"every decoder layer is over the budget at wquant.{field}={value}; nothing to suggest"
     return kept, (

@@ -84,7 +84,7 @@ def run_lm_trial(
     folder = Path(tempfile.mkdtemp(prefix="mcs-lm-trial-"))
     try:
         carved = folder / "trial-tokens.npz"
-        np.savez(carved, **arrays)  # type: ignore[arg-type]
+        np.savez(carved, **arrays)
         metrics = compress_file(
             Path(model_path),
             spec.model_copy(update={"data": DataSpec(upload=True)}),

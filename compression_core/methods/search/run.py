@@ -35,8 +35,9 @@ def finalize(
     note: str = "",
     base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """out_dir gets the chosen trial's model.bin and model.pth (or its checkpoint tars), its metrics.json with the `search` section,
-    search.csv and the plots. `best_dir(index)` is where that trial's files are."""
+    """out_dir gets the chosen trial's model.bin and model.pth (or its checkpoint tars), its metrics.json
+    with the `search` section, search.csv and the plots. `best_dir(index)` is where that trial's files are.
+    `base`: the search's whole spec."""
     section = search_section(search, trials, trace=trace, note=note, base=base)
     best = section["best"]
     if best is None:

@@ -84,7 +84,8 @@ class SearchSpec(MethodSpec):
     title: ClassVar[str] = "a search"
     description: ClassVar[str] = "grid / budget / sensitivity search over numeric fields of this spec"
     requirement: ClassVar[str] = "search: a search needs `model` and `data` (each trial is measured on data)"
-    hf: ClassVar[bool] = True  # on a Hugging Face causal LM: budget in perplexity, sensitivity per decoder layer
+    # on a Hugging Face causal LM: a budget in perplexity, the sensitivity per decoder layer
+    hf: ClassVar[bool] = True
     # every trial's spec is valid (a SearchPathError naming the path) before anything is queued
     checker: ClassVar[str] = "compression_core.methods.search.check:check_search"
 

@@ -16,9 +16,18 @@ SPEC = {
     "model": {"hf": True},
     "data": {"upload": True},
     "outputs": {"dense": False},
-    "rules": [{"select": {"name": "model.layers.*.mlp.*.weight"}, "steps": [{"type": "prune", "sparsity": 0.8}]}],
-    "distill": {"teacher": {"hf": True}, "epochs": 4, "optimizer": "adam", "lr": 0.003, "batch_size": 8,
-                "temperature": 2.0, "alpha": 1.0},
+    "rules": [
+        {"select": {"name": "model.layers.*.mlp.*.weight"}, "steps": [{"type": "prune", "sparsity": 0.8}]}
+    ],
+    "distill": {
+        "teacher": {"hf": True},
+        "epochs": 4,
+        "optimizer": "adam",
+        "lr": 0.003,
+        "batch_size": 8,
+        "temperature": 2.0,
+        "alpha": 1.0,
+    },
 }
 
 
@@ -34,15 +43,23 @@ def test_distilling_the_pruned_lm_to_a_teacher_recovers_perplexity(
     )
     inputs = {"teacher": tiny_lm["tar"]} if uploaded_teacher else None
     metrics = compress_file(
-        tiny_lm["folder"], parse_spec(json.dumps(SPEC)), tmp_path / "kd", data_path=tiny_lm["tokens"], inputs=inputs
+        tiny_lm["folder"],
+        parse_spec(json.dumps(SPEC)),
+        tmp_path / "kd",
+        data_path=tiny_lm["tokens"],
+        inputs=inputs,
     )
     section = metrics["distill"]
     before = metrics["evaluation"]["before"]
     assert section["teacher"]["perplexity"] == pytest.approx(before["perplexity"])  # the same float weights
-    assert section["teacher"]["source"].startswith("the uploaded teacher" if uploaded_teacher else "the uploaded model")
+    assert section["teacher"]["source"].startswith(
+        "the uploaded teacher" if uploaded_teacher else "the uploaded model"
+    )
     assert section["teacher"]["tokens"] == before["tokens"] == 128 * 63
     history = metrics["training"]["history"]
-    assert len(history) == 4 and history[-1]["train_loss"] < history[0]["train_loss"]  # KL to the teacher falls
+    assert (
+        len(history) == 4 and history[-1]["train_loss"] < history[0]["train_loss"]
+    )  # KL to the teacher falls
     after = metrics["evaluation"]["after"]["perplexity"]
     assert after < pruned["evaluation"]["after"]["perplexity"], (after, pruned["evaluation"]["after"])
 
@@ -53,4 +70,6 @@ def test_distill_on_a_language_model_does_not_combine_with_wquant(tiny_lm: dict,
 
     spec = {**SPEC, "rules": [], "wquant": {}}
     with pytest.raises(SpecError, match="not with wquant"):
-        compress_file(tiny_lm["folder"], parse_spec(json.dumps(spec)), tmp_path / "out", data_path=tiny_lm["tokens"])
+        compress_file(
+            tiny_lm["folder"], parse_spec(json.dumps(spec)), tmp_path / "out", data_path=tiny_lm["tokens"]
+        )

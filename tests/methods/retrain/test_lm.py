@@ -19,7 +19,13 @@ FINETUNE = {"epochs": 4, "optimizer": "adam", "lr": 0.003, "batch_size": 8}
 
 
 def _spec(**extra: object) -> dict:
-    return {"model": {"hf": True}, "data": {"upload": True}, "outputs": {"dense": False}, "rules": PRUNE, **extra}
+    return {
+        "model": {"hf": True},
+        "data": {"upload": True},
+        "outputs": {"dense": False},
+        "rules": PRUNE,
+        **extra,
+    }
 
 
 def test_retraining_after_pruning_lowers_the_test_perplexity_and_keeps_the_zeros(
@@ -46,7 +52,9 @@ def test_retraining_after_pruning_lowers_the_test_perplexity_and_keeps_the_zeros
     assert after_prune["perplexity"] > before  # 80% of the MLP weights gone: measurably worse
     assert after_retrain["perplexity"] < after_prune["perplexity"] - 0.3, (after_prune, after_retrain)
     history = retrained["training"]["history"]
-    assert [h["stage"] for h in history] == ["finetune"] * 4 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert [h["stage"] for h in history] == ["finetune"] * 4 and history[-1]["train_loss"] < history[0][
+        "train_loss"
+    ]
     # model.bin decodes to the retrained model: the same perplexity, and exactly the pruned support
     state = decode_state_dict((tmp_path / "retrained" / "model.bin").read_bytes())
     name = "model.layers.0.mlp.up_proj.weight"

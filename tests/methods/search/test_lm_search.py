@@ -62,7 +62,11 @@ def test_budget_search_picks_the_smallest_checkpoint_within_the_perplexity_budge
     within = [t for t in trials.values() if _increase(t) <= budget + 1e-12]
     best = max(within, key=lambda t: t["ratio"])
     assert section["best"] == best["index"] and section["budget"]["met"] is True
-    assert section["budget"] == {**section["budget"], "measure": "perplexity", "max_perplexity_increase": budget}
+    assert section["budget"] == {
+        **section["budget"],
+        "measure": "perplexity",
+        "max_perplexity_increase": budget,
+    }
     # the chosen trial's outputs are the job's: its packed checkpoint, its ratio = upload / that checkpoint
     assert metrics["wquant"]["bits"] == best["parameters"]["wquant.bits"]
     shipped = (tmp_path / "model.quantized.tar").stat().st_size
@@ -90,14 +94,22 @@ def test_sensitivity_per_decoder_layer_reports_each_layers_perplexity_increase(
     section = metrics["search"]
     table = section["sensitivity"]
     assert table["layers"] == ["model.layers.0", "model.layers.1"] and table["values"] == [2, 4]
-    assert table["step_field"] == "wquant.bits" and table["tokens"] == {"validation": 13 * 63, "test": 32 * 63}
+    assert table["step_field"] == "wquant.bits" and table["tokens"] == {
+        "validation": 13 * 63,
+        "test": 32 * 63,
+    }
     layer_trials = [t for t in section["trials"] if t["label"] != "suggested"]
     assert len(layer_trials) == 4
     for trial in layer_trials:  # one layer quantized: the row and column of the table it fills
-        row, column = table["layers"].index(trial["label"]), table["values"].index(trial["parameters"]["value"])
+        row, column = (
+            table["layers"].index(trial["label"]),
+            table["values"].index(trial["parameters"]["value"]),
+        )
         assert table["validation_perplexity_increase"][row][column] == pytest.approx(_increase(trial))
         assert trial["ratio"] < 2.0  # one of two layers quantized, the embeddings and lm_head float
-    over = [layer for i, layer in enumerate(table["layers"]) if table["validation_perplexity_increase"][i][0] > 0]
+    over = [
+        layer for i, layer in enumerate(table["layers"]) if table["validation_perplexity_increase"][i][0] > 0
+    ]
     assert table["kept_float"] == (over if len(over) < 2 else None)
     suggested = [t for t in section["trials"] if t["label"] == "suggested"]
     if len(over) < 2:  # the suggested spec ran: 2 bits everywhere but the layers over the budget
@@ -113,8 +125,16 @@ def test_sensitivity_per_decoder_layer_reports_each_layers_perplexity_increase(
     ("spec", "message"),
     [
         (
-            {"model": {"arch": "lenet5"}, "data": {"builtin": "digits"}, "rules": [],
-             "search": {"mode": "grid", "parameters": {"default.dtype": [1]}, "max_perplexity_increase": 1}},
+            {
+                "model": {"arch": "lenet5"},
+                "data": {"builtin": "digits"},
+                "rules": [],
+                "search": {
+                    "mode": "grid",
+                    "parameters": {"default.dtype": [1]},
+                    "max_perplexity_increase": 1,
+                },
+            },
             "causal LM",
         ),
         (
@@ -122,7 +142,10 @@ def test_sensitivity_per_decoder_layer_reports_each_layers_perplexity_increase(
             "max_perplexity_increase",
         ),
         (
-            {**_spec({}, {"mode": "sensitivity", "values": [2], "max_perplexity_increase": 1}), "wquant": None},
+            {
+                **_spec({}, {"mode": "sensitivity", "values": [2], "max_perplexity_increase": 1}),
+                "wquant": None,
+            },
             "one decoder layer at a time",
         ),
         (_spec({}, {"mode": "sensitivity", "values": [2]}), "which layers stay float"),
