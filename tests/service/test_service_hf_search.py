@@ -99,7 +99,9 @@ def test_perplexity_budget_search_over_http_returns_the_chosen_trials_checkpoint
     assert section["best"] == max(within, key=lambda t: t["ratio"])["index"]
     best = next(t for t in trials if t["index"] == section["best"])
     names = {a["name"] for a in job["artifacts"]}
-    assert {"model.bin", "metrics.json", "model.quantized.tar", "search.csv"} <= names, names
+    assert {"model.bin", "metrics.json", "model.quantized.tar", "search.csv", "report.html"} <= names, names
+    report = stack.client.get(f"/jobs/{job['id']}/artifacts/report.html").text
+    assert "validation ppl increase" in report and "Perplexity budget" in report
     download = stack.client.get(f"/jobs/{job['id']}/artifacts/model.quantized.tar")
     assert download.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(download.content)) as tar:
