@@ -90,8 +90,10 @@ class SearchSpec(MethodSpec):
     checker: ClassVar[str] = "compression_core.methods.search.check:check_search"
 
     mode: SearchMode
-    parameters: dict[str, list[Number] | Range] = Field(
-        default_factory=dict, description="spec path -> values (grid) or {low, high} (budget)"
+    parameters: dict[str, list[Number] | list[str] | Range] = Field(
+        default_factory=dict,
+        description="spec path -> values (grid) or {low, high} (budget); a grid may list the strings of a "
+        'string field (e.g. "wquant.algorithm": ["rtn", "gptq"])',
     )
     combine: Combine = Combine.grid
     max_trials: int = Field(default=16, ge=1, le=MAX_TRIALS)
@@ -167,6 +169,16 @@ class SearchSpec(MethodSpec):
             )
         if not self.parameters:
             raise ValueError(f"{self.mode}: give at least one parameter (spec path -> values)")
+        words = [
+            p
+            for p, v in self.parameters.items()
+            if isinstance(v, list) and any(isinstance(x, str) for x in v)
+        ]
+        if words and self.mode is not SearchMode.grid:
+            raise ValueError(
+                f"{self.mode}: {', '.join(words)} lists strings; a budget search bisects or samples numbers "
+                "(search strings in a grid, or run one search per value)"
+            )
         if self.mode is SearchMode.grid:
             ranges = [p for p, v in self.parameters.items() if isinstance(v, Range)]
             if ranges:

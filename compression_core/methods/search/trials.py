@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PlannedTrial", "TrialResult", "SUCCEEDED"]
+__all__ = ["PlannedTrial", "TrialResult", "SUCCEEDED", "Value"]
 
 SUCCEEDED = "succeeded"
 Number = int | float
+Value = int | float | str  # a grid may set a string field (wquant.algorithm)
 
 
 @dataclass
@@ -17,7 +18,7 @@ class PlannedTrial:
     """A trial to run: its parameters (spec path -> value), the full spec it runs, and a label
     (sensitivity: the layer, or "suggested")."""
 
-    parameters: dict[str, Number]
+    parameters: dict[str, Value]
     spec: dict[str, Any]
     label: str | None = None
 
@@ -29,7 +30,7 @@ class TrialResult:
     on)."""
 
     index: int
-    parameters: dict[str, Number]
+    parameters: dict[str, Value]
     state: str
     label: str | None = None
     ratio: float | None = None
@@ -95,7 +96,7 @@ class TrialResult:
     def from_metrics(
         cls,
         index: int,
-        parameters: Mapping[str, Number],
+        parameters: Mapping[str, Value],
         state: str,
         metrics: Mapping[str, Any] | None,
         **values: Any,

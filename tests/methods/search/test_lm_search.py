@@ -79,6 +79,34 @@ def test_budget_search_picks_the_smallest_checkpoint_within_the_perplexity_budge
     assert "validation_perplexity_after" in header and "validation_tokens" in header
 
 
+def test_a_grid_searches_the_algorithm_beside_the_bits(quick_lm: dict, tmp_path: Path) -> None:
+    """String fields in a grid (`wquant.algorithm`): RTN and GPTQ at 2 and 4 bits, one search."""
+    from compression_core.job.pipeline import compress_file
+
+    spec = _spec(
+        {"group_size": 32, "calibration_rows": 16},
+        {
+            "mode": "grid",
+            "parameters": {"wquant.algorithm": ["rtn", "gptq"], "wquant.bits": [2, 4]},
+            "max_perplexity_increase": 10.0,
+        },
+    )
+    metrics = compress_file(
+        quick_lm["folder"], parse_spec(json.dumps(spec)), tmp_path, data_path=quick_lm["tokens"]
+    )
+    rows = {
+        (t["parameters"]["wquant.algorithm"], t["parameters"]["wquant.bits"]): t
+        for t in metrics["search"]["trials"]
+    }
+    assert sorted(rows) == [("gptq", 2), ("gptq", 4), ("rtn", 2), ("rtn", 4)]
+    assert all(t["state"] == "succeeded" for t in rows.values())
+    assert rows[("gptq", 2)]["ratio"] == pytest.approx(rows[("rtn", 2)]["ratio"], rel=1e-3)  # the same format
+    assert rows[("gptq", 2)]["validation_perplexity_after"] != rows[("rtn", 2)]["validation_perplexity_after"]
+    best = next(t for t in metrics["search"]["trials"] if t["index"] == metrics["search"]["best"])
+    assert best["parameters"]["wquant.bits"] == 2  # the budget of 10 points holds every trial: the smallest
+    assert metrics["wquant"]["algorithm"] == best["parameters"]["wquant.algorithm"]
+
+
 def test_sensitivity_per_decoder_layer_reports_each_layers_perplexity_increase(
     quick_lm: dict, tmp_path: Path
 ) -> None:
@@ -149,6 +177,18 @@ def test_sensitivity_per_decoder_layer_reports_each_layers_perplexity_increase(
             "one decoder layer at a time",
         ),
         (_spec({}, {"mode": "sensitivity", "values": [2]}), "which layers stay float"),
+        (
+            _spec(
+                {},
+                {
+                    "mode": "budget",
+                    "parameters": {"wquant.algorithm": ["rtn", "gptq"]},
+                    "max_perplexity_increase": 1,
+                },
+            ),
+            "lists strings",
+        ),
+        (_spec({}, {"mode": "grid", "parameters": {"wquant.bits": ["four"]}}), "not a string field"),
         (_spec({}, {"mode": "sensitivity", "values": [9], "max_perplexity_increase": 1}), "bits"),
     ],
 )
