@@ -50,7 +50,8 @@ def run_lm(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcom
     finetune phase with distill's training fields when the spec has none."""
     if job.spec.method("wquant") is not None:
         raise SpecError(
-            "distill: on a language model it retrains the rules' compressed weights; not with wquant"
+            "distill: on a language model it retrains the rules' compressed weights; it does not combine "
+            "with wquant"
         )
     lo, _ = job.span
     job.progress("distill", lo, "the teacher's perplexity")

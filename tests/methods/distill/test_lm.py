@@ -64,12 +64,24 @@ def test_distilling_the_pruned_lm_to_a_teacher_recovers_perplexity(
     assert after < pruned["evaluation"]["after"]["perplexity"], (after, pruned["evaluation"]["after"])
 
 
-def test_distill_on_a_language_model_does_not_combine_with_wquant(tiny_lm: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({**SPEC, "rules": [], "wquant": {}}, "does not combine with wquant"),
+        ({**SPEC, "distill": {**SPEC["distill"], "teacher": {"arch": "lenet5"}}}, "Hugging Face teacher"),
+        (
+            {
+                "model": {"arch": "mlp"},
+                "data": {"builtin": "digits"},
+                "rules": [],
+                "distill": {"teacher": {"hf": True}},
+            },
+            "Hugging Face teacher",
+        ),
+    ],
+)
+def test_distill_specs_that_cannot_run_on_a_language_model_are_refused(spec: dict, message: str) -> None:
     from compression_core.errors import SpecError
-    from compression_core.job.pipeline import compress_file
 
-    spec = {**SPEC, "rules": [], "wquant": {}}
-    with pytest.raises(SpecError, match="not with wquant"):
-        compress_file(
-            tiny_lm["folder"], parse_spec(json.dumps(spec)), tmp_path / "out", data_path=tiny_lm["tokens"]
-        )
+    with pytest.raises((SpecError, ValueError), match=message):
+        parse_spec(json.dumps(spec))
