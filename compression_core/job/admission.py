@@ -265,44 +265,11 @@ def admission_problems(
         problems += _fit_problems(probe, model_path)
         if problems:
             return problems
-    if found is not None and found.name == "hf" and spec.data is not None and model_path is not None:
-        problems += _language_model_problems(model_path, data_path)
+    if found is not None and found.check_job is not None and spec.data is not None and model_path is not None:
+        problems += [Problem(field, message) for field, message in found.check_job(model_path, data_path)]
     if found is not None and found.check_data is not None:  # the source checks its data (token ids)
         return problems
     return problems + _data_problems(spec, data_path, probe)
-
-
-def _language_model_problems(model_path: Path, data_path: Path | None) -> list[Problem]:
-    """A Hugging Face model with `data` (perplexity, a search's perplexity budget, training with the LM's
-    loss): the token ids must be sent, and config.json must name a causal LM."""
-    from compression_core.sources.hf.checkpoint import Checkpoint
-
-    problems = []
-    if data_path is None:
-        problems.append(
-            Problem(
-                "data",
-                'the spec asks for {"upload": true} data but no token ids (.npz or .safetensors) were sent',
-            )
-        )
-    try:
-        checkpoint = Checkpoint(model_path)
-        try:
-            architecture = str((checkpoint.config().get("architectures") or ["?"])[0])
-        finally:
-            checkpoint.close()
-    except InputError:
-        return problems  # the upload's own check names what is wrong with the checkpoint
-    if not architecture.endswith("ForCausalLM"):
-        problems.append(
-            Problem(
-                "spec.data",
-                f"data on a Hugging Face model is token ids for a causal language model (*ForCausalLM: "
-                f"perplexity, a search's max_perplexity_increase, retraining with its loss); config.json "
-                f"names {architecture}",
-            )
-        )
-    return problems
 
 
 def carries_graph(path: Path, model: Any) -> bool:

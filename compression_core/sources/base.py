@@ -205,3 +205,7 @@ class SourceKind:
     # `source` names this kind) and the files beside it; None: the kind records no `source` (`arch` and
     # `kwargs` are built by `compression_core.models.build_model`)
     rebuild: Callable[[Mapping[str, Any], Path], nn.Module] | None = None
+    # `POST /jobs`' check of a job that evaluates or trains on data with this model (the spec has `data`):
+    # `(model path, data path or None)` -> (request field, message) problems, from metadata only (a language
+    # model: token ids sent, config.json a causal LM); None: nothing beyond `check_data`
+    check_job: Callable[[Path, Path | None], list[tuple[str, str]]] | None = None
