@@ -69,6 +69,26 @@ def test_retraining_after_pruning_lowers_the_test_perplexity_and_keeps_the_zeros
     )  # the retraining held the mask the pruning chose
 
 
+def test_iterative_prune_retrain_of_a_language_model(tiny_lm: dict, tmp_path: Path, one_thread: None) -> None:
+    from compression_core.format import decode_state_dict
+    from compression_core.job.pipeline import compress_file
+
+    retrain = {"prune_schedule": [0.5, 1.0], "prune": {**FINETUNE, "epochs": 2}}
+    metrics = compress_file(
+        tiny_lm["folder"],
+        parse_spec(json.dumps(_spec(retrain=retrain))),
+        tmp_path / "out",
+        data_path=tiny_lm["tokens"],
+    )
+    stages = [h["stage"] for h in metrics["training"]["history"]]
+    assert stages == ["prune-retrain 1/2"] * 2 + ["prune-retrain 2/2"] * 2
+    state = decode_state_dict((tmp_path / "out" / "model.bin").read_bytes())
+    assert (state["model.layers.1.mlp.down_proj.weight"] == 0).float().mean().item() == pytest.approx(
+        0.8, abs=0.01
+    )
+    assert metrics["evaluation"]["after"]["tokens"] == 128 * 63
+
+
 def test_retraining_a_language_model_needs_train_token_ids(tiny_lm: dict, tmp_path: Path) -> None:
     import numpy as np
 
