@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CHECKPOINTS = ("model.hf.tar", "model.quantized.tar")  # a Hugging Face model's outputs (issue 23)
+
 
 def is_outer(spec: dict[str, Any]) -> bool:
     """Whether the spec names an outer method (a search): the job plans children instead of running."""
@@ -336,7 +338,9 @@ def _finish(
         job_id = by_index[index].job_id
         assert job_id is not None
         artifacts = _artifacts_of(lease, uuid.UUID(job_id))
-        for name in ("model.bin", "model.pth", "metrics.json"):
+        for name in ("model.bin", "model.pth", "metrics.json", *CHECKPOINTS):
+            if name in ("model.pth", *CHECKPOINTS) and name not in artifacts:
+                continue  # a Hugging Face model's trial ships checkpoint tars instead of model.pth
             _copy_artifact(settings, uuid.UUID(job_id), artifacts[name], folder / name)
         return folder
 

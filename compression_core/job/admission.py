@@ -327,6 +327,8 @@ def admission_problems(
         problems += _fit_problems(probe, model_path)
         if problems:
             return problems
+    if found is not None and found.check_job is not None and spec.data is not None and model_path is not None:
+        problems += [Problem(field, message) for field, message in found.check_job(model_path, data_path)]
     if found is not None and found.check_data is not None:  # the source checks its data (token ids)
         return problems
     return problems + _data_problems(spec, data_path, probe, _graph_sample(found, model_path))

@@ -83,6 +83,8 @@ class JobContext:
         # outputs a method adds to the job's folder once model.bin and the dense outputs are written
         # (weight quantization's packed checkpoint): each writes into the folder and returns its files
         self.writers: list[Callable[[Path], list[Path]]] = []
+        # a causal LM's training loss when not its own (distillation to a teacher: methods/distill/lm.py)
+        self.lm_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def _take_reference(self, data: DataSplits) -> None:
         """Keep the upload's outputs on the reported split (what fidelity is measured against); data without

@@ -22,10 +22,16 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4f}"
+
+
 def _y(section: Mapping[str, Any]) -> tuple[Callable[[Mapping[str, Any]], float | None], str]:
     """What the plot's y axis shows (a trial -> value) and its label: the test error; without labels the
     fidelity to the upload (the top-1 agreement lost, in points, or the relative output error)."""
     trials = section.get("trials") or []
+    if any(t.get("perplexity_after") is not None for t in trials):  # a causal LM (model.hf)
+        return _perplexity_increase, "perplexity increase over the upload (test)"
     if any(t.get("error_after") is not None for t in trials) or not trials:
         return (lambda t: None if t.get("error_after") is None else 100 * t["error_after"]), "test error (%)"
     measure = (section.get("budget") or {}).get("measure")
@@ -34,6 +40,11 @@ def _y(section: Mapping[str, Any]) -> tuple[Callable[[Mapping[str, Any]], float 
     return (
         lambda t: None if t.get("agreement_after") is None else 100 * (1 - t["agreement_after"])
     ), "top-1 disagreement with the upload (%, test)"
+
+
+def _perplexity_increase(t: Mapping[str, Any], prefix: str = "") -> float | None:
+    after, before = t.get(f"{prefix}perplexity_after"), t.get(f"{prefix}perplexity_before")
+    return None if after is None or before is None else after - before
 
 
 def _ok(trial: Mapping[str, Any], y: Callable[[Mapping[str, Any]], float | None]) -> bool:
@@ -98,12 +109,15 @@ def sensitivity_png(section: Mapping[str, Any]) -> bytes | None:
     if not table or not table.get("layers"):
         return None
     fig, ax = _figure()
-    for layer, row in zip(table["layers"], table["validation_error"], strict=True):
-        points = [(v, 100 * e) for v, e in zip(table["values"], row, strict=True) if e is not None]
+    lm = "validation_perplexity_increase" in table  # a causal LM: per decoder layer, in perplexity
+    grid = table["validation_perplexity_increase"] if lm else table["validation_error"]
+    for layer, row in zip(table["layers"], grid, strict=True):
+        scale = 1.0 if lm else 100.0
+        points = [(v, scale * e) for v, e in zip(table["values"], row, strict=True) if e is not None]
         if points:
             ax.plot(*zip(*points, strict=True), "o-", label=layer)
     ax.set_xlabel(table.get("step_field") or "value")
-    ax.set_ylabel("validation error (%)")
+    ax.set_ylabel("validation perplexity increase" if lm else "validation error (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
@@ -127,14 +141,14 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
     fidelity = any(
         t.get("agreement_after") is not None or t.get("output_error_after") is not None for t in trials
     )
+    lm = any(t.get("perplexity_after") is not None for t in trials)  # a causal LM: perplexity, not error
     columns = [
         "#",
         "label",
         *paths,
         "state",
         "ratio",
-        "test error",
-        "validation error",
+        *(["test ppl increase", "validation ppl increase"] if lm else ["test error", "validation error"]),
         *(["test agreement", "validation agreement", "test output error"] if fidelity else []),
         "seconds",
         "front",
@@ -152,8 +166,11 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
             *((t.get("parameters") or {}).get(p, "") for p in paths),
             state,
             "-" if not t.get("ratio") else f"{t['ratio']:.2f}×",
-            _pct(t.get("error_after")),
-            _pct(t.get("validation_error_after")),
+            *(
+                [_points(_perplexity_increase(t)), _points(_perplexity_increase(t, "validation_"))]
+                if lm
+                else [_pct(t.get("error_after")), _pct(t.get("validation_error_after"))]
+            ),
             *(
                 [
                     _pct(t.get("agreement_after")),
@@ -170,7 +187,9 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
         body.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
     budget = section.get("budget") or {}
     verdict = ""
-    if budget and budget.get("measure", "error") != "error":
+    if budget and budget.get("measure") == "perplexity":
+        verdict = f'<p class="note">Perplexity budget: {_esc(budget.get("message", ""))}.</p>'
+    elif budget and budget.get("measure", "error") != "error":
         verdict = f'<p class="note">Fidelity budget: {_esc(budget.get("message", ""))}.</p>'
     elif budget:
         verdict = (
@@ -178,10 +197,14 @@ def search_html(metrics: Mapping[str, Any] | None) -> str:
             f"split; {_esc(budget.get('message', ''))}.</p>"
         )
     reference = next((t["error_before"] for t in trials if t.get("error_before") is not None), None)
+    upload = _pct(reference)
+    if lm:
+        first: Mapping[str, Any] = next((t for t in trials if t.get("perplexity_before") is not None), {})
+        upload = f"perplexity {first.get('perplexity_before', 0.0):.4f} on {first.get('tokens')} test tokens"
     return (
         f"<h2>Search ({_esc(section.get('mode'))}, {len(trials)} trials)</h2>"
         f'<p class="note">Chosen on the validation split held out of the training data; errors shown are on '
-        f"the test split (uploaded model: {_pct(reference)}). ★ the Pareto front (no other trial is more "
+        f"the test split (uploaded model: {upload}). ★ the Pareto front (no other trial is more "
         f"compressed and at most as wrong); ✓ the chosen trial.</p>{verdict}"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         + _img(pareto_png(section), "test error against compression ratio")

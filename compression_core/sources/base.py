@@ -208,3 +208,7 @@ class SourceKind:
     # one sample's input shape (without the batch; None for a symbolic dimension) as a graph-carrying input
     # declares it, from metadata: what `POST /jobs` fits the data's samples to when no module is probed
     sample_shape: Callable[[Path], tuple[int | None, ...] | None] | None = None
+    # `POST /jobs`' check of a job that evaluates or trains on data with this model (the spec has `data`):
+    # `(model path, data path or None)` -> (request field, message) problems, from metadata only (a language
+    # model: token ids sent, config.json a causal LM); None: nothing beyond `check_data`
+    check_job: Callable[[Path, Path | None], list[tuple[str, str]]] | None = None

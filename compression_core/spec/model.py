@@ -92,7 +92,7 @@ class SpecBase(Strict):
             if self.model is not None and self.model.hf and not cls.hf:
                 raise ValueError(
                     f"{cls.field}: {cls.title} does not run on a Hugging Face model (model.hf) yet; "
-                    "its methods are the rules' per-tensor steps and `wquant`"
+                    "its methods are the rules' per-tensor steps, `wquant`, `retrain`, `distill` and `search`"
                 )
             missing = [n for n in cls.needs if getattr(self, n, None) is None]
             if missing:

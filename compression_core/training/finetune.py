@@ -178,8 +178,10 @@ def finetune(
     on_epoch: EpochCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
     stage: str = "finetune",
+    trainer: Callable[..., list[EpochStats]] = train_epochs,
 ) -> FinetuneResult:
     """Retrain `model` whose compressed tensors are `records`, keeping each record's structure.
+    `trainer` runs the epochs (`train_epochs`' signature; a language model's: `training/lm.py`).
 
     On return the model holds plain weights equal to `reconstruct()` of the returned records.
     """
@@ -202,7 +204,7 @@ def finetune(
             if parametrization is not None:
                 parametrize.register_parametrization(module, attr, parametrization, unsafe=True)
             attached.append((record, module, attr, parametrization is not None))
-        history = train_epochs(
+        history = trainer(
             model,
             train_set,
             config,

@@ -20,6 +20,10 @@ def run(config: DistillSpec, job: JobContext, compress: CompressFn) -> Outcome:
     Afterwards the job's reference weights (`job.original`, what `rel_error` is measured against) are the
     distilled student, so the compression metrics describe the rules' compression only.
     """
+    if job.data is None and job.other_data is not None:  # a causal LM's token ids (distill/lm.py)
+        from compression_core.methods.distill.lm import run_lm
+
+        return run_lm(config, job, compress)
     data, teacher_path = job.data, job.inputs.get("teacher")
     assert data is not None  # the spec validator requires model and data with distill
     if teacher_path is None:

@@ -32,6 +32,8 @@ class DistillSpec(RetrainConfig, MethodSpec):
     inputs: ClassVar[tuple[str, ...]] = ("teacher",)
     requirement: ClassVar[str] = "distill: distillation needs `model` (the student) and `data`"
     exclusion: ClassVar[str] = "distill: combine distillation with rules or `retrain`, not with `lc` or `sws`"
+    hf: ClassVar[bool] = True  # a causal LM: KL to the teacher's logits in the retraining (distill/lm.py)
+    checker: ClassVar[str] = "compression_core.methods.distill.check:check_spec"
 
     teacher: ModelSpec = Field(description="the teacher's architecture (its weights: the job's teacher file)")
     temperature: float = Field(default=4.0, gt=0.0, le=100.0)

@@ -24,12 +24,13 @@ from compression_core.job.context import JobContext
 from compression_core.methods.base import CompressFn, Outcome
 from compression_core.methods.prune.apply import global_keeps, keep_count, keep_positions
 from compression_core.methods.prune.spec import PruneStep, Scope
+from compression_core.methods.retrain.lm import evaluate_records, is_lm_job, lm_training
 from compression_core.methods.retrain.spec import RetrainSpec
 from compression_core.records import TensorRecord
 from compression_core.select import select_tensors
 from compression_core.spec.model import SpecBase
 from compression_core.training.finetune import finetune
-from compression_core.training.loop import EpochStats
+from compression_core.training.loop import EpochStats, train_epochs
 
 __all__ = ["run", "target_keeps"]
 
@@ -92,10 +93,15 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
 
     job.progress("evaluate", lo, "before compression")
     job.evaluate_before()
-    assert job.data is not None or (prune_cfg is None and tune_cfg is None)
+    lm = is_lm_job(job)  # a causal LM: its own loss on the token ids (retrain/lm.py)
+    if lm and (prune_cfg is not None or tune_cfg is not None):
+        train_set, trainer = lm_training(job)
+        eval_set = None
+    elif prune_cfg is not None or tune_cfg is not None:
+        assert job.data is not None
+        train_set, eval_set, trainer = job.data.train, job.data.choice_set, train_epochs
 
     if prune_cfg is not None:
-        assert job.data is not None
         targets = target_keeps(job.original, job.spec)
         if not targets:
             raise SpecError("retrain.prune is set but no rule prunes any tensor")
@@ -104,13 +110,14 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
             finetune(
                 job.model,
                 _pruned(dict(job.model.state_dict()), targets, fraction),
-                job.data.train,
+                train_set,
                 prune_cfg.model_copy(update={"seed": prune_cfg.seed + i}),  # a new shuffle order each round
-                eval_set=job.data.choice_set,
+                eval_set=eval_set,
                 device=job.device,
                 on_epoch=on_epoch,
                 should_cancel=job.should_cancel,
                 stage=f"prune-retrain {i}/{len(schedule)}",
+                trainer=trainer,
             )
 
     current = {k: v.detach().cpu() for k, v in job.model.state_dict().items()}
@@ -122,19 +129,21 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
     rules = {entry["name"]: entry.get("rule") for entry in metrics["tensors"]}
 
     if tune_cfg is not None:
-        assert job.data is not None
         result = finetune(
             job.model,
             records,
-            job.data.train,
+            train_set,
             tune_cfg,
-            eval_set=job.data.choice_set,
+            eval_set=eval_set,
             device=job.device,
             on_epoch=on_epoch,
             should_cancel=job.should_cancel,
             stage="finetune",
+            trainer=trainer,
         )
         records = result.records
+    if lm:  # no deployment stage rebuilds an LM from its files: measured here on what the records store
+        evaluate_records(job, records)
     return Outcome(
         records=records,
         rules=rules,

@@ -27,6 +27,7 @@ class RetrainSpec(MethodSpec):
     field: ClassVar[str] = "retrain"
     title: ClassVar[str] = "retraining"
     fallback: ClassVar[bool] = True  # a job with model and data but no method: evaluation around the rules
+    hf: ClassVar[bool] = True  # a Hugging Face causal LM retrains with its own loss (retrain/lm.py)
     requirement: ClassVar[str] = (
         "retrain: `retrain` needs `data` (a built-in or the uploaded data file) and `model` (the network)"
     )

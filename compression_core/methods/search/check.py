@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from compression_core.methods.search import sensitivity
+from compression_core.methods.search import lm_sensitivity, sensitivity
 from compression_core.methods.search.paths import SearchPathError, validate_trials
 from compression_core.methods.search.planner import budget_probe_points, grid_points
 from compression_core.methods.search.spec import SearchMode, SearchSpec
@@ -34,6 +34,21 @@ def check_search(spec: Any) -> None:
     search: SearchSpec = spec.method("search")
     if spec.model is None or spec.data is None:
         raise ValueError("search: a search needs `model` and `data` (each trial is measured on data)")
+    hf = bool(getattr(spec.model, "hf", False))
+    if search.max_perplexity_increase is not None and not hf:
+        raise ValueError(
+            "search.max_perplexity_increase: a perplexity budget is for a Hugging Face causal LM "
+            '("model": {"hf": true}); state this model\'s budget as max_error_increase, min_top1_agreement '
+            "or max_relative_output_error"
+        )
+    if hf and search.budget_measure != "perplexity" and search.budget_fraction is not None:
+        raise ValueError(
+            f"search: on a Hugging Face model the budget is `max_perplexity_increase` (points of perplexity "
+            f"on the validation token ids), not {search.budget_measure}"
+        )
+    if hf and search.mode is SearchMode.sensitivity:
+        lm_sensitivity.validate(spec.model_dump(mode="json"), search)
+        return
     if search.mode is SearchMode.sensitivity:
         sensitivity.validate(spec.model_dump(mode="json"), search)
         return

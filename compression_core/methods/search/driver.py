@@ -26,6 +26,11 @@ class SearchDriver(OuterDriver):
         self._layers: list[str] | None = None
 
     @property
+    def hf(self) -> bool:
+        """A Hugging Face causal LM: trials measured in perplexity on validation token ids (lm_trial.py)."""
+        return bool((self.spec.get("model") or {}).get("hf"))
+
+    @property
     def adaptive(self) -> bool:  # type: ignore[override]
         """A budget search's rounds are as wide as the free workers; a grid plans every point at once."""
         return self.config.mode is SearchMode.budget
@@ -41,7 +46,7 @@ class SearchDriver(OuterDriver):
                 seconds=child.seconds,
                 job_id=child.job_id,
                 reason=child.reason,
-                measure=self.config.budget_measure,
+                measure="perplexity" if self.hf else self.config.budget_measure,
             )
             for child in children
         ]
@@ -49,6 +54,14 @@ class SearchDriver(OuterDriver):
     def _sensitive_layers(self, model_path: Path) -> list[str] | None:
         if self.config.mode is not SearchMode.sensitivity:
             return None
+        if self._layers is None and self.hf:  # a causal LM: its decoder layers, from the tensor names
+            from compression_core.methods.search import lm_sensitivity
+            from compression_core.sources import open_source
+            from compression_core.spec.fields import ModelSpec
+
+            with open_source(model_path, ModelSpec.model_validate(self.spec["model"])) as source:
+                names = [info.name for info in source.infos]
+            self._layers = lm_sensitivity.select_layers(names, self.config)
         if self._layers is None:
             from compression_core.io import load_state_dict
             from compression_core.methods.search import sensitivity
@@ -86,6 +99,8 @@ class SearchDriver(OuterDriver):
         chosen = next((t for t in trials if t.index == best), None)
         if chosen is not None and chosen.ratio is not None and chosen.error_after is not None:
             message += f"; best so far: {chosen.ratio:.2f}x at {100 * chosen.error_after:.2f}% test error"
+        elif chosen is not None and chosen.ratio is not None and chosen.perplexity_after is not None:
+            message += f"; best so far: {chosen.ratio:.2f}x at test perplexity {chosen.perplexity_after:.3f}"
         elif chosen is not None and chosen.ratio is not None and chosen.agreement_after is not None:
             message += (
                 f"; best so far: {chosen.ratio:.2f}x at {100 * chosen.agreement_after:.2f}% top-1 agreement"
@@ -103,7 +118,9 @@ class SearchDriver(OuterDriver):
     ) -> dict[str, Any]:
         from compression_core.methods.search.run import finalize
 
-        return finalize(self.config, self.trials(children), child_dir, out_dir, trace=trace, note=note)
+        return finalize(
+            self.config, self.trials(children), child_dir, out_dir, trace=trace, note=note, base=self.spec
+        )
 
     def summary(self, metrics: Mapping[str, Any], children: Sequence[Child]) -> str:
         section = metrics[self.config.field]
@@ -119,5 +136,9 @@ class SearchDriver(OuterDriver):
 
         holdout = Holdout.model_validate(record.get("validation") or {})
         search = self.config
+        if getattr(spec.model, "hf", False):  # a Hugging Face causal LM: chosen on validation token ids
+            from compression_core.methods.search.lm_trial import run_lm_trial
+
+            return run_lm_trial(model_path, spec, out_dir, holdout, **options)
         labels = search.budget_measure == "error" and search.budget_fraction is not None
         return run_trial(model_path, spec, out_dir, holdout, needs_labels=labels, **options)

@@ -32,6 +32,9 @@ def pareto_front(trials: Sequence[TrialResult], *, validation: bool = False) -> 
 
 def _test_increase(t: TrialResult) -> float | None:
     """`validation_increase` on the test split (the fidelity a trial reported in `evaluation.after`)."""
+    if t.measure == "perplexity":
+        after, before = t.perplexity_after, t.perplexity_before
+        return None if after is None or before is None else after - before
     if t.measure == "output_error" or t.agreement_after is None:
         return t.output_error_after
     return 1.0 - t.agreement_after

@@ -67,11 +67,15 @@ def get_value(spec: Mapping[str, Any], path: str) -> Any:
     return node[key]
 
 
-def set_value(spec: dict[str, Any], path: str, value: int | float) -> None:
-    """Set a numeric field in place; SearchPathError when the path does not exist or is not numeric."""
+def set_value(spec: dict[str, Any], path: str, value: int | float | str) -> None:
+    """Set a numeric field (or, with a string, a string field) in place; SearchPathError when the path does
+    not exist or holds something else."""
     node, key = _walk(spec, path)
     current = node[key]
-    if isinstance(current, bool) or not (current is None or isinstance(current, int | float)):
+    if isinstance(value, str):
+        if not isinstance(current, str):
+            raise SearchPathError(path, f"not a string field (it holds {type(current).__name__})")
+    elif isinstance(current, bool) or not (current is None or isinstance(current, int | float)):
         raise SearchPathError(path, f"not a numeric field (it holds {type(current).__name__})")
     node[key] = value
 
@@ -87,18 +91,18 @@ def without_search(spec: Mapping[str, Any]) -> dict[str, Any]:
     return trial
 
 
-def trial_spec(base: Mapping[str, Any], assignment: Mapping[str, int | float]) -> dict[str, Any]:
+def trial_spec(base: Mapping[str, Any], assignment: Mapping[str, int | float | str]) -> dict[str, Any]:
     spec = without_search(base)
     for path, value in assignment.items():
         set_value(spec, path, value)
     return spec
 
 
-def validate_trials(base: Mapping[str, Any], assignments: Iterable[Mapping[str, int | float]]) -> None:
+def validate_trials(base: Mapping[str, Any], assignments: Iterable[Mapping[str, int | float | str]]) -> None:
     """Build and validate each trial's spec; the first refusal is a SearchPathError naming its path."""
     from compression_core.spec import Spec, format_validation_error
 
-    seen: set[tuple[tuple[str, int | float], ...]] = set()
+    seen: set[tuple[tuple[str, int | float | str], ...]] = set()
     for assignment in assignments:
         key = tuple(sorted(assignment.items()))
         if key in seen:  # the same trial spec: validated once

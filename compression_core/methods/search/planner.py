@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from compression_core.methods.search import sensitivity
+from compression_core.methods.search import lm_sensitivity, sensitivity
 from compression_core.methods.search.paths import trial_spec
 from compression_core.methods.search.spec import Combine, Range, SearchMode, SearchSpec
-from compression_core.methods.search.trials import Number, PlannedTrial, TrialResult
+from compression_core.methods.search.trials import Number, PlannedTrial, TrialResult, Value
 
 __all__ = ["Plan", "grid_points", "plan_next"]
 
@@ -43,10 +43,10 @@ class Plan:
         return not self.trials
 
 
-def grid_points(search: SearchSpec) -> list[dict[str, Number]]:
+def grid_points(search: SearchSpec) -> list[dict[str, Value]]:
     """Every assignment of a grid search, in a stable order (the first parameter varies slowest)."""
     paths = list(search.parameters)
-    lists = [v for v in search.parameters.values() if isinstance(v, list)]
+    lists: list[list[Value]] = [list(v) for v in search.parameters.values() if isinstance(v, list)]
     combos = zip(*lists, strict=True) if search.combine is Combine.zip else itertools.product(*lists)
     return [dict(zip(paths, combo, strict=True)) for combo in combos]
 
@@ -68,12 +68,25 @@ def _sample(values: list[Number], count: int = PROBES) -> list[Number]:
     return sorted(chosen)
 
 
-def budget_probe_points(search: SearchSpec) -> list[dict[str, Number]]:
+def _number(value: Value) -> Number:
+    """A budget search's value: a number (the spec refuses strings outside a grid)."""
+    if isinstance(value, str):
+        raise ValueError("a budget search takes numbers only")
+    return value
+
+
+def _numbers(values: list[Number] | list[str] | Range) -> list[Number] | Range:
+    return values if isinstance(values, Range) else [_number(v) for v in values]
+
+
+def budget_probe_points(search: SearchSpec) -> list[dict[str, Value]]:
     """What the up-front check of a budget search validates: every parameter at once, at the ends of its
     range or at a sample of its listed values (`_sample`), so at most PROBES trial specs however many
     parameters and values (16 x 256 values used to be 4,096 specs, 92 s of CPU over 1,000 rules)."""
     samples = {
-        path: [values.low, values.high] if isinstance(values, Range) else _sample(values)
+        path: [values.low, values.high]
+        if isinstance(values, Range)
+        else _sample([_number(v) for v in values])
         for path, values in search.parameters.items()
     }
     count = max(len(values) for values in samples.values())
@@ -95,7 +108,8 @@ def plan_next(
         points = grid_points(search)[: search.max_trials]
         return Plan([PlannedTrial(p, trial_spec(base, p)) for p in points], f"grid of {len(points)} points")
     if search.mode is SearchMode.sensitivity:
-        trials, note = sensitivity.plan(search, base, done, layers or [])
+        hf = bool((base.get("model") or {}).get("hf"))  # a causal LM: per decoder layer, in perplexity
+        trials, note = (lm_sensitivity if hf else sensitivity).plan(search, base, done, layers or [])
         return Plan(trials, note)
     room = search.max_trials - len(done)
     if room <= 0:
@@ -153,7 +167,7 @@ class _Axis:
 
 def _bisect(search: SearchSpec, base: dict[str, Any], done: Sequence[TrialResult], k: int) -> Plan:
     ((path, values),) = search.parameters.items()
-    axis = _Axis(values)
+    axis = _Axis(_numbers(values))
     budget = search.budget_fraction
     tried = {t.parameters.get(path) for t in done}
     if not done:
@@ -173,7 +187,7 @@ def _bisect(search: SearchSpec, base: dict[str, Any], done: Sequence[TrialResult
     if not above:
         return Plan(note=f"the most compressed trial tried is within budget ({path}={best.parameters[path]})")
     worst = min(above, key=order)
-    a, b = best.parameters[path], worst.parameters[path]
+    a, b = _number(best.parameters[path]), _number(worst.parameters[path])
     if axis.converged(a, b):
         return Plan(note=f"bracket converged: {path} in [{a}, {b}]")
     points = [v for v in axis.between(a, b, k) if v not in tried]

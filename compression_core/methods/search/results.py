@@ -6,18 +6,22 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from compression_core.methods.search import sensitivity
+from compression_core.methods.search import lm_sensitivity, sensitivity
 from compression_core.methods.search.pareto import pareto_front
 from compression_core.methods.search.spec import SearchMode, SearchSpec
 from compression_core.methods.search.trials import TrialResult
 
 __all__ = ["choose_best", "search_csv", "search_section", "write_search_files"]
 
-BUDGET_FIELDS = {"agreement": "min_top1_agreement", "output_error": "max_relative_output_error"}
+BUDGET_FIELDS = {
+    "agreement": "min_top1_agreement",
+    "output_error": "max_relative_output_error",
+    "perplexity": "max_perplexity_increase",
+}
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,9 @@ def search_section(
     *,
     trace: Sequence[dict[str, Any]] = (),
     note: str = "",
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`base`: the search's whole spec (a causal LM's sensitivity table names the layers kept float)."""
     best, met = choose_best(search, trials)
     section: dict[str, Any] = {
         "mode": str(search.mode),
@@ -77,7 +83,9 @@ def search_section(
             "failed": sum(t.state == "failed" for t in trials),
         },
     }
-    if search.mode is SearchMode.sensitivity:
+    if search.mode is SearchMode.sensitivity and search.budget_measure == "perplexity":
+        section["sensitivity"] = lm_sensitivity.table(search, base, trials)
+    elif search.mode is SearchMode.sensitivity:
         section["sensitivity"] = sensitivity.table(search, trials)
     budget = sensitivity.target(search) if search.mode is SearchMode.sensitivity else search.budget_fraction
     if budget is not None:
@@ -116,6 +124,12 @@ def search_csv(trials: Sequence[TrialResult], section: dict[str, Any]) -> str:
         "output_error_after",
         "validation_agreement_after",
         "validation_output_error_after",
+        "perplexity_before",
+        "perplexity_after",
+        "validation_perplexity_before",
+        "validation_perplexity_after",
+        "tokens",
+        "validation_tokens",
         "seconds",
         "job_id",
         "pareto",

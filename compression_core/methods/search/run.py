@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ __all__ = ["finalize"]
 log = logging.getLogger(__name__)
 
 BEST_FILES = ("model.bin", "model.pth")
+# what a trial on a Hugging Face model ships instead of model.pth (the dense and the quantized checkpoint)
+OPTIONAL_FILES = ("model.pth", "model.hf.tar", "model.quantized.tar")
 
 
 def finalize(
@@ -31,10 +33,12 @@ def finalize(
     *,
     trace: Sequence[dict[str, Any]] = (),
     note: str = "",
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """out_dir gets the chosen trial's model.bin and model.pth, its metrics.json with the `search` section,
-    search.csv and the plots. `best_dir(index)` is where that trial's files are."""
-    section = search_section(search, trials, trace=trace, note=note)
+    """out_dir gets the chosen trial's model.bin and model.pth (or its checkpoint tars), its metrics.json
+    with the `search` section, search.csv and the plots. `best_dir(index)` is where that trial's files are.
+    `base`: the search's whole spec."""
+    section = search_section(search, trials, trace=trace, note=note, base=base)
     best = section["best"]
     if best is None:
         reasons = "; ".join(f"#{t.index}: {t.reason or t.state}" for t in trials[:5])
@@ -42,7 +46,12 @@ def finalize(
     source = best_dir(best)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in BEST_FILES:
+        if name in OPTIONAL_FILES and not (source / name).is_file():
+            continue
         shutil.copyfile(source / name, out_dir / name)
+    for name in OPTIONAL_FILES:
+        if name not in BEST_FILES and (source / name).is_file():
+            shutil.copyfile(source / name, out_dir / name)
     metrics = json.loads((source / "metrics.json").read_text())
     metrics["search"] = section
     atomic_write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=1).encode())

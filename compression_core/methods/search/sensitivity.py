@@ -139,7 +139,9 @@ def suggest(search: SearchSpec, done: Sequence[TrialResult]) -> dict[str, Number
         ratio = trial.ratio or 0.0
         if ratio > best_ratio.get(trial.label, -1.0):
             best_ratio[trial.label] = ratio
-            choices[trial.label] = trial.parameters["value"]
+            value = trial.parameters["value"]
+            assert not isinstance(value, str)  # sensitivity values are numbers
+            choices[trial.label] = value
     return choices
 
 

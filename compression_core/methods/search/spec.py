@@ -28,7 +28,12 @@ __all__ = ["Combine", "Holdout", "Range", "SearchMode", "SearchSpec", "MAX_TRIAL
 
 MAX_TRIALS = 256  # a search is many jobs: bound it like any other size a spec declares
 MAX_VALUES = 256
-BUDGETS = ("max_error_increase", "min_top1_agreement", "max_relative_output_error")
+BUDGETS = (
+    "max_error_increase",
+    "min_top1_agreement",
+    "max_relative_output_error",
+    "max_perplexity_increase",
+)
 
 Number = int | float
 
@@ -79,12 +84,16 @@ class SearchSpec(MethodSpec):
     title: ClassVar[str] = "a search"
     description: ClassVar[str] = "grid / budget / sensitivity search over numeric fields of this spec"
     requirement: ClassVar[str] = "search: a search needs `model` and `data` (each trial is measured on data)"
+    # on a Hugging Face causal LM: a budget in perplexity, the sensitivity per decoder layer
+    hf: ClassVar[bool] = True
     # every trial's spec is valid (a SearchPathError naming the path) before anything is queued
     checker: ClassVar[str] = "compression_core.methods.search.check:check_search"
 
     mode: SearchMode
-    parameters: dict[str, list[Number] | Range] = Field(
-        default_factory=dict, description="spec path -> values (grid) or {low, high} (budget)"
+    parameters: dict[str, list[Number] | list[str] | Range] = Field(
+        default_factory=dict,
+        description="spec path -> values (grid) or {low, high} (budget); a grid may list the strings of a "
+        'string field (e.g. "wquant.algorithm": ["rtn", "gptq"])',
     )
     combine: Combine = Combine.grid
     max_trials: int = Field(default=16, ge=1, le=MAX_TRIALS)
@@ -107,6 +116,13 @@ class SearchSpec(MethodSpec):
         le=1e6,
         description="budget in fidelity: the largest ||f_c(X) - f_0(X)|| / ||f_0(X)|| against the uploaded "
         "model on the validation split (e.g. 0.05); needs no labels, and no class scores",
+    )
+    max_perplexity_increase: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1e6,
+        description="budget for a Hugging Face causal LM (model.hf): the largest increase of perplexity over "
+        "the uploaded model's on the validation token ids (points, e.g. 0.5); docs/transformers.md",
     )
     values: list[Number] | None = Field(
         default=None, max_length=MAX_VALUES, description="sensitivity: the values each layer is tried at"
@@ -153,6 +169,16 @@ class SearchSpec(MethodSpec):
             )
         if not self.parameters:
             raise ValueError(f"{self.mode}: give at least one parameter (spec path -> values)")
+        words = [
+            p
+            for p, v in self.parameters.items()
+            if isinstance(v, list) and any(isinstance(x, str) for x in v)
+        ]
+        if words and self.mode is not SearchMode.grid:
+            raise ValueError(
+                f"{self.mode}: {', '.join(words)} lists strings; a budget search bisects or samples numbers "
+                "(search strings in a grid, or run one search per value)"
+            )
         if self.mode is SearchMode.grid:
             ranges = [p for p, v in self.parameters.items() if isinstance(v, Range)]
             if ranges:
@@ -167,7 +193,8 @@ class SearchSpec(MethodSpec):
         if self.mode is SearchMode.budget and not given:
             raise ValueError(
                 "budget: a budget is required: `max_error_increase` (points of error, needs labels), "
-                "`min_top1_agreement` or `max_relative_output_error` (fidelity to the uploaded model)"
+                "`min_top1_agreement` or `max_relative_output_error` (fidelity to the uploaded model), or "
+                "`max_perplexity_increase` (a Hugging Face causal LM)"
             )
         return self
 
@@ -181,22 +208,27 @@ class SearchSpec(MethodSpec):
     def budget_measure(self) -> str:
         """What the budget limits, measured on the validation split (`TrialResult.validation_increase`):
         "error" (the error's increase; needs labels), "agreement" (the loss of top-1 agreement with the
-        upload, 1 - agreement) or "output_error" (the relative output error against the upload)."""
+        upload, 1 - agreement), "output_error" (the relative output error against the upload) or
+        "perplexity" (a causal LM's perplexity increase over the upload's, in points)."""
         if self.min_top1_agreement is not None:
             return "agreement"
         if self.max_relative_output_error is not None:
             return "output_error"
+        if self.max_perplexity_increase is not None:
+            return "perplexity"
         return "error"
 
     @property
     def budget_fraction(self) -> float | None:
         """The budget as the largest allowed increase of `budget_measure` (a fraction, like
         `evaluation.*.error`): max_error_increase / 100, 1 - min_top1_agreement, or
-        max_relative_output_error; None without a budget."""
+        max_relative_output_error, or max_perplexity_increase (points); None without a budget."""
         if self.min_top1_agreement is not None:
             return 1.0 - self.min_top1_agreement
         if self.max_relative_output_error is not None:
             return self.max_relative_output_error
+        if self.max_perplexity_increase is not None:
+            return self.max_perplexity_increase  # points of perplexity, not a fraction
         return None if self.max_error_increase is None else self.max_error_increase / 100.0
 
     def budget_text(self) -> str:
@@ -205,5 +237,7 @@ class SearchSpec(MethodSpec):
             return f"top-1 agreement with the upload at least {self.min_top1_agreement:g}"
         if self.max_relative_output_error is not None:
             return f"relative output error at most {self.max_relative_output_error:g}"
+        if self.max_perplexity_increase is not None:
+            return f"perplexity increase at most {self.max_perplexity_increase:g}"
         increase = self.max_error_increase
         return "no budget" if increase is None else f"error increase at most {increase:g} points"

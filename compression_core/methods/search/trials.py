@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PlannedTrial", "TrialResult", "SUCCEEDED"]
+__all__ = ["PlannedTrial", "TrialResult", "SUCCEEDED", "Value"]
 
 SUCCEEDED = "succeeded"
 Number = int | float
+Value = int | float | str  # a grid may set a string field (wquant.algorithm)
 
 
 @dataclass
@@ -17,7 +18,7 @@ class PlannedTrial:
     """A trial to run: its parameters (spec path -> value), the full spec it runs, and a label
     (sensitivity: the layer, or "suggested")."""
 
-    parameters: dict[str, Number]
+    parameters: dict[str, Value]
     spec: dict[str, Any]
     label: str | None = None
 
@@ -29,7 +30,7 @@ class TrialResult:
     on)."""
 
     index: int
-    parameters: dict[str, Number]
+    parameters: dict[str, Value]
     state: str
     label: str | None = None
     ratio: float | None = None
@@ -43,6 +44,13 @@ class TrialResult:
     output_error_after: float | None = None
     validation_agreement_after: float | None = None
     validation_output_error_after: float | None = None
+    # a causal LM (model.hf): perplexity on the test split and on the validation token ids
+    perplexity_before: float | None = None
+    perplexity_after: float | None = None
+    validation_perplexity_before: float | None = None
+    validation_perplexity_after: float | None = None
+    tokens: int | None = None  # tokens predicted on the test split
+    validation_tokens: int | None = None
     measure: str = "error"  # what the budget limits (SearchSpec.budget_measure)
     seconds: float | None = None
     job_id: str | None = None
@@ -63,6 +71,9 @@ class TrialResult:
             return None if agreement is None else 1.0 - agreement
         if self.measure == "output_error":
             return self.validation_output_error_after
+        if self.measure == "perplexity":
+            after, before = self.validation_perplexity_after, self.validation_perplexity_before
+            return None if after is None or before is None else after - before
         if self.validation_error_after is None or self.validation_error_before is None:
             return None
         return self.validation_error_after - self.validation_error_before
@@ -85,7 +96,7 @@ class TrialResult:
     def from_metrics(
         cls,
         index: int,
-        parameters: Mapping[str, Number],
+        parameters: Mapping[str, Value],
         state: str,
         metrics: Mapping[str, Any] | None,
         **values: Any,
@@ -97,11 +108,14 @@ class TrialResult:
         validation = (metrics.get("search_trial") or {}).get("validation") or {}
         fidelity = (evaluation.get("after") or {}).get("fidelity") or {}
         validation_fidelity = (validation.get("after") or {}).get("fidelity") or {}
+        before, after = evaluation.get("before") or {}, evaluation.get("after") or {}
+        # a causal LM's trial (lm_trial.py) states its own ratio: the upload against the checkpoint it ships
+        ratio = (metrics.get("search_trial") or {}).get("ratio", totals.get("ratio"))
         return cls(
             index=index,
             parameters=dict(parameters),
             state=state,
-            ratio=totals.get("ratio"),
+            ratio=ratio,
             lc_ratio=totals.get("lc_ratio"),
             error_before=(evaluation.get("before") or {}).get("error"),
             error_after=(evaluation.get("after") or {}).get("error"),
@@ -111,5 +125,11 @@ class TrialResult:
             output_error_after=fidelity.get("relative_output_error"),
             validation_agreement_after=validation_fidelity.get("top1_agreement"),
             validation_output_error_after=validation_fidelity.get("relative_output_error"),
+            perplexity_before=before.get("perplexity"),
+            perplexity_after=after.get("perplexity"),
+            validation_perplexity_before=(validation.get("before") or {}).get("perplexity"),
+            validation_perplexity_after=(validation.get("after") or {}).get("perplexity"),
+            tokens=after.get("tokens"),
+            validation_tokens=(validation.get("after") or {}).get("tokens"),
             **values,
         )

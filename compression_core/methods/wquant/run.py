@@ -42,9 +42,12 @@ class _Stop(Exception):
     """Raised by the capture hook once the first block's inputs are recorded."""
 
 
-def target_linears(model: nn.Module, ignore: list[str]) -> dict[str, nn.Linear]:
-    """The linear layers to quantize: every `nn.Linear` not matched by `ignore` and not tied to the input
-    embeddings (a tied weight is the embedding table too, which stays in float)."""
+def target_linears(
+    model: nn.Module, ignore: list[str], only: list[str] | None = None
+) -> dict[str, nn.Linear]:
+    """The linear layers to quantize: every `nn.Linear` (matched by `only` when given) not matched by
+    `ignore` and not tied to the input embeddings (a tied weight is the embedding table too, which stays in
+    float)."""
     getter = getattr(model, "get_input_embeddings", None)
     embed = getter() if callable(getter) else None
     tied = embed.weight.data_ptr() if isinstance(embed, nn.Embedding) else None
@@ -53,6 +56,8 @@ def target_linears(model: nn.Module, ignore: list[str]) -> dict[str, nn.Linear]:
         if not isinstance(module, nn.Linear) or any(fnmatch.fnmatchcase(name, p) for p in ignore):
             continue
         if module.weight.data_ptr() == tied:
+            continue
+        if only is not None and not any(fnmatch.fnmatchcase(name, p) for p in only):
             continue
         out[name] = module
     return out
@@ -122,9 +127,9 @@ def quantize_model(
 ) -> dict[str, QuantizedWeight]:
     """Quantize `model`'s target linears in place (their weights become the dequantized ones); returns each
     layer's integers and scales. GPTQ needs `calibration` token-id rows."""
-    targets = target_linears(model, config.ignore)
+    targets = target_linears(model, config.ignore, config.only)
     if not targets:
-        raise InputError("wquant: no linear layer left to quantize (check `ignore`)")
+        raise InputError("wquant: no linear layer left to quantize (check `ignore` and `only`)")
     results: dict[str, QuantizedWeight] = {}
 
     def grid_of(layer: nn.Linear) -> Grid:

@@ -64,6 +64,13 @@ class WQuantSpec(MethodSpec):
         description="linear layers kept in float (names or fnmatch globs)",
     )
 
+    only: list[str] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="quantize only the linear layers these names or fnmatch globs match (e.g. one decoder "
+        "layer, `model.layers.3.*`: a search's sensitivity per layer); null: every one not in `ignore`",
+    )
+
     @field_validator("group_size")
     @classmethod
     def _group(cls, value: int | None) -> int | None:

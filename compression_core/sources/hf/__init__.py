@@ -68,4 +68,39 @@ def _check_data(path: Path) -> None:
     check_token_file(path)
 
 
-SOURCE = SourceKind("hf", _open, _claims, priority=20, check=check_checkpoint, check_data=_check_data)
+def _check_job(path: Path, data_path: Path | None) -> list[tuple[str, str]]:
+    """A job with data on a Hugging Face model (perplexity, a search's max_perplexity_increase, retraining
+    with the LM's loss): the token ids must be sent, and config.json must name a causal LM."""
+    problems = []
+    if data_path is None:
+        message = 'the spec asks for {"upload": true} data but no token ids (.npz or .safetensors) were sent'
+        problems.append(("data", message))
+    try:
+        checkpoint = Checkpoint(path)
+        try:
+            architecture = str((checkpoint.config().get("architectures") or ["?"])[0])
+        finally:
+            checkpoint.close()
+    except InputError:
+        return problems  # the upload's own check names what is wrong with the checkpoint
+    if not architecture.endswith("ForCausalLM"):
+        problems.append(
+            (
+                "spec.data",
+                "data on a Hugging Face model is token ids for a causal language model (*ForCausalLM: "
+                "perplexity, a search's max_perplexity_increase, retraining with its loss); config.json "
+                f"names {architecture}",
+            )
+        )
+    return problems
+
+
+SOURCE = SourceKind(
+    "hf",
+    _open,
+    _claims,
+    priority=20,
+    check=check_checkpoint,
+    check_data=_check_data,
+    check_job=_check_job,
+)

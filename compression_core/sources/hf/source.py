@@ -157,7 +157,11 @@ class HFSource(ModelSource):
     def evaluate(self, model: nn.Module, data: Any, device: str) -> dict[str, Any]:
         from compression_core.sources.hf.lm import perplexity
 
-        return {**perplexity(model, data.splits["test"], device=device), "split": "test"}
+        result = {**perplexity(model, data.splits["test"], device=device), "split": "test"}
+        if "validation" in data.splits:  # what a search chooses on (methods/search/lm_trial.py)
+            result["validation"] = {**perplexity(model, data.splits["validation"], device=device)}
+            result["validation"]["split"] = "validation"
+        return result
 
     # --- outputs ------------------------------------------------------------------------------------------
 
