@@ -13,6 +13,7 @@ import torch
 
 from compression_core.errors import SpecError
 from compression_core.methods.base import StepContext, Work
+from compression_core.methods.prune.pattern import pattern_positions
 from compression_core.methods.prune.spec import PruneStep, Scope
 from compression_core.records import position_dtype
 from compression_core.select import Selection
@@ -178,6 +179,9 @@ def global_keeps(
 def apply(step: PruneStep, work: Work, ctx: StepContext) -> None:
     """Keep the κ largest-magnitude entries: the record stores their positions, the next step their values."""
     tensor = work.tensor
+    if step.nm is not None:
+        _apply_pattern(step.nm, work)
+        return
     kappa = ctx.keep if ctx.keep is not None else keep_count(step, tensor.numel())
     if kappa > tensor.numel():
         raise SpecError(
@@ -188,3 +192,15 @@ def apply(step: PruneStep, work: Work, ctx: StepContext) -> None:
     work.values = torch.index_select(work.values, 0, positions)  # `values[positions]` widens int32 to int64
     work.record.positions = positions.cpu()
     work.record.stats.update(kept=int(positions.numel()), keep_requested=kappa)
+
+
+def _apply_pattern(nm: tuple[int, int], work: Work) -> None:
+    """N:M: the N largest magnitudes of every M consecutive weights along the input dimension (pattern.py)."""
+    tensor = work.tensor
+    positions = pattern_positions(tensor, *nm, dtype=position_dtype(tensor.numel()))
+    work.values = torch.index_select(work.values, 0, positions)
+    work.record.positions = positions.cpu()
+    kept = int(positions.numel())
+    work.record.stats.update(
+        kept=kept, pattern=f"{nm[0]}:{nm[1]}", sparsity=1.0 - kept / max(1, tensor.numel())
+    )

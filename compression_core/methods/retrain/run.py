@@ -3,8 +3,8 @@ data-aware job does: evaluate, compress, evaluate the decoded `.bin`).
 
 1. evaluate before compression;
 2. with `retrain.prune`: iterative pruning. For each fraction f of `prune_schedule` every tensor a pruning
-   rule owns is magnitude-pruned to `n - f (n - κ)` kept weights and the model retrained with the masks
-   held (`training.finetune`);
+   rule owns is magnitude-pruned to `n - f (n - κ)` kept weights (an N:M pattern's to M - floor(f (M - N))
+   of every M) and the model retrained with the masks held (`training.finetune`);
 3. the data-free compression of the retrained weights (prune, quantize, low-rank, ...); pruned weights are
    exactly zero by now, so the final prune keeps exactly the retrained support;
 4. with `retrain.finetune`: retraining of the compressed records with their structure held (centroids,
@@ -23,6 +23,7 @@ from compression_core.errors import SpecError
 from compression_core.job.context import JobContext
 from compression_core.methods.base import CompressFn, Outcome
 from compression_core.methods.prune.apply import global_keeps, keep_count, keep_positions
+from compression_core.methods.prune.pattern import group_keep, pattern_positions
 from compression_core.methods.prune.spec import PruneStep, Scope
 from compression_core.methods.retrain.lm import evaluate_records, is_lm_job, lm_training
 from compression_core.methods.retrain.spec import RetrainSpec
@@ -32,7 +33,7 @@ from compression_core.spec.model import SpecBase
 from compression_core.training.finetune import finetune
 from compression_core.training.loop import EpochStats, train_epochs
 
-__all__ = ["run", "target_keeps"]
+__all__ = ["run", "target_keeps", "target_patterns"]
 
 
 def target_keeps(state_dict: Mapping[str, torch.Tensor], spec: SpecBase) -> dict[str, int]:
@@ -41,19 +42,36 @@ def target_keeps(state_dict: Mapping[str, torch.Tensor], spec: SpecBase) -> dict
     keeps = global_keeps(state_dict, selections)
     for name, sel in selections.items():
         step = sel.rule.step("prune")
-        if isinstance(step, PruneStep) and step.scope is not Scope.global_:
+        if isinstance(step, PruneStep) and step.scope is not Scope.global_ and step.nm is None:
             keeps[name] = min(keep_count(step, state_dict[name].numel()), state_dict[name].numel())
     return keeps
 
 
+def target_patterns(state_dict: Mapping[str, torch.Tensor], spec: SpecBase) -> dict[str, tuple[int, int]]:
+    """(N, M) of every tensor a rule prunes with an N:M `pattern`."""
+    patterns = {}
+    for name, sel in select_tensors(state_dict, spec).items():
+        step = sel.rule.step("prune")
+        if isinstance(step, PruneStep) and step.nm is not None:
+            patterns[name] = step.nm
+    return patterns
+
+
 def _pruned(
-    params: Mapping[str, torch.Tensor], targets: Mapping[str, int], fraction: float
+    params: Mapping[str, torch.Tensor],
+    targets: Mapping[str, int | tuple[int, int]],
+    fraction: float,
 ) -> list[TensorRecord]:
+    """Records holding each target's mask at `fraction` of the way to its κ (or to its N:M pattern)."""
     records = []
-    for name, kappa in targets.items():
+    for name, target in targets.items():
         weight = params[name]
-        keep = max(1, round(weight.numel() - fraction * (weight.numel() - kappa)))
-        positions = keep_positions(weight.detach().cpu(), keep)
+        if isinstance(target, tuple):
+            n, m = target
+            positions = pattern_positions(weight.detach().cpu(), group_keep(n, m, fraction), m)
+        else:
+            keep = max(1, round(weight.numel() - fraction * (weight.numel() - target)))
+            positions = keep_positions(weight.detach().cpu(), keep)
         records.append(
             TensorRecord(
                 name=name,
@@ -102,7 +120,10 @@ def run(config: RetrainSpec, job: JobContext, compress: CompressFn) -> Outcome:
         train_set, eval_set, trainer = job.data.train, job.data.choice_set, train_epochs
 
     if prune_cfg is not None:
-        targets = target_keeps(job.original, job.spec)
+        targets: dict[str, int | tuple[int, int]] = {
+            **target_keeps(job.original, job.spec),
+            **target_patterns(job.original, job.spec),
+        }
         if not targets:
             raise SpecError("retrain.prune is set but no rule prunes any tensor")
         for i, fraction in enumerate(schedule, start=1):

@@ -20,7 +20,7 @@ __all__ = ["DEFAULT_TARGET", "plan", "select_layers", "suggest", "table", "valid
 DEFAULT_TARGET = 1.0  # points, when the search gives no max_error_increase
 SUGGESTED = "suggested"
 _DEFAULT_FIELDS = {"prune": "sparsity", "structured": "sparsity", "quantize": "k"}
-_EXCLUSIVE = {"prune": ("keep", "sparsity"), "lowrank": ("rank", "energy", "alpha")}
+_EXCLUSIVE = {"prune": ("keep", "sparsity", "pattern"), "lowrank": ("rank", "energy", "alpha")}
 
 
 def target(search: SearchSpec) -> float:
