@@ -3,6 +3,8 @@ spec's checks and the record the step leaves (stored by the `.bin` writer)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -148,3 +150,29 @@ def test_bad_patterns_are_refused_naming_the_field(step: dict, message: str) -> 
         PruneStep.model_validate(step)
     if "pattern" in step and len(step) == 1:
         assert info.value.errors()[0]["loc"] == ("pattern",)
+
+
+def test_a_sharded_checkpoint_streams_through_the_pattern_like_in_memory(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from compression_core.job.pipeline import compress_state_dict
+    from compression_core.streaming.pipeline import compress_stream
+    from tests.streaming.conftest import transformer_like, write_sharded
+
+    state = transformer_like()  # bfloat16 matrices: many exact ties
+    index = write_sharded(tmp_path / "ckpt", state, shards=3)
+    rules = [{"select": {"name": "*proj.weight"}, "steps": [{"type": "prune", "pattern": "2:4"}]}]
+    spec = parse_spec(json.dumps({"rules": rules}))
+    metrics = compress_stream(index, spec, tmp_path / "out", workers=2)
+    dense: dict[str, torch.Tensor] = {}
+    for shard in sorted((tmp_path / "out").glob("model-*.safetensors")):
+        dense.update(load_file(str(shard)))
+    records, _ = compress_state_dict(state, spec)
+    pruned = [r for r in records if r.name.endswith("proj.weight")]
+    assert len(pruned) == 9
+    for record in pruned:
+        assert torch.equal(record.reconstruct(), dense[record.name]), record.name  # same as in memory
+        groups = (dense[record.name] != 0).reshape(-1, 4).sum(dim=1)
+        assert (groups <= 2).all() and record.positions.numel() == record.numel // 2
+    entries = {e["name"]: e for e in metrics["tensors"]}
+    assert entries["model.layers.2.mlp.down_proj.weight"]["stats"]["pattern"] == "2:4"
