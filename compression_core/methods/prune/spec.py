@@ -61,7 +61,7 @@ class PruneStep(StepSpec):
     def _exactly_one(self) -> PruneStep:
         given = [f for f in ("keep", "sparsity", "pattern") if getattr(self, f) is not None]
         if len(given) != 1:
-            raise ValueError("prune: give exactly one of keep, sparsity or pattern")
+            raise ValueError("prune: give exactly one of keep or sparsity, or a pattern alone")
         if self.pattern is not None and self.scope is Scope.global_:
             raise ValueError('prune: a pattern applies per group of M weights; scope "global" does not')
         return self

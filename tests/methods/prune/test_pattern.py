@@ -141,7 +141,7 @@ def test_quantize_codes_the_kept_values_of_a_pattern() -> None:
         ({"pattern": "0:4"}, "1 <= N < M"),
         ({"pattern": "2:512"}, "1 <= N < M <= 256"),
         ({"pattern": "2/4"}, '"N:M"'),
-        ({"pattern": "2:4", "sparsity": 0.5}, "exactly one of keep, sparsity or pattern"),
+        ({"pattern": "2:4", "sparsity": 0.5}, "exactly one of keep or sparsity, or a pattern alone"),
         ({"pattern": "2:4", "scope": "global"}, 'scope "global" does not'),
     ],
 )
