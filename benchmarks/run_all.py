@@ -166,6 +166,13 @@ BENCHMARKS = (
         "issue 20: 4-shard bf16 checkpoint, prune 50% + k=16 via mcs compress: peak RSS beside its bound",
         ("--scale", "0.02"),
     ),
+    Benchmark(
+        "bench_nm_prune.py",
+        (),
+        True,
+        "2:4 pruning mask on 4096x4096 and 11008x4096 weights vs torch.ao's WeightNormSparsifier",
+        ("--smoke",),
+    ),
 )
 
 

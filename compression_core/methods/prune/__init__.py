@@ -1,4 +1,4 @@
-"""Magnitude pruning (a per-tensor step): see README.md."""
+"""Magnitude pruning to κ weights or to an N:M pattern (a per-tensor step): see README.md."""
 
 from compression_core.methods.base import StepMethod
 from compression_core.methods.prune.spec import PruneStep
