@@ -58,12 +58,12 @@ def main() -> None:
     for shape in shapes:
         rows, cols = (int(v) for v in shape.split("x"))
         weight = torch.randn(rows, cols, generator=torch.Generator().manual_seed(0))
-        ours, ours_s = best_of(lambda w=weight: pattern_positions(w, 2, 4), repeat)
-        reference, ao_s = best_of(lambda w=weight: torch_ao_mask(w), repeat)
+        _, ours_s = best_of(lambda w=weight: pattern_positions(w, 2, 4), repeat)
+        _, ao_s = best_of(lambda w=weight: torch_ao_mask(w), repeat)
         _, magnitude_s = best_of(lambda w=weight: keep_positions(w, w.numel() // 2), repeat)
         mask = torch.zeros(weight.numel(), dtype=torch.bool)
-        mask[ours] = True  # type: ignore[index]
-        equal = torch.equal(mask.view(rows, cols), reference)  # type: ignore[arg-type]
+        mask[pattern_positions(weight, 2, 4)] = True
+        equal = torch.equal(mask.view(rows, cols), torch_ao_mask(weight))
         print(f"{shape:>12} {ours_s:>11.3f} {ao_s:>15.3f} {magnitude_s:>16.3f}  {equal}")
 
 
