@@ -176,3 +176,29 @@ def test_a_sharded_checkpoint_streams_through_the_pattern_like_in_memory(tmp_pat
         assert (groups <= 2).all() and record.positions.numel() == record.numel // 2
     entries = {e["name"]: e for e in metrics["tensors"]}
     assert entries["model.layers.2.mlp.down_proj.weight"]["stats"]["pattern"] == "2:4"
+
+
+def test_the_lc_c_step_projects_onto_the_pattern() -> None:
+    from compression_core.methods.lc.cstep import c_step
+    from compression_core.select import select_tensors
+
+    spec = parse_spec(
+        json.dumps(
+            {
+                "rules": [{"select": {"name": "fc.weight"}, "steps": [{"type": "prune", "pattern": "2:4"}]}],
+                "model": {"arch": "mlp"},
+                "data": {"builtin": "digits"},
+                "lc": {"mu0": 1e-3},
+            }
+        )
+    )
+    g = torch.Generator().manual_seed(5)
+    weights = {"fc.weight": torch.randn(12, 16, generator=g)}
+    lambdas = {"fc.weight": torch.randn(12, 16, generator=g) * 1e-3}
+    mu = 0.5
+    record = c_step(weights, select_tensors(weights, spec), mu, lambdas=lambdas)["fc.weight"]
+    shifted = weights["fc.weight"] - lambdas["fc.weight"] / mu
+    assert torch.equal(record.positions, pattern_positions(shifted, 2, 4))  # Π: the N:M projection
+    assert torch.equal(
+        record.reconstruct().reshape(-1)[record.positions], shifted.reshape(-1)[record.positions]
+    )
