@@ -4,11 +4,12 @@ bench_llm_quant.py. Run by that benchmark with the python of a separate environm
 
     /work/venvs/llmc/bin/python benchmarks/llmc_gptq.py MODEL_DIR CALIBRATION.npz OUT_DIR
 
-It imports nothing from this repository. MODEL_DIR is a Hugging Face checkpoint folder with a tokenizer.json; CALIBRATION.npz holds
-`train`, 2-D int token ids (rows, tokens), the same rows our GPTQ calibrates on. The span measured is the
-one-shot call (calibration forward passes, the Hessians, the GPTQ solve, compression and the save of the
-pack-quantized folder to OUT_DIR); loading the float model is outside it, as it is for ours. Prints one JSON
-line: {"seconds", "peak_bytes" (RSS above the span's start, sampled every 5 ms), "versions"}.
+It imports nothing from this repository. MODEL_DIR is a Hugging Face checkpoint folder with a tokenizer.json;
+CALIBRATION.npz holds `train`, 2-D int token ids (rows, tokens), the same rows our GPTQ calibrates on. The
+span measured is the one-shot call (calibration forward passes, the Hessians, the GPTQ solve, compression
+and the save of the pack-quantized folder to OUT_DIR); loading the float model is outside it, as it is for
+ours. Prints one JSON line: {"seconds", "peak_bytes" (RSS above the span's start, sampled every 5 ms),
+"versions"}.
 """
 
 from __future__ import annotations
@@ -27,25 +28,22 @@ def _rss() -> int:
 
 
 def main() -> None:
-    import numpy as np
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
     import compressed_tensors
     import llmcompressor
+    import numpy as np
+    import torch
     import transformers
+    from datasets import Dataset
     from llmcompressor import oneshot
     from llmcompressor.modifiers.quantization import GPTQModifier
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     model_dir, calibration, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     threads = os.environ.get("BENCH_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
     rows = np.load(calibration)["train"].astype(np.int64)
-    dataset = Dataset.from_dict(
-        {"input_ids": rows.tolist(), "attention_mask": np.ones_like(rows).tolist()}
-    )
+    dataset = Dataset.from_dict({"input_ids": rows.tolist(), "attention_mask": np.ones_like(rows).tolist()})
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     # oneshot wants a processor beside a dataset (the rows are already ids: it only carries it to the output)
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"))
