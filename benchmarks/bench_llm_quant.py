@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import os
 import subprocess
@@ -57,6 +58,7 @@ def _rss() -> int:
 
 def measured(call: Callable[[], Any]) -> tuple[Any, float, int]:
     """(result, seconds, peak RSS above the start in bytes), RSS sampled every 5 ms."""
+    gc.collect()  # the previous row's model (reference cycles) is freed before this one's baseline
     start, peak, done = _rss(), [0], threading.Event()
 
     def sample() -> None:
@@ -76,13 +78,21 @@ def measured(call: Callable[[], Any]) -> tuple[Any, float, int]:
     return result, seconds, max(peak[0], _rss()) - start
 
 
-def ours(model: torch.nn.Module, algorithm: str, calibration: torch.Tensor, work: Path, source: Any) -> Any:
+def ours(
+    model: torch.nn.Module,
+    algorithm: str,
+    calibration: torch.Tensor,
+    work: Path,
+    source: Any,
+    original: dict[str, torch.Tensor],
+) -> Any:
+    """`original`: the float state dict (names and dtypes), which a job holds from the start (`job.original`);
+    here the untouched base model's, not a copy."""
     from compression_core.methods.wquant.checkpoint import write_quantized
     from compression_core.methods.wquant.run import quantize_model
     from compression_core.methods.wquant.spec import WQuantSpec
 
     config = WQuantSpec(bits=4, group_size=128, algorithm=algorithm, calibration_rows=calibration.shape[0])
-    original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     results = quantize_model(model, config, calibration=calibration)
     tar = write_quantized(work / algorithm, source, model, results, original, config)
     return model, tar
@@ -172,6 +182,7 @@ def bench(
         data = load_tokens(tokens, int(config["vocab_size"]), config.get("max_position_embeddings"))
         test, calibration = data.splits["test"][:rows], data.splits["train"]
         before = perplexity(base, test)["perplexity"]
+        original = base.state_dict()
         dense = _size(folder)
         params = sum(p.numel() for p in base.parameters())
         print(
@@ -181,13 +192,16 @@ def bench(
             flush=True,
         )
         print(f"{'int4 g128':<34} {'seconds':>8} {'peak MB':>8} {'ppl after':>10} {'increase':>9} {'MB':>7}")
-        for algorithm in ("rtn", "gptq") if gptq else ("rtn",):
+
+        def our_row(algorithm: str) -> None:
             (model, tar), seconds, peak = measured(
-                lambda a=algorithm: ours(copy.deepcopy(base), a, calibration, work, source)  # type: ignore[misc]
+                lambda: ours(copy.deepcopy(base), algorithm, calibration, work, source, original)
             )
             after = perplexity(model, test)["perplexity"]
             del model
             _row(f"ours {algorithm}", seconds, peak, after, before, _size(tar))
+
+        our_row("rtn")
         reference, seconds, peak = measured(lambda: reference_rtn(copy.deepcopy(base), work))
         loaded = AutoModelForCausalLM.from_pretrained(reference)
         after = perplexity(loaded, test)["perplexity"]
@@ -196,6 +210,7 @@ def bench(
         if not gptq:
             print(f"{'gptq':<34} not run on this model (see --big-gptq)")
             return
+        our_row("gptq")
         if not args.llmc_python:
             print(f"{'llm-compressor gptq':<34} not installed (give --llmc-python or MCS_LLMC_PYTHON)")
             return
@@ -230,6 +245,27 @@ def _with_tokenizer(folder: Path) -> Path:
     return folder
 
 
+def _small(root: Path, tokens: Path, args: argparse.Namespace) -> None:
+    """The tiny trained LM and the random-weight one of `--hidden` x `--layers`."""
+    from transformers import AutoModelForCausalLM
+
+    clock = time.perf_counter()
+    tiny = _with_tokenizer(train_tiny_lm(root / "tiny", steps=args.steps))
+    print(f"tiny LM trained for {args.steps} steps in {time.perf_counter() - clock:.0f} s")
+    bench("tiny (trained on the stdlib)", tiny, tokens, args.test_rows, args)
+    config = tiny_config(
+        hidden=args.hidden, layers=args.layers, intermediate=int(args.hidden * 2.75) // 128 * 128
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(root / "random")
+    bench(
+        f"random weights (hidden {args.hidden}, {args.layers} layers)",
+        _with_tokenizer(root / "random"),
+        tokens,
+        args.test_rows,
+        args,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="training steps of the tiny LM")
@@ -238,6 +274,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8, help="the random-weight model's decoder layers")
     parser.add_argument("--big", action="store_true", help="also the ~0.5 B random-weight model")
     parser.add_argument("--big-gptq", action="store_true", help="GPTQ (ours and llm-compressor's) on it too")
+    parser.add_argument("--big-only", action="store_true", help="only the ~0.5 B model")
     parser.add_argument("--big-test-rows", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (here and in llm-compressor)")
     parser.add_argument(
@@ -253,27 +290,14 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        clock = time.perf_counter()
-        tiny = _with_tokenizer(train_tiny_lm(root / "tiny", steps=args.steps))
-        print(f"tiny LM trained for {args.steps} steps in {time.perf_counter() - clock:.0f} s")
         tokens = write_token_data(
             root / "tokens.npz", train_rows=64 if not args.smoke else 8, test_rows=args.test_rows
         )
-        bench("tiny (trained on the stdlib)", tiny, tokens, args.test_rows, args)
-        from transformers import AutoModelForCausalLM
+        if not args.big_only:
+            _small(root, tokens, args)
+        if args.big or args.big_only:
+            from transformers import AutoModelForCausalLM
 
-        config = tiny_config(
-            hidden=args.hidden, layers=args.layers, intermediate=int(args.hidden * 2.75) // 128 * 128
-        )
-        AutoModelForCausalLM.from_config(config).save_pretrained(root / "random")
-        bench(
-            f"random weights (hidden {args.hidden}, {args.layers} layers)",
-            _with_tokenizer(root / "random"),
-            tokens,
-            args.test_rows,
-            args,
-        )
-        if args.big:
             clock = time.perf_counter()
             model = AutoModelForCausalLM.from_config(tiny_config(hidden=1536, layers=20, intermediate=4096))
             model.save_pretrained(root / "big", max_shard_size="500MB")
