@@ -31,6 +31,7 @@ given by `--llmc-python` (or `MCS_LLMC_PYTHON`), through benchmarks/llmc_gptq.py
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import json
@@ -56,9 +57,20 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _trim() -> None:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name).malloc_trim(0)
+
+
 def measured(call: Callable[[], Any]) -> tuple[Any, float, int]:
     """(result, seconds, peak RSS above the start in bytes), RSS sampled every 5 ms."""
-    gc.collect()  # the previous row's model (reference cycles) is freed before this one's baseline
+    gc.collect()  # the previous row's model (reference cycles) is freed before this one's baseline,
+    _trim()  # and the C heap gives its free pages back: else a row reuses the last one's and shows no peak
     start, peak, done = _rss(), [0], threading.Event()
 
     def sample() -> None:
