@@ -67,7 +67,7 @@ def _members(path: Path) -> dict[str, tarfile.TarInfo]:
                 if count >= 16:
                     raise InputError(f"{path.name}: a text tar holds at most {len(SPLIT_FILES)} files")
                 parts = PurePosixPath(member.name).parts
-                if member.isdir() and len(parts) == 1:
+                if member.isdir() and len(parts) <= 1:  # `.` or one top folder entry (`tar -C dir .`)
                     continue
                 name = member.name.removeprefix("./")
                 if not member.isreg() or member.issparse() or name not in SPLIT_FILES:

@@ -74,6 +74,12 @@ def test_splits_are_read_from_a_txt_or_a_tar(tmp_path: Path) -> None:
         tmp_path / "text.tar", {"train.txt": b"calibration\n", "test.txt": "held out \u20ac\n".encode()}
     )
     assert read_texts(tar) == {"train": "calibration\n", "test": "held out \u20ac\n"}
+    (tmp_path / "made").mkdir()
+    (tmp_path / "made" / "test.txt").write_bytes(b"from tar -C made .\n")
+    with tarfile.open(tmp_path / "dot.tar", "w") as made:  # `tar cf dot.tar -C made .`: ./ and ./test.txt
+        made.add(tmp_path / "made" / "test.txt", arcname="./test.txt")
+        made.add(tmp_path / "made", arcname=".", recursive=False)
+    assert read_texts(tmp_path / "dot.tar") == {"test": "from tar -C made .\n"}
 
 
 @pytest.mark.parametrize(
