@@ -89,8 +89,9 @@ def _members(path: Path) -> dict[str, tarfile.TarInfo]:
     return found
 
 
-def _decoded(name: str, stream: Any, limit: int) -> str:
-    """The stream's bytes as text: InputError past `limit` bytes or at the first byte that is not UTF-8."""
+def _decoded(name: str, stream: Any, limit: int, *, keep: bool = True) -> str:
+    """The stream's bytes as text: InputError past `limit` bytes or at the first byte that is not UTF-8.
+    `keep=False` checks only (the API): each chunk is dropped once decoded, and "" is returned."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     parts: list[str] = []
     total = 0
@@ -99,7 +100,9 @@ def _decoded(name: str, stream: Any, limit: int) -> str:
         if total > limit:
             raise InputError(f"{name}: more than {limit} bytes of text; at most {limit} per split")
         try:
-            parts.append(decoder.decode(chunk))
+            text = decoder.decode(chunk)
+            if keep:
+                parts.append(text)
         except UnicodeDecodeError as error:
             raise InputError(f"{name}: not UTF-8 text (byte {total - len(chunk) + error.start})") from None
     try:
@@ -109,12 +112,13 @@ def _decoded(name: str, stream: Any, limit: int) -> str:
     return "".join(parts)
 
 
-def read_texts(path: Path) -> dict[str, str]:
-    """The text of each split (see the module docstring); InputError naming what is wrong."""
+def read_texts(path: Path, *, keep: bool = True) -> dict[str, str]:
+    """The text of each split (see the module docstring); InputError naming what is wrong. `keep=False`:
+    checked chunk by chunk and not kept (each split's text is then "")."""
     path = Path(path)
     if path.suffix.lower() == ".txt":
         with path.open("rb") as handle:
-            return {"test": _decoded(path.name, handle, MAX_TEXT_BYTES)}
+            return {"test": _decoded(path.name, handle, MAX_TEXT_BYTES, keep=keep)}
     members = _members(path)
     texts: dict[str, str] = {}
     with tarfile.open(path, mode="r:") as tar:
@@ -122,7 +126,7 @@ def read_texts(path: Path) -> dict[str, str]:
             stream = tar.extractfile(member)
             assert stream is not None
             with stream:
-                texts[split] = _decoded(f"{path.name}: {member.name}", stream, MAX_TEXT_BYTES)
+                texts[split] = _decoded(f"{path.name}: {member.name}", stream, MAX_TEXT_BYTES, keep=keep)
     return texts
 
 
@@ -136,7 +140,7 @@ def check_text_file(path: Path, tokenizer_json: bytes | None) -> None:
             f"it to the model's tar, or send token ids (.npz or .safetensors) instead"
         )
     tokenizer_from_json(tokenizer_json)
-    read_texts(path)  # UTF-8 and sizes; the decoded text (at most 3 x 64 MiB) is dropped at once
+    read_texts(path, keep=False)  # UTF-8 and sizes, 1 MiB at a time; nothing kept
 
 
 def tokenizer_from_json(data: bytes) -> Tokenizer:

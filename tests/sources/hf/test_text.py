@@ -70,6 +70,7 @@ def test_a_long_text_is_encoded_in_pieces_cut_at_line_ends(bpe: object) -> None:
 def test_splits_are_read_from_a_txt_or_a_tar(tmp_path: Path) -> None:
     (tmp_path / "eval.txt").write_text("naïve text\n", encoding="utf-8")
     assert read_texts(tmp_path / "eval.txt") == {"test": "naïve text\n"}
+    assert read_texts(tmp_path / "eval.txt", keep=False) == {"test": ""}  # the API's check keeps nothing
     tar = _tar(
         tmp_path / "text.tar", {"train.txt": b"calibration\n", "test.txt": "held out \u20ac\n".encode()}
     )
