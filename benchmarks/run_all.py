@@ -47,7 +47,7 @@ BENCHMARKS = (
         "bench_llm_quant.py",
         ("--hidden", "512", "--layers", "4"),
         False,
-        "int4 g128 RTN/GPTQ of a Hugging Face LM vs compressed-tensors' RTN",
+        "int4 g128 RTN/GPTQ of a Hugging Face LM vs compressed-tensors' RTN, llm-compressor's GPTQ",
         ("--smoke",),
     ),
     Benchmark(

@@ -131,7 +131,7 @@ def check_data_upload(model_path: str | Path, model: Any, data_path: str | Path)
     headers alone; InputError. Kinds without the hook: nothing (the worker checks when it loads)."""
     kind = kind_of(Path(model_path), model)
     if kind.check_data is not None:
-        kind.check_data(Path(data_path))
+        kind.check_data(Path(data_path), Path(model_path))
 
 
 def rebuild(model: Mapping[str, Any], out_dir: Path) -> nn.Module:

@@ -198,9 +198,9 @@ class SourceKind:
     # an index, a protobuf's declared sizes), never the tensors' data; InputError naming what is wrong.
     # None: listing the source's `infos` is the check.
     check: Callable[[Path], None] | None = None
-    # the API's check of the job's data file for this kind of model (headers only; InputError); None: the
-    # data is checked when the worker loads it
-    check_data: Callable[[Path], None] | None = None
+    # the API's check of the job's data file for this kind of model, `check_data(data_path, model_path)`
+    # (headers only; InputError); None: the data is checked when the worker loads it
+    check_data: Callable[[Path, Path], None] | None = None
     # `load_model(out_dir)`'s rebuild of the unpruned module from architecture.json's `model` entry (whose
     # `source` names this kind) and the files beside it; None: the kind records no `source` (`arch` and
     # `kwargs` are built by `compression_core.models.build_model`)

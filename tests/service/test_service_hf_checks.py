@@ -69,3 +69,16 @@ def test_a_good_upload_is_queued(client: TestClient, checkpoint_tar: Path, tmp_p
     spec = example_spec("llm-gptq-int4-g128").model_dump(mode="json", exclude_unset=True)
     response = _post(client, checkpoint_tar, data, spec)
     assert response.status_code == 202, response.text
+
+
+def test_raw_text_without_a_tokenizer_in_the_checkpoint_is_a_422_naming_data(
+    client: TestClient, checkpoint_tar: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "eval.txt"
+    data.write_text("def f(x):\n    return x\n", encoding="utf-8")
+    spec = example_spec("llm-rtn-int4-g128").model_dump(mode="json", exclude_unset=True)
+    response = _post(client, checkpoint_tar, data, spec)
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM, response.text
+    assert "no tokenizer.json" in response.json()["detail"]
+    assert response.json()["errors"][0]["field"] == "data"
+    assert client.get("/jobs").json()["items"] == []

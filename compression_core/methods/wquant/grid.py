@@ -60,10 +60,10 @@ def group_params(w: torch.Tensor, grid: Grid) -> tuple[torch.Tensor, torch.Tenso
 
 def quantize(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, grid: Grid) -> torch.Tensor:
     """Integers of `w` on the grid (`scale`/`zero` broadcast against `w`), as float values."""
-    q = torch.round(w / scale)
+    q = torch.div(w, scale).round_()  # one new tensor, rounded and clamped in place
     if zero is not None:
-        q = q + zero
-    return torch.clamp(q, grid.qmin, grid.qmax)
+        q.add_(zero)
+    return q.clamp_(grid.qmin, grid.qmax)
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None) -> torch.Tensor:
@@ -74,6 +74,15 @@ def pack_int32(q: torch.Tensor, bits: int) -> torch.Tensor:
     """Rows of integers in [-2^(b-1), 2^(b-1)) packed densely into int32 words (see the module docstring)."""
     rows, cols = q.shape
     words = math.ceil(cols * bits / 32)
+    if 32 % bits == 0:  # 2, 4, 8 bits: whole values per word; one shift and one sum over a (rows, words, k)
+        # view, in int32: the fields do not overlap, so the sum is their bitwise or (the top one wraps into
+        # the sign bit, which is the bit pattern wanted)
+        per_word = 32 // bits
+        values32 = q.to(torch.int32).add_(1 << (bits - 1)).bitwise_and_((1 << bits) - 1)
+        if cols % per_word:
+            values32 = torch.nn.functional.pad(values32, (0, words * per_word - cols))
+        values32 = values32.view(rows, words, per_word)
+        return (values32 << torch.arange(0, 32, bits, dtype=torch.int32)).sum(-1, dtype=torch.int32)
     values = (q.to(torch.int64) + (1 << (bits - 1))) & ((1 << bits) - 1)
     starts = torch.arange(cols, dtype=torch.int64) * bits
     word, offset = starts // 32, starts % 32

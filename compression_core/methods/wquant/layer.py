@@ -67,7 +67,7 @@ def rtn(w: torch.Tensor, grid: Grid, group: int | None, name: str = "weight") ->
     scale, zero = group_params(g, grid)
     q = quantize(g, scale.unsqueeze(-1), None if zero is None else zero.unsqueeze(-1), grid)
     deq = dequantize(q, scale.unsqueeze(-1), None if zero is None else zero.unsqueeze(-1))
-    loss = float(((deq - g) ** 2).sum())
+    loss = float(deq.sub_(g).square_().sum())  # deq is not used again: its buffer holds the error
     return QuantizedWeight(q.reshape(rows, cols).to(torch.int8), scale, zero, loss)
 
 

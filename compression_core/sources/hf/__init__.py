@@ -9,7 +9,8 @@ is recognised by its `config.json`.
   meta device (sized against the byte budget, `MCS_MAX_DECODE_BYTES`), then for real, and loads the weights;
   `trust_remote_code` is never set; an `auto_map` or an architecture transformers does not ship is an
   InputError naming it (a 415/422 at `POST /jobs`), before anything is built;
-- data and evaluation (`lm.py`): token ids and perplexity for causal language models;
+- data and evaluation (`lm.py`): token ids and perplexity for causal language models; raw UTF-8 text
+  tokenized with the uploaded `tokenizer.json` (`text.py`);
 - outputs: `model.hf.tar`, a checkpoint folder in one plain tar (config.json as uploaded, model.safetensors,
   the tokenizer files untouched); weight quantization (`methods/wquant`) writes its own checkpoint.
 """
@@ -62,9 +63,19 @@ def _open(path: Path, model: Any) -> HFSource:
     return HFSource(path, model)
 
 
-def _check_data(path: Path) -> None:
+def _check_data(path: Path, model_path: Path) -> None:
     from compression_core.sources.hf.lm import check_token_file
+    from compression_core.sources.hf.text import MAX_TOKENIZER_BYTES, TOKENIZER, check_text_file, is_text
 
+    if is_text(path):  # raw text: the checkpoint must carry a tokenizer.json that `tokenizers` reads
+        checkpoint = Checkpoint(model_path)
+        try:
+            found = TOKENIZER in checkpoint.carried()
+            tokenizer = checkpoint.member_bytes(TOKENIZER, MAX_TOKENIZER_BYTES) if found else None
+            check_text_file(path, tokenizer)
+        finally:
+            checkpoint.close()
+        return
     check_token_file(path)
 
 

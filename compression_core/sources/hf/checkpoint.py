@@ -222,9 +222,9 @@ class Checkpoint:
             self._folder = self._temp
         return self._folder
 
-    def member_bytes(self, name: str) -> bytes:
-        """A small member's bytes (the carried files)."""
-        return self._read_small(name, 1 << 30)
+    def member_bytes(self, name: str, limit: int = 1 << 30) -> bytes:
+        """A small member's bytes (the carried files); InputError past `limit`."""
+        return self._read_small(name, limit)
 
     def close(self) -> None:
         if self._temp is not None:

@@ -1,7 +1,7 @@
 """A language model's data and evaluation: token ids in, perplexity out.
 
 The job's data file (`.npz` or `.safetensors`, `{"data": {"upload": true}}`) holds integer arrays of token ids
-(the tokenizer is the user's business):
+(or it is raw UTF-8 text, tokenized with the checkpoint's `tokenizer.json`: `text.py`, `load_text`):
 
 - `test`: the evaluation split (required): 2-D `(sequences, length)`, or 1-D, cut into rows of `seq_len`
   (the model's `max_position_embeddings`, at most `DEFAULT_SEQ_LEN`); a short tail is dropped;
@@ -26,7 +26,7 @@ from torch import nn
 
 from compression_core.errors import InputError
 
-__all__ = ["DEFAULT_SEQ_LEN", "TokenSplits", "load_tokens", "perplexity"]
+__all__ = ["DEFAULT_SEQ_LEN", "TokenSplits", "load_text", "load_tokens", "perplexity"]
 
 DEFAULT_SEQ_LEN = 512
 SPLITS = ("train", "validation", "test")
@@ -38,6 +38,8 @@ class TokenSplits:
 
     name: str
     splits: dict[str, torch.Tensor]
+    kind: str = "token ids"  # or "text" (tokenized here with the checkpoint's tokenizer.json: text.py)
+    extra: dict[str, Any] | None = None  # what the summary adds for text (characters per split, tokenizer)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -50,10 +52,11 @@ class TokenSplits:
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "kind": "token ids",
+            "kind": self.kind,
             "sizes": self.sizes,
             "tokens": {k: self.tokens(k) for k in self.splits},
             "evaluated_on": "test",
+            **(self.extra or {}),
         }
 
 
@@ -85,15 +88,38 @@ def load_tokens(path: Path, vocab_size: int, max_positions: int | None) -> Token
             f"{path.name}: a language model's data holds arrays {list(SPLITS)} of token ids (`test` "
             f"required); got {sorted(arrays)}"
         )
+    return TokenSplits(path.name, _split_rows(path.name, arrays, vocab_size, max_positions))
+
+
+def _split_rows(
+    name: str, arrays: dict[str, np.ndarray], vocab_size: int, max_positions: int | None
+) -> dict[str, torch.Tensor]:
     seq_len = min(DEFAULT_SEQ_LEN, max_positions or DEFAULT_SEQ_LEN)
-    splits = {k: _rows(path.name, k, arrays[k], seq_len, vocab_size) for k in SPLITS if k in arrays}
+    splits = {k: _rows(name, k, arrays[k], seq_len, vocab_size) for k in SPLITS if k in arrays}
     for split, rows in splits.items():
         if max_positions is not None and rows.shape[1] > max_positions:
             raise InputError(
-                f"{path.name}: `{split}` rows of {rows.shape[1]} tokens exceed the model's "
+                f"{name}: `{split}` rows of {rows.shape[1]} tokens exceed the model's "
                 f"max_position_embeddings {max_positions}"
             )
-    return TokenSplits(path.name, splits)
+    return splits
+
+
+def load_text(path: Path, tokenizer_json: bytes, vocab_size: int, max_positions: int | None) -> TokenSplits:
+    """Raw UTF-8 text (a `.txt`, or a tar of `train.txt`/`test.txt`/`validation.txt`) tokenized with the
+    checkpoint's `tokenizer.json`, then cut into rows as uploaded ids are (text.py)."""
+    from compression_core.sources.hf.text import encode, read_texts, tokenizer_from_json
+
+    path = Path(path)
+    tokenizer = tokenizer_from_json(tokenizer_json)
+    texts = read_texts(path)
+    arrays = {split: encode(tokenizer, text) for split, text in texts.items()}
+    extra = {
+        "tokenizer": "tokenizer.json",
+        "characters": {k: len(v) for k, v in texts.items()},
+        "text_tokens": {k: int(v.shape[0]) for k, v in arrays.items()},  # before the short tail is cut
+    }
+    return TokenSplits(path.name, _split_rows(path.name, arrays, vocab_size, max_positions), "text", extra)
 
 
 def check_token_file(path: Path) -> None:
@@ -116,7 +142,8 @@ def check_token_file(path: Path) -> None:
         }
     else:
         raise InputError(
-            f"{path.name}: token ids must be .npz or .safetensors, not {suffix or 'no extension'}"
+            f"{path.name}: token ids must be .npz or .safetensors (raw UTF-8 text: .txt, or a .tar of "
+            f"train.txt and test.txt), not {suffix or 'no extension'}"
         )
     if set(found) - set(SPLITS) or "test" not in found:
         raise InputError(

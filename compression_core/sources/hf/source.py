@@ -152,7 +152,23 @@ class HFSource(ModelSource):
         vocab = int(self.config.get("vocab_size") or 0)
         if vocab <= 0:
             raise InputError(f"{CONFIG}: no `vocab_size`")
+        from compression_core.sources.hf.text import is_text
+
+        if is_text(data_path):  # raw UTF-8 text, tokenized with the uploaded tokenizer.json
+            from compression_core.sources.hf.lm import load_text
+
+            return load_text(
+                data_path, self.tokenizer_json(), vocab, self.config.get("max_position_embeddings")
+            )
         return load_tokens(data_path, vocab, self.config.get("max_position_embeddings"))
+
+    def tokenizer_json(self) -> bytes:
+        """The uploaded `tokenizer.json` (InputError naming `data` when the checkpoint has none)."""
+        from compression_core.sources.hf.text import MAX_TOKENIZER_BYTES, TOKENIZER, check_text_file
+
+        if TOKENIZER not in self.checkpoint.carried():
+            check_text_file(Path("data.txt"), None)  # raises: text needs the tokenizer
+        return self.checkpoint.member_bytes(TOKENIZER, MAX_TOKENIZER_BYTES)
 
     def evaluate(self, model: nn.Module, data: Any, device: str) -> dict[str, Any]:
         from compression_core.sources.hf.lm import perplexity

@@ -91,3 +91,18 @@ def write_token_data(path: Path, *, train_rows: int = 64, test_rows: int = 64) -
     all_rows = rows(held_out)
     np.savez(path, train=all_rows[:train_rows], test=all_rows[train_rows : train_rows + test_rows])
     return path
+
+
+def byte_tokenizer_json() -> str:
+    """A real `tokenizer.json` whose ids are the tiny LM's: each UTF-8 byte is its own token (byte-level BPE
+    with the 256 byte symbols and no merges), so `encode(text).ids == list(text.encode())`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    # GPT-2's byte-to-symbol map: printable bytes stand for themselves, the others take 256, 257, ... in order
+    printable = {ord(c) for c in pre_tokenizers.ByteLevel.alphabet() if ord(c) < 256}
+    others = [b for b in range(256) if b not in printable]
+    mapping = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
+    tokenizer = Tokenizer(models.BPE(vocab={mapping[b]: b for b in range(256)}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer.to_str()
