@@ -115,7 +115,7 @@ def test_a_perplexity_budget_without_token_ids_or_on_a_classifier_is_a_422(stack
     before = stack.client.get("/jobs").json()
     response = _submit(stack, lm["tar"], None, SPEC)
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM, response.text
-    assert "no token ids" in response.json()["detail"]
+    assert "none was sent: token ids" in response.json()["detail"]
     folder: Path = lm["folder"]
     config = {
         **json.loads((folder / "config.json").read_text()),

@@ -81,10 +81,13 @@ def _check_data(path: Path, model_path: Path) -> None:
 
 def _check_job(path: Path, data_path: Path | None) -> list[tuple[str, str]]:
     """A job with data on a Hugging Face model (perplexity, a search's max_perplexity_increase, retraining
-    with the LM's loss): the token ids must be sent, and config.json must name a causal LM."""
+    with the LM's loss): token ids or text must be sent, and config.json must name a causal LM."""
     problems = []
     if data_path is None:
-        message = 'the spec asks for {"upload": true} data but no token ids (.npz or .safetensors) were sent'
+        message = (
+            'the spec asks for {"upload": true} data but none was sent: token ids (.npz or .safetensors) '
+            "or UTF-8 text (.txt, or a .tar of train.txt/test.txt) read with the checkpoint's tokenizer.json"
+        )
         problems.append(("data", message))
     try:
         checkpoint = Checkpoint(path)
@@ -98,7 +101,7 @@ def _check_job(path: Path, data_path: Path | None) -> list[tuple[str, str]]:
         problems.append(
             (
                 "spec.data",
-                "data on a Hugging Face model is token ids for a causal language model (*ForCausalLM: "
+                "data on a Hugging Face model is token ids or text for a causal language model (*ForCausalLM: "
                 "perplexity, a search's max_perplexity_increase, retraining with its loss); config.json "
                 f"names {architecture}",
             )

@@ -213,7 +213,7 @@ def test_admission_refuses_a_model_that_is_not_a_causal_lm_or_no_token_ids(
     )
     assert admission_problems(spec, quick_lm["folder"], quick_lm["tokens"]) == []
     missing = admission_problems(spec, quick_lm["folder"], None)
-    assert [p.field for p in missing] == ["data"] and "no token ids" in missing[0].message
+    assert [p.field for p in missing] == ["data"] and "none was sent: token ids" in missing[0].message
     classifier = tmp_path / "classifier"
     shutil.copytree(quick_lm["folder"], classifier)
     config = json.loads((classifier / "config.json").read_text())
