@@ -102,8 +102,8 @@ def _check_job(path: Path, data_path: Path | None) -> list[tuple[str, str]]:
             (
                 "spec.data",
                 "data on a Hugging Face model is token ids or text for a causal language model "
-                "(*ForCausalLM: perplexity, a search's max_perplexity_increase, retraining with its loss); config.json "
-                f"names {architecture}",
+                "(*ForCausalLM: perplexity, a search's max_perplexity_increase, retraining with its loss); "
+                f"config.json names {architecture}",
             )
         )
     return problems
