@@ -263,7 +263,9 @@ def _finish(job: Job) -> None:
 
 
 def submit(
-    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="State dict file.")],
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Model file: a state dict, or an .onnx graph.")
+    ],
     spec: Annotated[Path, typer.Option("--spec", exists=True, dir_okay=False, help="JSON compression spec.")],
     data: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Data set file.")] = None,
     teacher: Annotated[

@@ -122,9 +122,20 @@ def headline(metrics: Mapping[str, Any] | None) -> Headline:
 
 def job_warnings(metrics: Mapping[str, Any] | None) -> list[str]:
     """What the job says to mistrust in its own numbers (`evaluation.data.warnings`), e.g. a validation
-    split carved from the uploaded training data."""
+    split carved from the uploaded training data, and ONNX tensors whose names map to no parameter
+    (`source.unmapped_names`): a CI user only sees what `mcs submit` prints."""
     warnings = lookup(metrics, ("evaluation", "data", "warnings"))
-    return [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
+    found = [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
+    unmapped = lookup(metrics, ("source", "unmapped_names"))
+    if isinstance(unmapped, list) and unmapped:
+        shown = ", ".join(str(n) for n in unmapped[:3]) + (", ..." if len(unmapped) > 3 else "")
+        found.append(
+            f"{len(unmapped)} tensors of the uploaded graph have no parameter name of your model ({shown}), "
+            "so model.pth will not load strictly into your class (usually the exporter folded BatchNorms "
+            "into the convolutions: export with optimize=False (dynamo) or do_constant_folding=False "
+            "(TorchScript) to keep them; docs/bring-your-own-model.md)"
+        )
+    return found
 
 
 def human_bytes(n: float | None) -> str:

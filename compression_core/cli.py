@@ -244,7 +244,7 @@ def check(
                     )
                 raise typer.Exit(2)
             plan = plan_job(parsed, source)
-            graph = model if carries_graph(model, parsed.model) else None  # an ONNX graph builds itself
+            graph = source if carries_graph(model, parsed.model) else None  # an ONNX graph builds itself
             report = {"plan": plan.to_dict(), **preflight(parsed, shapes, graph)}
     if as_json:
         console.print_json(json.dumps(report))

@@ -113,7 +113,8 @@ def inspect_state_dict(path: str | Path) -> StateDictMeta:
         tensors = _inspect_torch(path, size)
     else:
         raise InputError(
-            f"{path.name}: unknown extension {suffix or '(none)'}; expected .safetensors, .pth, .pt or .bin"
+            f"{path.name}: unknown extension {suffix or '(none)'}; expected a state dict (.safetensors, "
+            ".pth, .pt, .bin, .ckpt) or an ONNX graph (.onnx)"
         )
     if not tensors:
         raise InputError(f"{path.name}: the state dict is empty")

@@ -37,7 +37,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         loaded = _load_torch(path)
     else:
         raise InputError(
-            f"{path.name}: unknown extension {suffix or '(none)'}; expected .safetensors, .pth, .pt or .bin"
+            f"{path.name}: unknown extension {suffix or '(none)'}; expected a state dict "
+            "(.safetensors, .pth, .pt, .bin, .ckpt)"
         )
     return as_state_dict(loaded, source=path.name)
 

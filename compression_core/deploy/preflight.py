@@ -17,12 +17,15 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from compression_core.errors import CompressionError, InputError, SpecError
 from compression_core.spec import Spec
+
+if TYPE_CHECKING:
+    from compression_core.sources.base import ModelSource
 
 __all__ = ["preflight", "upload_shapes"]
 
@@ -60,10 +63,11 @@ def fit_problems(model: torch.nn.Module, shapes: Mapping[str, tuple[int, ...]]) 
 
 
 def preflight(
-    spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None, graph: Path | None = None
+    spec: Spec, shapes: Mapping[str, tuple[int, ...]] | None = None, graph: Path | ModelSource | None = None
 ) -> dict[str, Any]:
     """The plan report; never raises for a plan problem (they are listed in `errors`), only for bad input.
-    `graph`: an upload that carries its own graph (an ONNX file), whose source builds the module."""
+    `graph`: an upload that carries its own graph (an ONNX file), whose source builds the module; the
+    source itself when the caller has it open (`mcs check`), so that the graph is converted once."""
     from compression_core.channels import count_parameters
     from compression_core.deploy.stage import example_input
     from compression_core.models import build_model, meta_model
@@ -98,16 +102,23 @@ def preflight(
     return _traced(spec, report, model, example_input(spec, None), started)
 
 
-def _graph_module(spec: Spec, graph: Path) -> tuple[torch.nn.Module, torch.Tensor]:
+def _graph_module(spec: Spec, graph: Path | ModelSource) -> tuple[torch.nn.Module, torch.Tensor]:
     """The module and one input of an upload that carries its own graph, as its model source builds them."""
-    from compression_core.deploy.stage import example_input
     from compression_core.sources import open_source
 
+    if not isinstance(graph, Path):
+        return _source_module(spec, graph)
     with open_source(graph, spec.model) as source:
-        model = source.module()
-        if model is None:
-            raise InputError(f"{source.kind}: this input has no module to trace")
-        return model.eval(), example_input(spec, None, source)
+        return _source_module(spec, source)
+
+
+def _source_module(spec: Spec, source: ModelSource) -> tuple[torch.nn.Module, torch.Tensor]:
+    from compression_core.deploy.stage import example_input
+
+    model = source.module()
+    if model is None:
+        raise InputError(f"{source.kind}: this input has no module to trace")
+    return model.eval(), example_input(spec, None, source)
 
 
 def _traced(

@@ -183,8 +183,11 @@ def _shape_problem(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
     return None
 
 
-def _graph_fit_problem(sample: tuple[int, ...], declared: tuple[int | None, ...], what: str) -> str | None:
-    """Why samples of shape `sample` do not fit a graph input declared `declared` (None: symbolic)."""
+def _graph_fit_problem(
+    sample: tuple[int, ...], declared: tuple[int | None, ...], what: str, builtin: str | None = None
+) -> str | None:
+    """Why samples of shape `sample` do not fit a graph input declared `declared` (None: symbolic).
+    A built-in data set's arrays cannot be reshaped by the user, so its hint says what they can change."""
     if len(sample) == len(declared) and all(
         d is None or d == s for s, d in zip(sample, declared, strict=True)
     ):
@@ -192,7 +195,14 @@ def _graph_fit_problem(sample: tuple[int, ...], declared: tuple[int | None, ...]
     shown = "[" + ", ".join("?" if d is None else str(d) for d in declared) + "]"
     expected = None if None in declared else tuple(int(d) for d in declared if d is not None)
     same_rank = len(sample) == len(declared)  # a transpose can only help samples of the graph's rank
-    hint = (same_rank and _channels_last_hint(sample, expected)) or "; reshape the arrays to that shape"
+    if builtin is not None:
+        hint = (
+            f"; the built-in {builtin!r} always gives samples of shape {list(sample)}: export the model "
+            f"with that input shape (reshape inside forward()), or send your own data "
+            f'({{"data": {{"upload": true}}}} and a data file) with samples of shape {shown}'
+        )
+    else:
+        hint = (same_rank and _channels_last_hint(sample, expected)) or "; reshape the arrays to that shape"
     return (
         f"{what}: samples of shape {list(sample)} (x_train without the batch) do not fit the uploaded "
         f"graph's input {shown} (its declared shape without the batch){hint}"
@@ -235,7 +245,7 @@ def _data_problems(
         )
     sample = tuple(shapes["x_train"][1:])
     if probe is None and graph_sample is not None:
-        misfit = _graph_fit_problem(sample, graph_sample, what)
+        misfit = _graph_fit_problem(sample, graph_sample, what, spec.data.builtin if spec.data else None)
         return problems + ([Problem("data", misfit)] if misfit else [])
     if probe is None or spec.model is None:
         return problems

@@ -94,3 +94,18 @@ def test_the_submit_table_prints_the_fidelity() -> None:
 def test_sizes_print_the_same() -> None:
     for n in (None, 0, 1023, 1024, 1536, 10 * 1024**2, 3 * 1024**3, 5 * 1024**4):
         assert client_headline.human_bytes(n) == core_human_bytes(n)
+
+
+def test_job_warnings_say_when_an_onnx_upload_s_names_do_not_map_back() -> None:
+    """docs/bring-your-own-model.md tried as a user: a graph exported with the BatchNorms folded gave a
+    model.pth that does not load into the user's class, and `mcs submit` said nothing about it."""
+    names = ["stem.0.bias", "res.0.bias", "res.3.bias", "fc.bias"]
+    metrics = {
+        "source": {"kind": "onnx", "unmapped_names": names},
+        "evaluation": {"data": {"warnings": ["w"]}},
+    }
+    warnings = client_headline.job_warnings(metrics)
+    assert warnings[0] == "w" and len(warnings) == 2
+    assert "4 tensors" in warnings[1] and "stem.0.bias, res.0.bias, res.3.bias, ..." in warnings[1]
+    assert "optimize=False" in warnings[1] and "do_constant_folding=False" in warnings[1]
+    assert client_headline.job_warnings({"source": {"kind": "onnx"}}) == []

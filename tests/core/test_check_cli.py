@@ -92,3 +92,25 @@ def test_mcs_check_plans_an_onnx_student_and_its_onnx_teacher(tmp_path: Path) ->
     result = runner.invoke(app, ["check", str(graph), "--spec", str(spec)])
     assert result.exit_code == 2, result.output
     assert "spec.distill.teacher.arch: 'onnx' names an uploaded ONNX graph" in result.output, result.output
+
+
+def test_mcs_check_converts_an_onnx_upload_once(tmp_path: Path, monkeypatch) -> None:
+    """docs/bring-your-own-model.md tried as a user: `mcs check` converted the graph twice (the preflight
+    reopened the upload), so it printed the unmapped-names warning twice and paid the conversion and its
+    onnxruntime check twice. The preflight now traces the source the command already has open."""
+    import torch
+
+    import compression_core.sources.onnx.convert as convert
+    from tests.sources.onnx.tiny import TinyNet, export
+
+    graph = export(TinyNet(), torch.zeros(1, 64), tmp_path / "tiny.onnx")
+    spec = tmp_path / "spec.json"
+    rules = [{"select": {"name": "*", "kind": "conv"}, "steps": [{"type": "structured", "sparsity": 0.5}]}]
+    spec.write_text(json.dumps({"model": {"arch": "onnx"}, "data": {"builtin": "digits"}, "rules": rules}))
+    calls = []
+    original = convert.convert_graph
+    monkeypatch.setattr(convert, "convert_graph", lambda *a, **k: calls.append(1) or original(*a, **k))
+    result = runner.invoke(app, ["check", str(graph), "--spec", str(spec), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["ok"] is True
+    assert len(calls) == 1

@@ -90,3 +90,13 @@ def test_check_prints_the_plan_and_gives_it_as_json(tmp_path, model_file):
     assert plan["mode"] == "streamed" and plan["stages"] == [
         {"stage": "compress", "runs": ["prune"], "note": "per tensor, streamed"}
     ]
+
+
+def test_an_unknown_extension_names_every_input_mcs_compress_takes(tmp_path):
+    """docs/bring-your-own-model.md tried as a user: `mcs compress model.pt2` said "expected .safetensors,
+    .pth, .pt or .bin" although `.ckpt` and `.onnx` graphs are inputs too."""
+    pt2 = tmp_path / "model.pt2"
+    pt2.write_bytes(b"PK\x03\x04")
+    result = runner.invoke(app, ["compress", str(pt2), "-s", "resnet-prune90-k16", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "unknown extension .pt2" in result.output
+    assert ".ckpt" in result.output and "ONNX graph (.onnx)" in result.output

@@ -80,3 +80,24 @@ def test_a_graph_input_with_symbolic_dimensions_takes_any_size_there() -> None:
     assert refused is not None and "reshape the arrays" in refused and "transpose" not in refused
     refused = _graph_fit_problem((32, 32, 3), (3, 32, 32), "data")
     assert refused is not None and "transpose(0, 3, 1, 2)" in refused
+
+
+def test_a_builtin_data_set_that_does_not_fit_the_graph_says_what_the_user_can_change(tmp_path: Path) -> None:
+    """docs/bring-your-own-model.md tried as a user: a graph exported for 8x8 images [1, 8, 8] with the
+    built-in digits (64 features). The user cannot reshape a built-in's arrays, so "reshape the arrays"
+    was no help: the hint names the shape to export with, or the upload to send instead."""
+    refused = _graph_fit_problem((64,), (1, 8, 8), "data set digits", builtin="digits")
+    assert refused is not None and "reshape the arrays" not in refused
+    assert "the built-in 'digits' always gives samples of shape [64]" in refused
+    assert "export the model with that input shape" in refused and '{"data": {"upload": true}}' in refused
+    assert "samples of shape [1, 8, 8]" in refused
+    import torch
+
+    from tests.sources.onnx.tiny import TinyNet, export
+
+    graph = export(TinyNet(), torch.zeros(1, 64), tmp_path / "tiny.onnx")  # takes 64 features
+    spec = Spec.model_validate({"model": {"arch": "onnx"}, "data": {"builtin": "mnist-5k"}})
+    (problem,) = admission_problems(spec, graph)
+    assert problem.field == "data" and "the built-in 'mnist-5k' always gives samples of shape [784]" in (
+        problem.message
+    )

@@ -70,7 +70,9 @@ class OnnxSource(ModelSource):
             verify(converted.module, graph, self.input_signature())
             if converted.unmapped:
                 log.warning(
-                    "%s: %d tensors are not named by a PyTorch parameter name: %s",
+                    "%s: %d tensors are not named by a PyTorch parameter name: %s (BatchNorms folded "
+                    "into the convolutions? export with optimize=False or do_constant_folding=False to "
+                    "keep model.pth loadable into your class; docs/bring-your-own-model.md)",
                     self.path.name,
                     len(converted.unmapped),
                     ", ".join(converted.unmapped[:10]),
