@@ -23,8 +23,8 @@ resident memory above the start of that span (sampled every 5 ms; llm-compressor
 perplexity before and after (each reference's checkpoint is loaded back with
 `AutoModelForCausalLM.from_pretrained` and evaluated), and the size of the written `model.safetensors`.
 llm-compressor does not install beside the product's pins; it runs in its own environment, whose python is
-given by `--llmc-python` (or `MCS_LLMC_PYTHON`), through benchmarks/llmc_gptq.py; without it the row says
-"not installed". Torch runs `--threads` threads (default 1, in both processes): on a shared, oversubscribed
+given by `--llmc-python` (or `MCS_LLMC_PYTHON`), through benchmarks/helpers/llmc_gptq.py; without it the row
+says "not installed". Torch runs `--threads` threads (default 1, in both processes): on a shared, oversubscribed
 2-core machine two threads make every small tensor operation wait on the other (10-40x slower here).
 """
 
@@ -152,9 +152,9 @@ def _size(path: Path) -> int:
 
 
 def llmc_gptq(python: str, folder: Path, calibration: Path, out: Path, threads: int) -> dict[str, Any]:
-    """llm-compressor's GPTQ through benchmarks/llmc_gptq.py in its own environment: its JSON line, or
+    """llm-compressor's GPTQ through benchmarks/helpers/llmc_gptq.py in its own environment: its JSON line, or
     {"error": the last line it printed} when it failed."""
-    script = Path(__file__).resolve().parent / "llmc_gptq.py"
+    script = Path(__file__).resolve().parent / "helpers" / "llmc_gptq.py"
     env = {**os.environ, "BENCH_THREADS": str(threads), "PYTHONPATH": ""}
     done = subprocess.run(
         [python, str(script), str(folder), str(calibration), str(out)],

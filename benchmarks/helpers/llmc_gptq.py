@@ -2,7 +2,7 @@
 bench_llm_quant.py. Run by that benchmark with the python of a separate environment that has llm-compressor
 (it does not install beside the product's pins; see docs/transformers.md), as
 
-    /work/venvs/llmc/bin/python benchmarks/llmc_gptq.py MODEL_DIR CALIBRATION.npz OUT_DIR
+    /work/venvs/llmc/bin/python benchmarks/helpers/llmc_gptq.py MODEL_DIR CALIBRATION.npz OUT_DIR
 
 It imports nothing from this repository. MODEL_DIR is a Hugging Face checkpoint folder with a tokenizer.json;
 CALIBRATION.npz holds `train`, 2-D int token ids (rows, tokens), the same rows our GPTQ calibrates on. The
