@@ -25,8 +25,8 @@ perplexity before and after (each reference's checkpoint is loaded back with
 llm-compressor does not install beside the product's pins; it runs in its own environment, whose python is
 given by `--llmc-python` (or `MCS_LLMC_PYTHON`), through benchmarks/helpers/llmc_gptq.py; without it the row
 says "not installed". Torch runs `--threads` threads (default 1, in both processes): on a shared,
-oversubscribed
-2-core machine two threads make every small tensor operation wait on the other (10-40x slower here).
+oversubscribed 2-core machine two threads make every small tensor operation wait on the other (10-40x
+slower here).
 """
 
 from __future__ import annotations
