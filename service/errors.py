@@ -41,7 +41,8 @@ class InvalidSpec(ServiceError):
 
 
 class NotAStateDict(ServiceError):
-    status, title, type = 415, "Not a state dict", "urn:mcs:problem:not-a-state-dict"
+    # a model or teacher upload that no model source reads (a pickle, a bad ONNX graph, a torn checkpoint)
+    status, title, type = 415, "Unsupported model file", "urn:mcs:problem:unsupported-model"
 
 
 class PayloadTooLarge(ServiceError):

@@ -43,7 +43,9 @@ def test_hostile_models_are_refused_and_run_nothing(api: Api, tmp_path: Path) ->
         assert response.status_code == 415, (label, response.text)
         problem = response.json()
         assert response.headers["content-type"] == PROBLEM
-        assert problem["title"] == "Not a state dict" and problem["errors"][0]["field"] == "model", label
+        assert problem["title"] == "Unsupported model file" and problem["errors"][0]["field"] == "model", (
+            label
+        )
         assert problem["detail"].startswith("model: ") and len(problem["detail"]) > 20, label
     assert not marker.exists()
     assert_nothing_left(api, me)

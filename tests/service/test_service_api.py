@@ -110,7 +110,7 @@ def test_a_malicious_pickle_is_refused_and_its_code_never_runs(client: TestClien
         files = {"model": (path.name, path.read_bytes())}
         response = client.post("/jobs", files=files, data={"spec": json.dumps(SPEC)})
         assert response.status_code == 415, response.text
-        assert response.json()["title"] == "Not a state dict"
+        assert response.json()["title"] == "Unsupported model file"
     assert not marker.exists()
     assert client.get("/jobs").json()["total"] == 0
     assert list((Path(client.app.state.settings.staging_dir)).iterdir()) == []  # nothing left behind
