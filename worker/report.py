@@ -17,16 +17,16 @@ def write_report(job_id: str, work: Path, model_path: Path) -> None:
     drawn, the job still succeeds without it, and the reason goes to the log."""
     from compression_core.report import write_job_report
 
-    if not (work / "model.pth").is_file() and _method_outputs(work):
-        _metrics_only(job_id, work)  # e.g. wquant's checkpoint (issue 23): the report from metrics.json alone
-        return
-    # stream (issue 14): the report loads the original and model.pth whole; not for big or sharded models
+    # the full report loads the original and model.pth whole (plots of weights); a job without model.pth (a
+    # packed checkpoint, a sharded or Hugging Face model, issues 14 and 23) or over 1 GiB gets the report
+    # metrics.json alone draws
     if (
         not (work / "model.pth").is_file()
         or not model_path.is_file()
         or model_path.stat().st_size > REPORT_MAX_BYTES
     ):
-        log.info("job %s: no report.html (the model is sharded, has no model.pth, or is over 1 GiB)", job_id)
+        log.info("job %s: report.html from metrics.json alone (no model.pth, or over 1 GiB)", job_id)
+        _metrics_only(job_id, work)
         return
     try:
         write_job_report(work, model_path)
@@ -35,17 +35,6 @@ def write_report(job_id: str, work: Path, model_path: Path) -> None:
     except Exception:  # noqa: BLE001 - never fail a compressed model over its report
         log.warning("job %s: report.html could not be written; publishing without it", job_id, exc_info=True)
         (work / "report.html").unlink(missing_ok=True)
-
-
-def _method_outputs(work: Path) -> bool:
-    """Whether a method wrote outputs of its own (metrics.json's `files.extra`, e.g. a packed checkpoint)."""
-    import json
-
-    try:
-        files = json.loads((work / "metrics.json").read_text(encoding="utf-8")).get("files") or {}
-    except (OSError, ValueError):
-        return False
-    return bool(files.get("extra"))
 
 
 def _metrics_only(job_id: str, work: Path) -> None:

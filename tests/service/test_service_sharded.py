@@ -130,10 +130,13 @@ def test_a_sharded_job_runs_in_a_real_worker(tmp_path: Path, redis_url: str, ses
             worker.stop()
         assert job["state"] == "succeeded", job
         names = [a["name"] for a in job["artifacts"]]
-        assert names == ["model.bin", "metrics.json"]  # no model.pth (sharded) and no report
+        assert names == ["model.bin", "metrics.json", "report.html"]  # no model.pth (sharded): metrics alone
         model_bin = client.get(f"/jobs/{job['id']}/artifacts/model.bin").content
+        report = client.get(f"/jobs/{job['id']}/artifacts/report.html").text
     reference = tmp_path / "reference"
     compress_stream(tmp_path / "ckpt", Spec.model_validate(SPEC), reference, workers=1)
     ours, expected = decode_state_dict(model_bin), decode_state_dict(reference / "model.bin")
     assert ours.keys() == expected.keys() and all(ours[n].equal(expected[n]) for n in expected)
+    # the per-layer table from metrics.json: every tensor of the checkpoint is named
+    assert report.lower().startswith("<!doctype html") and all(name in report for name in ours)
     assert job["metrics"]["streaming"]["input_files"] == 2
