@@ -23,8 +23,11 @@ normalization, no added converters) in the column `onnx2torch alone`.
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --smallest 1 --size 64   # the smoke run
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log run.txt   # the table of a stopped run
 
-Models over `--max-params` (default 100M) are listed as skipped for time. Each model runs in this process;
-`--threads` torch threads (default 2).
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --json rows.json     # resumable: skips rows in it
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log rows.json # the table of a rows file
+
+Models over `--max-params` (default 100M) are listed as skipped for time. Each model runs in a child
+process with `--threads` torch threads (default 2), bounded by `--timeout` seconds (a timeout is a row).
 """
 
 from __future__ import annotations
@@ -206,7 +209,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument("--max-params", type=float, default=100e6)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", default="", help="also write the rows here")
+    parser.add_argument(
+        "--json", default="", help="rows file: models already in it are skipped (resume), written after each"
+    )
+    parser.add_argument("--after", default="", help="only the models after this one (in size order)")
+    parser.add_argument("--redo", default="", help="comma-separated models to run again though in --json")
+    parser.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per model")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # a child run: one model, JSON out
     parser.add_argument(
         "--from-log", default="", help="print the table of the JSON rows an earlier (interrupted) run printed"
@@ -215,8 +223,11 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)
     if args.from_log:
-        lines = Path(args.from_log).read_text().splitlines()
-        print_table([json.loads(line) for line in lines if line.startswith("{")])
+        text = Path(args.from_log).read_text()
+        if text.lstrip().startswith("["):  # a --json rows file
+            print_table(json.loads(text))
+        else:
+            print_table([json.loads(line) for line in text.splitlines() if line.startswith("{")])
         return
     if args.one:
         with tempfile.TemporaryDirectory(prefix="mcs-cov-") as tmp:
@@ -227,42 +238,68 @@ def main() -> None:
     chosen = [(n, p) for n, p in every if n in wanted] if wanted else every
     if args.smallest:
         chosen = chosen[: args.smallest]
-    rows = []
+    if args.after:
+        names = [n for n, _ in chosen]
+        chosen = chosen[names.index(args.after) + 1 :] if args.after in names else chosen
+    store = Path(args.json) if args.json else None
+    rows = _read_rows(store)
+    redo = {m for m in args.redo.split(",") if m}
+    rows = [r for r in rows if r.get("model") not in redo]
+    done_names = {r.get("model") for r in rows}
     print(
         f"torch {torch.__version__}, {len(chosen)} of {len(every)} torchvision classifiers, "
-        f"{args.size}x{args.size}"
+        f"{args.size}x{args.size}, {len([n for n, _ in chosen if n in done_names])} already in {store}"
     )
     for name, params in chosen:
-        if params is not None and params > args.max_params:
-            rows.append(
-                {"model": name, "params": params, "export": f"skipped for time ({params / 1e6:.0f}M params)"}
-            )
+        if name in done_names:  # resumed: a stopped run loses nothing
             continue
-        # each model in a child process: memory and converter state start clean, a crash is one row
-        command = [
-            sys.executable,
-            __file__,
-            "--one",
-            name,
-            "--size",
-            str(args.size),
-            "--threads",
-            str(args.threads),
-            "--max-params",
-            str(args.max_params),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        row = (
-            json.loads(lines[-1])
-            if lines
-            else {"model": name, "params": params, "export": f"crashed: {done.stderr[-160:]}"}
-        )
+        if params is not None and params > args.max_params:
+            skipped = f"skipped for time ({params / 1e6:.0f}M params)"
+            row = {"model": name, "params": params, "export": skipped}
+        else:
+            row = _child(name, params, args)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print_table(rows)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        if store is not None:  # after every model, so the table can be printed from it at any time
+            store.write_text(json.dumps(rows, indent=1))
+    print_table([r for r in rows if r.get("model") in {n for n, _ in chosen}] if wanted else rows)
+
+
+def _read_rows(store: Path | None) -> list[dict[str, Any]]:
+    if store is None or not store.exists():
+        return []
+    return list(json.loads(store.read_text()))
+
+
+def _child(name: str, params: int | None, args: argparse.Namespace) -> dict[str, Any]:
+    """One model in a child process (memory and converter state start clean, a crash is one row), bounded
+    by `--timeout` seconds of wall clock (a timeout is a row too)."""
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        name,
+        "--size",
+        str(args.size),
+        "--threads",
+        str(args.threads),
+        "--max-params",
+        str(args.max_params),
+    ]
+    clock = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {
+            "model": name,
+            "params": params,
+            "export": f"timeout after {args.timeout:.0f} s",
+            "seconds": time.perf_counter() - clock,
+        }
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return dict(json.loads(lines[-1]))
+    return {"model": name, "params": params, "export": f"crashed: {done.stderr[-160:]}"}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -281,7 +318,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("|" + " --- |" * len(columns))
     for row in rows:
         if row.get("export") != "ok":
-            cells = [row["model"], f"{row.get('params', 0) / 1e6:.1f}M", f"export: {row.get('export')}"]
+            cells = [row["model"], f"{(row.get('params') or 0) / 1e6:.1f}M", f"export: {row.get('export')}"]
             print("| " + " | ".join(cells) + " |" + " |" * (len(columns) - 3))
             continue
         values = []
