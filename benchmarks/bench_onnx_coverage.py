@@ -72,8 +72,9 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
     import onnx
     import torchvision
 
+    from compression_core.channels import count_parameters
     from compression_core.deploy.onnx_export import check_onnx, export_onnx
-    from compression_core.deploy.pruning import PruneTarget, count_parameters, prune_structured
+    from compression_core.deploy.pruning import PruneTarget, prune_structured
     from compression_core.errors import SpecError
     from compression_core.job.pipeline import compress_file
     from compression_core.sources.onnx import OnnxSource
