@@ -211,6 +211,9 @@ def main() -> None:
     )
     parser.add_argument("--after", default="", help="only the models after this one (in size order)")
     parser.add_argument("--redo", default="", help="comma-separated models to run again though in --json")
+    parser.add_argument("--reverse", action="store_true", help="largest models first")
+    parser.add_argument("--also", default="", help="comma-separated rows files of parallel runs: skip theirs")
+    parser.add_argument("--claims", default="", help="a folder where parallel runs claim their models")
     parser.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per model")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # a child run: one model, JSON out
     parser.add_argument(
@@ -247,9 +250,15 @@ def main() -> None:
         f"torch {torch.__version__}, {len(chosen)} of {len(every)} torchvision classifiers, "
         f"{args.size}x{args.size}, {len([n for n, _ in chosen if n in done_names])} already in {store}"
     )
+    if args.reverse:
+        chosen = chosen[::-1]
     for name, params in chosen:
         if name in done_names:  # resumed: a stopped run loses nothing
             continue
+        if args.also and name in {r.get("model") for f in args.also.split(",") for r in _read_rows(Path(f))}:
+            continue  # measured by a parallel run
+        if args.claims and not _claim(Path(args.claims), name):
+            continue  # a parallel run has it
         if params is not None and params > args.max_params:
             skipped = f"skipped for time ({params / 1e6:.0f}M params)"
             row = {"model": name, "params": params, "export": skipped}
@@ -260,6 +269,24 @@ def main() -> None:
         if store is not None:  # after every model, so the table can be printed from it at any time
             store.write_text(json.dumps(rows, indent=1))
     print_table([r for r in rows if r.get("model") in {n for n, _ in chosen}] if wanted else rows)
+
+
+def _claim(folder: Path, name: str) -> bool:
+    """Whether this run takes `name`: its claim made now, or left by a run that is gone."""
+    import os
+
+    claim = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        claim.mkdir()
+    except FileExistsError:
+        try:
+            os.kill(int((claim / "pid").read_text()), 0)
+            return False  # the claiming run is alive
+        except (OSError, ValueError):
+            pass  # it stopped: take the model over
+    (claim / "pid").write_text(str(os.getpid()))
+    return True
 
 
 def _read_rows(store: Path | None) -> list[dict[str, Any]]:
