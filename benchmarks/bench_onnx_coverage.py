@@ -25,7 +25,7 @@ normalization, no added converters) in the column `onnx2torch alone`.
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log run.txt   # the table of a stopped run
 
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --json rows.json     # resumable: skips rows in it
-    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log rows.json # the table of a rows file
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log a.json,b.json  # the table of rows files
 
 Models over `--max-params` (default 100M) are listed as skipped for time. Each model runs in a child
 process with `--threads` torch threads (default 2), bounded by `--timeout` seconds (a timeout is a row).
@@ -217,17 +217,16 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per model")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # a child run: one model, JSON out
     parser.add_argument(
-        "--from-log", default="", help="print the table of the JSON rows an earlier (interrupted) run printed"
+        "--from-log",
+        default="",
+        help="print the table of comma-separated rows files or logs of earlier (interrupted, parallel) runs",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)
     if args.from_log:
-        text = Path(args.from_log).read_text()
-        if text.lstrip().startswith("["):  # a --json rows file
-            print_table(json.loads(text))
-        else:
-            print_table([json.loads(line) for line in text.splitlines() if line.startswith("{")])
+        every = classifiers()
+        print_table(_merged([_log_rows(Path(f)) for f in args.from_log.split(",")], every), len(every))
         return
     if args.one:
         with tempfile.TemporaryDirectory(prefix="mcs-cov-") as tmp:
@@ -289,6 +288,21 @@ def _claim(folder: Path, name: str) -> bool:
     return True
 
 
+def _log_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a `--json` file, or the JSON lines a run printed."""
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _merged(files: list[list[dict[str, Any]]], order: list[tuple[str, int | None]]) -> list[dict[str, Any]]:
+    """The rows of several runs (a later file's row wins), in the models' size order."""
+    by_name = {row["model"]: row for rows in files for row in rows}
+    ranks = {name: i for i, (name, _) in enumerate(order)}
+    return sorted(by_name.values(), key=lambda row: ranks.get(row["model"], len(ranks)))
+
+
 def _read_rows(store: Path | None) -> list[dict[str, Any]]:
     if store is None or not store.exists():
         return []
@@ -326,7 +340,7 @@ def _child(name: str, params: int | None, args: argparse.Namespace) -> dict[str,
     return {"model": name, "params": params, "export": f"crashed: {done.stderr[-160:]}"}
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
+def print_table(rows: list[dict[str, Any]], total: int = 0) -> None:
     columns = [
         "model",
         "params",
@@ -343,7 +357,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("|" + " --- |" * len(columns))
     for row in rows:
         if row.get("export") != "ok":
-            cells = [row["model"], f"{(row.get('params') or 0) / 1e6:.1f}M", f"export: {row.get('export')}"]
+            export = " ".join(str(row.get("export")).split()).replace("|", "/")
+            cells = [row["model"], f"{(row.get('params') or 0) / 1e6:.1f}M", f"export: {export}"]
             print("| " + " | ".join(cells) + " |" + " |" * (len(columns) - 3))
             continue
         values = []
@@ -371,6 +386,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         f"{count('convert')}, data-free + re-export {count('data-free')}, 50% structured + onnxruntime "
         f"{count('pruned')} (of those exported)"
     )
+    if total:
+        skipped = sum(1 for r in rows if str(r.get("export", "")).startswith("skipped"))
+        timeouts = sum(1 for r in rows if str(r.get("export", "")).startswith("timeout"))
+        sized = total - skipped
+
+        def share(n: int) -> str:
+            return f"{n} ({n / total:.0%} of all {total}, {n / max(sized, 1):.0%} of the {sized} not skipped)"
+
+        print(
+            f"converted {share(count('convert'))}; pruned {share(count('pruned'))}; skipped for time "
+            f"{skipped}, timed out {timeouts}, not run {total - len(rows)}"
+        )
 
 
 if __name__ == "__main__":
