@@ -10,6 +10,8 @@ converter in one form:
   same); the exported batch size in the target's first place becomes -1 (or 0, "copy the input's", when
   another place has the -1), and a two-dimensional target (a flatten) becomes `[0, -1]`, so the graph runs
   on any batch and the flatten follows the widths structured pruning leaves;
+- a `Transpose` of a parameter not folded (the weight keeps its name); a flatten-to-1-D `Gather` of the
+  exported batch of 1 (a lowered `as_strided`) made a per-sample gather;
 - a BatchNormalization exported in training mode made the layer (its statistics outputs unused);
 - a Conv's bias of zeros under an exporter's name (not a parameter's) removed;
 - the graph's input and output batch dimension made symbolic (`batch`).
@@ -42,7 +44,11 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     common.ClearMetadataAndDocStringPass()(irm)
     common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(irm)
     optimizer.fold_constants(
-        irm, onnx_shape_inference=False, input_size_limit=1 << 16, output_size_limit=1 << 22
+        irm,
+        onnx_shape_inference=False,
+        input_size_limit=1 << 16,
+        output_size_limit=1 << 22,
+        should_fold=_keeps_parameters,
     )
     common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(irm)
     common.RemoveUnusedNodesPass()(irm)
@@ -51,9 +57,60 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     _inference_batchnorms(out)
     batch = _batch_size(out)
     _fix_reshapes(out, batch)
+    if batch == 1:
+        _per_sample_gathers(out)
     if batch is not None:
         _symbolic_batch(out)
     return out
+
+
+def _keeps_parameters(node: object) -> bool | None:
+    """Not folded: a `Transpose` of a parameter (a `Linear` on a 3-D or 4-D input is exported as
+    `MatMul(x, Transpose(weight))`): folded, the weight would become an unnamed constant, neither trained
+    nor in `model.pth`."""
+    inputs = getattr(node, "inputs", ())
+    if getattr(node, "op_type", "") != "Transpose" or not inputs or inputs[0] is None:
+        return None
+    value = inputs[0]
+    return False if value.is_initializer() and "." in (value.name or "") else None
+
+
+def _per_sample_gathers(model: onnx.ModelProto) -> None:
+    """`Gather(Reshape(x, [-1]), indices)` with constant indices whose first dimension is the exported
+    batch of 1 (how the dynamo exporter lowers `as_strided`, e.g. in ConvNeXt's classifier): the same
+    gather per sample, `Gather(Reshape(x, [0, -1]), indices[0], axis=1)`, so the graph runs on any batch."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    producers = {name: node for node in graph.node for name in node.output}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for node in graph.node:
+        if node.op_type != "Gather" or len(node.input) != 2 or node.input[1] not in initializers:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        flat = producers.get(node.input[0])
+        if axis != 0 or flat is None or flat.op_type != "Reshape" or uses.get(flat.output[0], 0) != 1:
+            continue
+        target = initializers.get(flat.input[1])
+        indices = numpy_helper.to_array(initializers[node.input[1]])
+        if target is None or numpy_helper.to_array(target).tolist() != [-1]:
+            continue
+        if indices.ndim < 2 or indices.shape[0] != 1 or uses.get(node.input[1], 0) != 1:
+            continue
+        shape = numpy_helper.from_array(np.array([0, -1], dtype=np.int64), f"{flat.input[1]}__per_sample")
+        graph.initializer.append(shape)
+        if uses.get(flat.input[1], 0) == 1:
+            graph.initializer.remove(target)
+        flat.input[1] = shape.name
+        initializers[node.input[1]].CopyFrom(numpy_helper.from_array(indices[0], node.input[1]))
+        for attribute in [a for a in node.attribute if a.name == "axis"]:
+            node.attribute.remove(attribute)
+        node.attribute.append(onnx.helper.make_attribute("axis", 1))
+        log.info("normalize: the gather %s runs per sample", node.name or node.output[0])
 
 
 def _drop_zero_biases(model: onnx.ModelProto) -> None:

@@ -148,3 +148,38 @@ def test_module_names_with_a_hyphen_are_mapped_back(tmp_path):
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.allclose(converted.module.eval()(x), model(x), rtol=1e-4, atol=1e-6)
+
+
+class _StridedLinear(nn.Module):
+    """ConvNeXt's two export patterns: `as_strided` (lowered to a flatten-to-1-D `Gather` of the exported
+    batch) and a `Linear` on a 4-D input (`MatMul(x, Transpose(weight))`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 5)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        pooled = torch.as_strided(y.mean((2, 3), keepdim=True), (y.shape[0], 4, 1, 1), (4, 1, 1, 1))
+        z = self.fc(y.permute(0, 2, 3, 1)).mean((1, 2))
+        return self.head(z) + pooled.flatten(1).sum(1, keepdim=True)
+
+
+def test_as_strided_runs_per_sample_and_a_4d_linears_weight_stays_a_named_parameter(tmp_path):
+    from tests.sources.onnx.tiny import export
+
+    torch.manual_seed(0)
+    model = _StridedLinear().eval()
+    path = export(model, torch.randn(1, 3, 8, 8), tmp_path / "strided.onnx")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Gather" in ops and "MatMul" in ops  # the exporter's patterns this test is about
+    converted = convert_graph(normalize(onnx.load(str(path))))
+    assert converted.unmapped == []
+    assert "fc.weight" in dict(converted.module.named_parameters())  # trained, and in model.pth
+    model.load_state_dict(converted.module.state_dict(), strict=True)
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))  # exported on batch 1
+    with torch.no_grad():
+        expected, got = model(x), converted.module.eval()(x)
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
