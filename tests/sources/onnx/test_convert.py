@@ -183,3 +183,27 @@ def test_as_strided_runs_per_sample_and_a_4d_linears_weight_stays_a_named_parame
     with torch.no_grad():
         expected, got = model(x), converted.module.eval()(x)
     assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+def test_a_small_vit_runs_on_any_batch_with_its_own_names(tmp_path):
+    """torchvision's VisionTransformer exported on a batch of 1: the class token's `Expand`, the attention's
+    sequence-first reshapes (`[L, 1, 3, E]`, `[L, heads, d]`, `[L, E]`) all follow the batch; the class
+    token is a parameter under its own name."""
+    import torchvision
+
+    from tests.sources.onnx.tiny import export
+
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=3
+    ).eval()
+    nn.init.normal_(model.heads.head.weight)  # torchvision starts it at zero: the outputs would be zero
+    path = export(model, torch.randn(1, 3, 16, 16), tmp_path / "vit.onnx")
+    converted = convert_graph(normalize(onnx.load(str(path))))
+    assert converted.unmapped == []
+    assert "class_token" in dict(converted.module.named_parameters())
+    model.load_state_dict(converted.module.state_dict(), strict=True)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = model(x), converted.module.eval()(x)
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
