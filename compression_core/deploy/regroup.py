@@ -48,10 +48,12 @@ class RegroupPruner(tp.pruner.BasePruningFunc):
         raise RuntimeError("Torch-Pruning cannot remove channels through a channel regrouping reshape")
 
     def get_out_channels(self, layer: nn.Module) -> int:
-        return int(layer.out_channels)
+        assert isinstance(layer, ChannelRegroup)
+        return layer.out_channels
 
     def get_in_channels(self, layer: nn.Module) -> int:
-        return int(layer.in_channels)
+        assert isinstance(layer, ChannelRegroup)
+        return layer.in_channels
 
 
 def _regroups(before: torch.Size, after: torch.Size) -> bool:
