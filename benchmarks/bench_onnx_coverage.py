@@ -10,8 +10,9 @@ optimize=False, external_data=False)`: torch 2.14's default exporter, BatchNorms
 3. `data-free`: a data-free job (`compress_file`, every weight quantized to 256 shared values): model.pth
    loads strictly into the torchvision class, and model.onnx (the graph with the job's weights) computes
    what that module computes in onnxruntime within 1e-4;
-4. `pruned`: every convolution loses 50% of its output channels with Torch-Pruning (the classifier, and a
-   convolution whose channels are the class scores, kept),
+4. `pruned`: every convolution loses 50% of its output channels with Torch-Pruning (the classifier, a
+   convolution whose channels are the class scores and one whose channels go through a channel shuffle
+   kept, as the job refuses them: their count in `left out`),
    the smaller module is exported and checked in onnxruntime within 1e-4, with the parameter count.
 
 Baseline, same run: onnx2torch 1.5.15 as it ships (`onnx2torch.convert` on the same file, no
@@ -23,8 +24,11 @@ normalization, no added converters) in the column `onnx2torch alone`.
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --smallest 1 --size 64   # the smoke run
     PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log run.txt   # the table of a stopped run
 
-Models over `--max-params` (default 100M) are listed as skipped for time. Each model runs in this process;
-`--threads` torch threads (default 2).
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --json rows.json     # resumable: skips rows in it
+    PYTHONPATH=. python benchmarks/bench_onnx_coverage.py --from-log a.json,b.json  # the table of rows files
+
+Models over `--max-params` (default 100M) are listed as skipped for time. Each model runs in a child
+process with `--threads` torch threads (default 2), bounded by `--timeout` seconds (a timeout is a row).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numpy as np
 import torch
 
 RTOL = 1e-4
+_LEAVE_OUT = re.compile(r"the model's outputs|regroups channels")
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -69,9 +74,9 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
     import onnx
     import torchvision
 
+    from compression_core.channels import count_parameters
     from compression_core.deploy.onnx_export import check_onnx, export_onnx
-    from compression_core.deploy.pruning import PruneTarget, count_parameters, prune_structured
-    from compression_core.errors import SpecError
+    from compression_core.deploy.pruning import PruneTarget, plan_structured, prune_structured
     from compression_core.job.pipeline import compress_file
     from compression_core.sources.onnx import OnnxSource
     from compression_core.spec import parse_spec
@@ -84,6 +89,9 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
         kwargs["aux_logits"] = False
         kwargs["init_weights"] = False
     model = torchvision.models.get_model(name, **kwargs).eval()
+    for layer in model.modules():  # a head that starts at zero (the ViTs'): outputs of zero check nothing
+        if isinstance(layer, torch.nn.Linear) and not layer.weight.any():
+            torch.nn.init.normal_(layer.weight, std=0.02)
     row["params"] = count_parameters(model)
     if row["params"] > max_params:
         row["export"] = f"skipped for time ({row['params'] / 1e6:.0f}M params)"
@@ -155,18 +163,13 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
             for n, m in pruned.named_modules()
             if isinstance(m, torch.nn.Conv2d) and (m.groups == 1 or m.groups != m.in_channels)
         ]
-        left_out: list[str] = []
-        for _ in range(4):  # a convolution whose channels are the class scores is left out, as a rule would
-            try:
-                prune_structured(pruned, x, [PruneTarget(n, 0.5, 0) for n in convs if n not in left_out])
-                break
-            except SpecError as error:
-                found = re.search(
-                    r"cannot prune layer '([^']+)': its output channels are the model's", str(error)
-                )
-                if found is None:
-                    raise
-                left_out.append(found.group(1))
+        targets = [PruneTarget(n, 0.5, 0) for n in convs]
+        # what a rule leaves out, as the job's refusal says: a convolution whose channels are the class
+        # scores, or whose channels go through a channel shuffle
+        plan = plan_structured(pruned, x, targets)
+        left_out = [p.layer for p in plan.refused if p.reason and _LEAVE_OUT.search(p.reason)]
+        prune_structured(pruned, x, [t for t in targets if t.layer not in left_out])
+        row["left out"] = len(left_out)
         smaller = folder / f"{name}-pruned.onnx"
         export_onnx(pruned.eval(), x, smaller)
         check = check_onnx(pruned, smaller, batch, rtol=RTOL, threads=torch.get_num_threads())
@@ -206,17 +209,27 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument("--max-params", type=float, default=100e6)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", default="", help="also write the rows here")
+    parser.add_argument(
+        "--json", default="", help="rows file: models already in it are skipped (resume), written after each"
+    )
+    parser.add_argument("--after", default="", help="only the models after this one (in size order)")
+    parser.add_argument("--redo", default="", help="comma-separated models to run again though in --json")
+    parser.add_argument("--reverse", action="store_true", help="largest models first")
+    parser.add_argument("--also", default="", help="comma-separated rows files of parallel runs: skip theirs")
+    parser.add_argument("--claims", default="", help="a folder where parallel runs claim their models")
+    parser.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per model")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # a child run: one model, JSON out
     parser.add_argument(
-        "--from-log", default="", help="print the table of the JSON rows an earlier (interrupted) run printed"
+        "--from-log",
+        default="",
+        help="print the table of comma-separated rows files or logs of earlier (interrupted, parallel) runs",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)
     if args.from_log:
-        lines = Path(args.from_log).read_text().splitlines()
-        print_table([json.loads(line) for line in lines if line.startswith("{")])
+        every = classifiers()
+        print_table(_merged([_log_rows(Path(f)) for f in args.from_log.split(",")], every), len(every))
         return
     if args.one:
         with tempfile.TemporaryDirectory(prefix="mcs-cov-") as tmp:
@@ -227,45 +240,110 @@ def main() -> None:
     chosen = [(n, p) for n, p in every if n in wanted] if wanted else every
     if args.smallest:
         chosen = chosen[: args.smallest]
-    rows = []
+    if args.after:
+        names = [n for n, _ in chosen]
+        chosen = chosen[names.index(args.after) + 1 :] if args.after in names else chosen
+    store = Path(args.json) if args.json else None
+    rows = _read_rows(store)
+    redo = {m for m in args.redo.split(",") if m}
+    rows = [r for r in rows if r.get("model") not in redo]
+    done_names = {r.get("model") for r in rows}
     print(
         f"torch {torch.__version__}, {len(chosen)} of {len(every)} torchvision classifiers, "
-        f"{args.size}x{args.size}"
+        f"{args.size}x{args.size}, {len([n for n, _ in chosen if n in done_names])} already in {store}"
     )
+    if args.reverse:
+        chosen = chosen[::-1]
     for name, params in chosen:
-        if params is not None and params > args.max_params:
-            rows.append(
-                {"model": name, "params": params, "export": f"skipped for time ({params / 1e6:.0f}M params)"}
-            )
+        if name in done_names:  # resumed: a stopped run loses nothing
             continue
-        # each model in a child process: memory and converter state start clean, a crash is one row
-        command = [
-            sys.executable,
-            __file__,
-            "--one",
-            name,
-            "--size",
-            str(args.size),
-            "--threads",
-            str(args.threads),
-            "--max-params",
-            str(args.max_params),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        row = (
-            json.loads(lines[-1])
-            if lines
-            else {"model": name, "params": params, "export": f"crashed: {done.stderr[-160:]}"}
-        )
+        if args.also and name in {r.get("model") for f in args.also.split(",") for r in _read_rows(Path(f))}:
+            continue  # measured by a parallel run
+        if args.claims and not _claim(Path(args.claims), name):
+            continue  # a parallel run has it
+        if params is not None and params > args.max_params:
+            skipped = f"skipped for time ({params / 1e6:.0f}M params)"
+            row = {"model": name, "params": params, "export": skipped}
+        else:
+            row = _child(name, params, args)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print_table(rows)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        if store is not None:  # after every model, so the table can be printed from it at any time
+            store.write_text(json.dumps(rows, indent=1))
+    print_table([r for r in rows if r.get("model") in {n for n, _ in chosen}] if wanted else rows)
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
+def _claim(folder: Path, name: str) -> bool:
+    """Whether this run takes `name`: its claim made now, or left by a run that is gone."""
+    import os
+
+    claim = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        claim.mkdir()
+    except FileExistsError:
+        try:
+            os.kill(int((claim / "pid").read_text()), 0)
+            return False  # the claiming run is alive
+        except (OSError, ValueError):
+            pass  # it stopped: take the model over
+    (claim / "pid").write_text(str(os.getpid()))
+    return True
+
+
+def _log_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a `--json` file, or the JSON lines a run printed."""
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _merged(files: list[list[dict[str, Any]]], order: list[tuple[str, int | None]]) -> list[dict[str, Any]]:
+    """The rows of several runs (a later file's row wins), in the models' size order."""
+    by_name = {row["model"]: row for rows in files for row in rows}
+    ranks = {name: i for i, (name, _) in enumerate(order)}
+    return sorted(by_name.values(), key=lambda row: ranks.get(row["model"], len(ranks)))
+
+
+def _read_rows(store: Path | None) -> list[dict[str, Any]]:
+    if store is None or not store.exists():
+        return []
+    return list(json.loads(store.read_text()))
+
+
+def _child(name: str, params: int | None, args: argparse.Namespace) -> dict[str, Any]:
+    """One model in a child process (memory and converter state start clean, a crash is one row), bounded
+    by `--timeout` seconds of wall clock (a timeout is a row too)."""
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        name,
+        "--size",
+        str(args.size),
+        "--threads",
+        str(args.threads),
+        "--max-params",
+        str(args.max_params),
+    ]
+    clock = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {
+            "model": name,
+            "params": params,
+            "export": f"timeout after {args.timeout:.0f} s",
+            "seconds": time.perf_counter() - clock,
+        }
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return dict(json.loads(lines[-1]))
+    return {"model": name, "params": params, "export": f"crashed: {done.stderr[-160:]}"}
+
+
+def print_table(rows: list[dict[str, Any]], total: int = 0) -> None:
     columns = [
         "model",
         "params",
@@ -275,13 +353,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "unmapped",
         "data-free",
         "pruned",
+        "left out",
         "seconds",
     ]
     print("\n| " + " | ".join(columns) + " |")
     print("|" + " --- |" * len(columns))
     for row in rows:
         if row.get("export") != "ok":
-            cells = [row["model"], f"{row.get('params', 0) / 1e6:.1f}M", f"export: {row.get('export')}"]
+            export = " ".join(str(row.get("export")).split()).replace("|", "/")
+            cells = [row["model"], f"{(row.get('params') or 0) / 1e6:.1f}M", f"export: {export}"]
             print("| " + " | ".join(cells) + " |" + " |" * (len(columns) - 3))
             continue
         values = []
@@ -309,6 +389,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         f"{count('convert')}, data-free + re-export {count('data-free')}, 50% structured + onnxruntime "
         f"{count('pruned')} (of those exported)"
     )
+    if total:
+        skipped = sum(1 for r in rows if str(r.get("export", "")).startswith("skipped"))
+        timeouts = sum(1 for r in rows if str(r.get("export", "")).startswith("timeout"))
+        sized = total - skipped
+
+        def share(n: int) -> str:
+            return f"{n} ({n / total:.0%} of all {total}, {n / max(sized, 1):.0%} of the {sized} not skipped)"
+
+        print(
+            f"converted {share(count('convert'))}; pruned {share(count('pruned'))}; skipped for time "
+            f"{skipped}, timed out {timeouts}, not run {total - len(rows)}"
+        )
 
 
 if __name__ == "__main__":

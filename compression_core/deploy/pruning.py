@@ -28,6 +28,7 @@ import torch_pruning as tp
 from torch import nn
 
 from compression_core.channels import channels_removed, torch_pruning_ratio
+from compression_core.deploy.regroup import ChannelRegroup, customized_pruners, wrap_regroups
 from compression_core.deploy.spec import Importance, PruneScope
 from compression_core.errors import SpecError
 
@@ -106,7 +107,10 @@ def _graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     was = model.training
     model.eval()
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        wrap_regroups(model, example)  # a channel shuffle: a layer Torch-Pruning must not prune through
+        return tp.DependencyGraph().build_dependency(
+            model, example_inputs=example, verbose=False, customized_pruners=customized_pruners()
+        )
     except Exception as exc:  # any tracing failure of a user architecture: say which model step failed
         raise SpecError(f"structured: Torch-Pruning could not trace the model: {exc}") from exc
     finally:
@@ -115,12 +119,24 @@ def _graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
 
 def _out_channel_members(graph: tp.DependencyGraph, module: nn.Module) -> tuple[list[str], bool]:
     """(names of the modules whose output channels are coupled with `module`'s, touches the model output)."""
+    names, output, _ = _coupling(graph, module)
+    return names, output
+
+
+def _coupling(graph: tp.DependencyGraph, module: nn.Module) -> tuple[list[str], bool, list[str]]:
+    """`_out_channel_members` and the channel-regrouping layers (`ChannelRegroup`) those channels reach."""
     pruner = graph.get_pruner_of_module(module)
     group = graph.get_pruning_group(module, pruner.prune_out_channels, [0])
     names: list[str] = []
     output = False
+    regroups: list[str] = []
     for dep, _ in group:
         target = dep.target.module
+        if isinstance(target, ChannelRegroup):
+            name = graph._module2name.get(target, "")
+            if name not in regroups:
+                regroups.append(name)
+            continue
         if isinstance(target, tp.ops._OutputOp):
             output = True
             continue
@@ -130,7 +146,7 @@ def _out_channel_members(graph: tp.DependencyGraph, module: nn.Module) -> tuple[
             name = graph._module2name.get(target)
             if name is not None and name not in names:
                 names.append(name)
-    return names, output
+    return names, output, regroups
 
 
 def plan_structured(
@@ -155,13 +171,18 @@ def plan_structured(
             )
             continue
         channels = int(module.weight.shape[0])
-        members, output = _out_channel_members(graph, module)
+        members, output, regroups = _coupling(graph, module)
         coupled = [m for m in members if m != target.layer]
         plan = LayerPlan(target.layer, target.sparsity, channels, coupled=coupled)
         ignored = [m for m in members if matches_any(m, ignore)]
         if output:
             plan.reason = (
                 "its output channels are the model's outputs (the class scores); leave it out of the rule"
+            )
+        elif regroups:
+            plan.reason = (
+                f"its output channels go through a reshape that regroups channels ({', '.join(regroups)}: a "
+                "channel shuffle), which Torch-Pruning cannot prune through; leave it out of the rule"
             )
         elif ignored:
             via = "a residual addition or concatenation" if coupled else "the spec"
@@ -268,6 +289,7 @@ def prune_structured(
         pruning_ratio_dict=ratios,
         ignored_layers=protected,
         round_to=rounds.pop(),
+        customized_pruners=customized_pruners(),
     )
     pruner.step()
     model.zero_grad(set_to_none=True)

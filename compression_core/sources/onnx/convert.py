@@ -33,7 +33,8 @@ __all__ = ["Binding", "Converted", "convert_graph"]
 
 log = logging.getLogger(__name__)
 
-_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_EXPORTER_NAME = re.compile(r"^(val_\d+|onnx::.*|_val_\d+|initializers_.*)$")  # not a parameter's name
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")  # RegNet names blocks `block1-0`
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL}
@@ -211,7 +212,7 @@ def convert_graph(model: onnx.ModelProto) -> Converted:
         if (
             floating
             and onnx_name is not None
-            and "." in onnx_name
+            and ("." in onnx_name or not _EXPORTER_NAME.match(onnx_name))  # a ViT's `class_token`
             and _PATH.match(onnx_name)
             and placer.free(onnx_name)
         ):

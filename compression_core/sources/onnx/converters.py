@@ -4,7 +4,8 @@ registry (`onnx2torch.node_converters.add_converter`); `install()` adds them onc
 - newer versions of operators whose new version only widened the types (bfloat16, int4, float8: opsets
   19, 21, 22, 23): the converter of the version before;
 - `Reduce*-18` (axes as a constant input instead of an attribute), `Reshape` with `allowzero=1`, `Pad-18+`
-  without the `axes` input, `Split-18` (`num_outputs`), `CastLike`.
+  without the `axes` input, `Split-18` (`num_outputs`), `CastLike`, `Gelu-20` (`nn.GELU`: ConvNeXt, Swin,
+  ViT, MaxViT).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _TYPE_ONLY = {
     "MaxPool": (22,),
     "Mul": (14,),
     "Relu": (14,),
+    "ScatterND": (18,),  # 18 added the max/min reductions, which the converter refuses as it does add/mul
     "Shape": (19, 21, 23),
     "Sigmoid": (13,),
     "Softmax": (13,),
@@ -160,6 +162,14 @@ def install() -> None:
 
     for version in (18, 19, 21, 23):
         _register("Pad", version, pad18)
+
+    def gelu(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+        approximate = node.attributes.get("approximate", "none")
+        if isinstance(approximate, bytes):
+            approximate = approximate.decode()
+        return OperationConverterResult(nn.GELU(approximate=str(approximate)), mapping(node))
+
+    _register("Gelu", 20, gelu)
 
     split = get_converter("Split", 13)
 

@@ -10,9 +10,14 @@ converter in one form:
   same); the exported batch size in the target's first place becomes -1 (or 0, "copy the input's", when
   another place has the -1), and a two-dimensional target (a flatten) becomes `[0, -1]`, so the graph runs
   on any batch and the flatten follows the widths structured pruning leaves;
+- a node that reads a parameter not folded (a `Transpose` of a weight, an `Expand` of a class token: the
+  parameter keeps its name); a flatten-to-1-D `Gather` of the
+  exported batch of 1 (a lowered `as_strided`) made a per-sample gather; an `Expand` of a parameter to
+  the exported batch of 1 before a `Concat` (a ViT's class token) made to follow the input's batch;
 - a BatchNormalization exported in training mode made the layer (its statistics outputs unused);
 - a Conv's bias of zeros under an exporter's name (not a parameter's) removed;
-- the graph's input and output batch dimension made symbolic (`batch`).
+- the graph's input and output batch dimension made symbolic (`batch`), and a `Reshape` target with the
+  batch of 1 in an inner place (sequence-first attention) made to copy the input's batch.
 
 The result computes what the input computes on the exported batch size (the conversion checks it).
 """
@@ -20,6 +25,9 @@ The result computes what the input computes on the exported batch size (the conv
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -29,6 +37,7 @@ __all__ = ["BATCH", "normalize"]
 log = logging.getLogger(__name__)
 
 BATCH = "batch"
+_PROBE = 7919  # a batch size for shape inference that no other dimension is likely to have
 
 
 def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -37,12 +46,17 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnx_ir.passes.common as common
     import onnxscript.optimizer as optimizer
 
+    parameters = _parameters(model)
     irm = ir.from_proto(model)
     common.InlinePass()(irm)
     common.ClearMetadataAndDocStringPass()(irm)
     common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(irm)
     optimizer.fold_constants(
-        irm, onnx_shape_inference=False, input_size_limit=1 << 16, output_size_limit=1 << 22
+        irm,
+        onnx_shape_inference=False,
+        input_size_limit=1 << 16,
+        output_size_limit=1 << 22,
+        should_fold=_keeps_parameters(parameters),
     )
     common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(irm)
     common.RemoveUnusedNodesPass()(irm)
@@ -51,8 +65,201 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     _inference_batchnorms(out)
     batch = _batch_size(out)
     _fix_reshapes(out, batch)
+    if batch == 1:
+        _per_sample_gathers(out)
+        _batch_expands(out)
     if batch is not None:
         _symbolic_batch(out)
+    if batch == 1:
+        _inner_batch_reshapes(out)
+    return out
+
+
+def _inner_batch_reshapes(model: onnx.ModelProto, rounds: int = 8) -> None:
+    """A `Reshape` target with the exported batch of 1 in an inner place (a ViT's attention, sequence
+    first: `[5, 1, 3, 768]`; `[5, 12, 64]`, batch times heads; `[5, 768]`, sequence times batch): shape
+    inference on a probe batch says where the batch is; the place that holds it becomes 0 ("copy the
+    input's") when it is the batch alone, else -1 ("what is left"). Repeated while it changes something
+    (each fix lets the batch flow further)."""
+    from onnx import numpy_helper
+
+    for _ in range(rounds):
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        for value in probe.graph.input:  # a batch no other dimension has: where it goes is the batch
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].dim_param == BATCH:
+                dims[0].dim_value = _PROBE
+        try:
+            inferred = onnx.shape_inference.infer_shapes(probe)
+        except Exception:  # noqa: BLE001 - an optional improvement; the conversion check still runs
+            return
+        values = [*inferred.graph.value_info, *inferred.graph.input]
+        shapes = {v.name: v.type.tensor_type.shape.dim for v in values}
+        initializers = {t.name: t for t in model.graph.initializer}
+        changed = False
+        for node in model.graph.node:
+            if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in initializers:
+                continue
+            dims = shapes.get(node.input[0])
+            target = numpy_helper.to_array(initializers[node.input[1]]).astype(np.int64).copy()
+            if not dims or target.ndim != 1:
+                continue
+            sizes = [int(d.dim_value) if d.HasField("dim_value") else None for d in dims]
+            if _PROBE in sizes[1:]:
+                _place_batch(target, sizes)
+            else:
+                _split_batch(target, sizes)
+            if np.array_equal(target, numpy_helper.to_array(initializers[node.input[1]])):
+                continue
+            name = f"{node.input[1]}__{node.name or node.output[0]}"
+            model.graph.initializer.append(numpy_helper.from_array(target, name))
+            node.input[1] = name
+            changed = True
+        if not changed:
+            return
+
+
+def _place_batch(target: np.ndarray, sizes: list[int | None]) -> None:
+    """Where the batch is in the input (`sizes`), the target place that holds it: 0 or -1 (in place)."""
+    at = sizes.index(_PROBE, 1)  # where the batch is, in the input
+    # the batch's own place, unless it is the last (features stay whole), else an earlier place
+    # that it is merged into (sequence times batch); the first that fits
+    places = ([at] if at < len(target) - 1 else []) + list(range(min(at, len(target)) - 1, -1, -1))
+    for i in places:
+        prefix = all(t in (0, b) for t, b in zip(target[:i], sizes[:i], strict=False))
+        if not prefix or target[i] in (0, -1):
+            continue
+        if i == at and target[i] == 1:
+            target[i] = 0  # the batch itself
+        elif -1 not in target and (i == at or _product(sizes[i:at]) == target[i]):
+            target[i] = -1  # the batch merged with its neighbours (`[5, 12, 64]`, `[5, 768]`)
+        break
+
+
+_EXPORTER_NAME = re.compile(r"^(val_\d+|onnx::.*|_val_\d+)$")
+
+
+def _parameters(model: onnx.ModelProto) -> set[str]:
+    """The float initializers named as the exporting model's parameters (not the exporter's `val_12`)."""
+    tensor = onnx.TensorProto
+    floats = {tensor.FLOAT, tensor.FLOAT16, tensor.BFLOAT16, tensor.DOUBLE}
+    return {
+        t.name for t in model.graph.initializer if t.data_type in floats and not _EXPORTER_NAME.match(t.name)
+    }
+
+
+def _keeps_parameters(parameters: set[str]) -> Callable[[Any], bool | None]:
+    """Nodes that read a parameter are not folded (a `Linear` on a 3-D or 4-D input is exported as
+    `MatMul(x, Transpose(weight))`, a ViT's class token as `Expand(class_token, ...)`): folded, the parameter
+    would become an unnamed constant, neither trained nor in `model.pth`."""
+
+    def should_fold(node: Any) -> bool | None:
+        names = [value.name for value in node.inputs if value is not None]
+        return False if any(name in parameters for name in names) else None
+
+    return should_fold
+
+
+def _per_sample_gathers(model: onnx.ModelProto) -> None:
+    """`Gather(Reshape(x, [-1]), indices)` with constant indices whose first dimension is the exported
+    batch of 1 (how the dynamo exporter lowers `as_strided`, e.g. in ConvNeXt's classifier): the same
+    gather per sample, `Gather(Reshape(x, [0, -1]), indices[0], axis=1)`, so the graph runs on any batch."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    producers = {name: node for node in graph.node for name in node.output}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for node in graph.node:
+        if node.op_type != "Gather" or len(node.input) != 2 or node.input[1] not in initializers:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        flat = producers.get(node.input[0])
+        if axis != 0 or flat is None or flat.op_type != "Reshape" or uses.get(flat.output[0], 0) != 1:
+            continue
+        target = initializers.get(flat.input[1])
+        indices = numpy_helper.to_array(initializers[node.input[1]])
+        if target is None or numpy_helper.to_array(target).tolist() != [-1]:
+            continue
+        if indices.ndim < 2 or indices.shape[0] != 1 or uses.get(node.input[1], 0) != 1:
+            continue
+        shape = numpy_helper.from_array(np.array([0, -1], dtype=np.int64), f"{flat.input[1]}__per_sample")
+        graph.initializer.append(shape)
+        if uses.get(flat.input[1], 0) == 1:
+            graph.initializer.remove(target)
+        flat.input[1] = shape.name
+        initializers[node.input[1]].CopyFrom(numpy_helper.from_array(indices[0], node.input[1]))
+        for attribute in [a for a in node.attribute if a.name == "axis"]:
+            node.attribute.remove(attribute)
+        node.attribute.append(onnx.helper.make_attribute("axis", 1))
+        log.info("normalize: the gather %s runs per sample", node.name or node.output[0])
+
+
+def _batch_expands(model: onnx.ModelProto) -> None:
+    """`Expand(parameter, [1, ...])` into a `Concat` (a ViT's `class_token.expand(n, -1, -1)` exported on a
+    batch of 1): the target's first entry becomes the input's batch size (`Shape(input)[0:1]`)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    inputs = [v.name for v in graph.input if v.name not in initializers]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    batch_shape = ""
+    added = 0  # nodes inserted before the ones still to visit
+    for position, node in enumerate(list(graph.node)):
+        if node.op_type != "Expand" or len(node.input) != 2 or len(inputs) != 1:
+            continue
+        data, target = initializers.get(node.input[0]), initializers.get(node.input[1])
+        if data is None or target is None or not data.dims or data.dims[0] != 1:
+            continue
+        shape = numpy_helper.to_array(target).astype(np.int64)
+        if shape.ndim != 1 or len(shape) < 2 or shape[0] != 1:
+            continue
+        if not any(c.op_type == "Concat" for c in consumers.get(node.output[0], [])):
+            continue
+        if not batch_shape:
+            batch_shape = f"{inputs[0]}__batch"
+            graph.node.insert(0, helper.make_node("Shape", [inputs[0]], [batch_shape], start=0, end=1))
+            added += 1
+        rest = numpy_helper.from_array(shape[1:], f"{target.name}__rest__{node.output[0]}")
+        graph.initializer.append(rest)
+        full = f"{target.name}__batch__{node.output[0]}"
+        graph.node.insert(
+            position + added, helper.make_node("Concat", [batch_shape, rest.name], [full], axis=0)
+        )
+        added += 1
+        node.input[1] = full
+        log.info("normalize: the expand %s follows the batch", node.name or node.output[0])
+
+
+def _split_batch(target: np.ndarray, sizes: list[int | None]) -> None:
+    """The batch merged into an input place (`5 * batch`) and split out again (`[5, 1, 768]`): the 1
+    after the places that make up the rest of that merged size becomes -1 (in place)."""
+    merged = [i for i, n in enumerate(sizes) if n and n > _PROBE and n % _PROBE == 0]
+    if not merged or -1 in target:
+        return
+    at, factor = merged[0], (sizes[merged[0]] or 0) // _PROBE
+    if not all(t in (0, b) for t, b in zip(target[:at], sizes[:at], strict=False)):
+        return
+    for j in range(at, len(target)):
+        if _product([int(t) for t in target[at:j]]) == factor and target[j] == 1:
+            target[j] = -1
+            return
+
+
+def _product(sizes: list[int | None]) -> int | None:
+    out = 1
+    for size in sizes:
+        if size is None:
+            return None
+        out *= size
     return out
 
 

@@ -120,3 +120,90 @@ def test_sequence_ops_and_training_mode_batchnorms_are_normalized_away(tmp_path)
         _Chunky().load_state_dict(converted.module.state_dict(), strict=True)
         with torch.no_grad():
             assert torch.allclose(converted.module.eval()(x), exported(x), atol=1e-4), path.name
+
+
+def test_module_names_with_a_hyphen_are_mapped_back(tmp_path):
+    """RegNet names its blocks `block1-0` (torchvision's own names): the exporter keeps them in the
+    initializer names, so they map back (they were listed as unmapped: 343 names of regnet_y_8gf)."""
+    from collections import OrderedDict
+
+    from tests.sources.onnx.tiny import export
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        OrderedDict(
+            [
+                ("block1-0", nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())),
+                ("pool", nn.AdaptiveAvgPool2d(1)),
+                ("flat", nn.Flatten()),
+                ("head-1", nn.Linear(4, 3)),
+            ]
+        )
+    ).eval()
+    path = export(model, torch.randn(1, 3, 8, 8), tmp_path / "hyphen.onnx")
+    converted = convert_graph(normalize(onnx.load(str(path))))
+    assert converted.unmapped == []
+    assert isinstance(converted.module.get_submodule("block1-0.0"), nn.Conv2d)
+    model.load_state_dict(converted.module.state_dict(), strict=True)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(converted.module.eval()(x), model(x), rtol=1e-4, atol=1e-6)
+
+
+class _StridedLinear(nn.Module):
+    """ConvNeXt's two export patterns: `as_strided` (lowered to a flatten-to-1-D `Gather` of the exported
+    batch) and a `Linear` on a 4-D input (`MatMul(x, Transpose(weight))`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 5)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        pooled = torch.as_strided(y.mean((2, 3), keepdim=True), (y.shape[0], 4, 1, 1), (4, 1, 1, 1))
+        z = self.fc(y.permute(0, 2, 3, 1)).mean((1, 2))
+        return self.head(z) + pooled.flatten(1).sum(1, keepdim=True)
+
+
+def test_as_strided_runs_per_sample_and_a_4d_linears_weight_stays_a_named_parameter(tmp_path):
+    from tests.sources.onnx.tiny import export
+
+    torch.manual_seed(0)
+    model = _StridedLinear().eval()
+    path = export(model, torch.randn(1, 3, 8, 8), tmp_path / "strided.onnx")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Gather" in ops and "MatMul" in ops  # the exporter's patterns this test is about
+    converted = convert_graph(normalize(onnx.load(str(path))))
+    assert converted.unmapped == []
+    assert "fc.weight" in dict(converted.module.named_parameters())  # trained, and in model.pth
+    model.load_state_dict(converted.module.state_dict(), strict=True)
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))  # exported on batch 1
+    with torch.no_grad():
+        expected, got = model(x), converted.module.eval()(x)
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+def test_a_small_vit_runs_on_any_batch_with_its_own_names(tmp_path):
+    """torchvision's VisionTransformer exported on a batch of 1: the class token's `Expand`, the attention's
+    sequence-first reshapes (`[L, 1, 3, E]`, `[L, heads, d]`, `[L, E]`) all follow the batch; the class
+    token is a parameter under its own name."""
+    import torchvision
+
+    from tests.sources.onnx.tiny import export
+
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=3
+    ).eval()
+    nn.init.normal_(model.heads.head.weight)  # torchvision starts it at zero: the outputs would be zero
+    path = export(model, torch.randn(1, 3, 16, 16), tmp_path / "vit.onnx")
+    converted = convert_graph(normalize(onnx.load(str(path))))
+    assert converted.unmapped == []
+    assert "class_token" in dict(converted.module.named_parameters())
+    model.load_state_dict(converted.module.state_dict(), strict=True)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = model(x), converted.module.eval()(x)
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
