@@ -12,8 +12,6 @@ wrote one, else `totals.ratio`): what "the smallest model" means for a search ov
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 
 from compression_core.errors import CompressionError, InputError
 from compression_core.methods.search.spec import Holdout
+from compression_core.methods.search.trial import compress_on_arrays
 
 __all__ = ["carve_tokens", "run_lm_trial"]
 
@@ -73,31 +72,23 @@ def run_lm_trial(
     """out_dir gets the trial's outputs and metrics.json with `search_trial` (validation perplexity before
     and after, the ratio); returns the metrics."""
     from compression_core.data import read_arrays
-    from compression_core.job.pipeline import compress_file
     from compression_core.metrics import write_metrics
-    from compression_core.spec import DataSpec
 
     if data_path is None:
         raise InputError("search: a language model's trials need the uploaded token ids (`data`)")
     clock = time.perf_counter()
     arrays, source = carve_tokens(read_arrays(Path(data_path), "token ids"), holdout, Path(data_path).name)
-    folder = Path(tempfile.mkdtemp(prefix="mcs-lm-trial-"))
-    try:
-        carved = folder / "trial-tokens.npz"
-        np.savez(carved, **arrays)
-        metrics = compress_file(
-            Path(model_path),
-            spec.model_copy(update={"data": DataSpec(upload=True)}),
-            Path(out_dir),
-            progress=progress,
-            should_cancel=should_cancel,
-            device=device,
-            data_path=carved,
-            inputs=inputs,
-            checkpoint_dir=checkpoint_dir,
-        )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    metrics = compress_on_arrays(
+        model_path,
+        spec,
+        out_dir,
+        arrays,
+        progress=progress,
+        should_cancel=should_cancel,
+        device=device,
+        inputs=inputs,
+        checkpoint_dir=checkpoint_dir,
+    )
     evaluation = metrics.get("evaluation") or {}
     before = (evaluation.get("before") or {}).get("validation")
     after = (evaluation.get("after") or {}).get("validation")

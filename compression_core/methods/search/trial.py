@@ -18,7 +18,7 @@ from compression_core.errors import SpecError
 from compression_core.methods.search.spec import Holdout
 from compression_core.methods.search.validation import split_validation
 
-__all__ = ["run_trial"]
+__all__ = ["compress_on_arrays", "run_trial"]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ def run_trial(
     from compression_core.evaluate import evaluate
     from compression_core.fidelity import measure as fidelity
     from compression_core.fidelity import reference_outputs
-    from compression_core.job.pipeline import compress_file
     from compression_core.metrics import write_metrics
-    from compression_core.spec import DataSpec
 
     if spec.data is None or spec.model is None:
         raise SpecError("search: a trial needs the spec's `model` and `data` (it is measured on data)")
@@ -61,30 +59,25 @@ def run_trial(
             "(fidelity to the uploaded model), or upload y_* labels"
         )
     trial_data = split_validation(splits, holdout.fraction, holdout.seed)
-    folder = Path(tempfile.mkdtemp(prefix="mcs-trial-"))
-    try:
-        arrays = {"x_train": trial_data.splits.train.tensors[0].numpy()}
+    # what the trial's job reads as its uploaded data
+    arrays = {"x_train": trial_data.splits.train.tensors[0].numpy()}
+    if splits.test is not None:
+        arrays["x_test"] = splits.test.tensors[0].numpy()
+    if splits.labelled:  # without labels the trial takes them from the upload itself, as any job
+        arrays["y_train"] = trial_data.splits.train.tensors[1].numpy()
         if splits.test is not None:
-            arrays["x_test"] = splits.test.tensors[0].numpy()
-        if splits.labelled:  # without labels the trial takes them from the upload itself, as any job
-            arrays["y_train"] = trial_data.splits.train.tensors[1].numpy()
-            if splits.test is not None:
-                arrays["y_test"] = splits.test.tensors[1].numpy()
-        carved = folder / "trial-data.npz"
-        np.savez(carved, **arrays)  # type: ignore[arg-type]
-        metrics = compress_file(
-            Path(model_path),
-            spec.model_copy(update={"data": DataSpec(upload=True)}),
-            Path(out_dir),
-            progress=progress,
-            should_cancel=should_cancel,
-            device=device,
-            data_path=carved,
-            inputs=inputs,
-            checkpoint_dir=checkpoint_dir,
-        )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+            arrays["y_test"] = splits.test.tensors[1].numpy()
+    metrics = compress_on_arrays(
+        model_path,
+        spec,
+        out_dir,
+        arrays,
+        progress=progress,
+        should_cancel=should_cancel,
+        device=device,
+        inputs=inputs,
+        checkpoint_dir=checkpoint_dir,
+    )
 
     x_val = trial_data.validation.tensors[0]
     reference: Any = None
@@ -132,3 +125,26 @@ def run_trial(
         data["sizes"] = {**trial_data.splits.sizes, "validation": len(trial_data.validation)}
     write_metrics(Path(out_dir) / "metrics.json", metrics)
     return metrics
+
+
+def compress_on_arrays(
+    model_path: Path, spec: Any, out_dir: Path, arrays: Mapping[str, Any], **job: Any
+) -> dict[str, Any]:
+    """`compress_file` on data carved from the upload: `arrays` written to a temporary .npz that the
+    trial's job reads as its uploaded data (the job's own loading, checks and splits, unchanged)."""
+    from compression_core.job.pipeline import compress_file
+    from compression_core.spec import DataSpec
+
+    folder = Path(tempfile.mkdtemp(prefix="mcs-trial-"))
+    try:
+        carved = folder / "trial-data.npz"
+        np.savez(carved, **arrays)
+        return compress_file(
+            Path(model_path),
+            spec.model_copy(update={"data": DataSpec(upload=True)}),
+            Path(out_dir),
+            data_path=carved,
+            **job,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
