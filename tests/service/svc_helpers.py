@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +128,30 @@ def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} is {job['state']} after {timeout} s: {job}")
         time.sleep(0.05)
+
+
+@dataclass
+class Stack:
+    """An app, its settings and a scratch folder, with a real Celery worker behind it."""
+
+    settings: Settings
+    client: Any  # fastapi.testclient.TestClient
+    tmp: Path
+
+
+@contextmanager
+def worker_stack(tmp: Path, redis_url: str, tag: str) -> Iterator[Stack]:
+    """The API on SQLite and the test Redis with one real worker process (for module-scoped fixtures)."""
+    from conftest import make_settings
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    settings = make_settings(tmp / "data", f"sqlite:///{tmp / 'mcs.db'}", redis_url, tag)
+    with TestClient(create_app(settings)) as client:
+        worker = WorkerProcess(settings, tmp / "worker.log")
+        try:
+            worker.wait_ready()
+            yield Stack(settings, client, tmp)
+        finally:
+            worker.stop()

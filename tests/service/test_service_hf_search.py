@@ -9,16 +9,10 @@ import io
 import json
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
-from fastapi.testclient import TestClient
-from svc_helpers import WorkerProcess, wait_for
-
-from mcs_common.settings import Settings
-from service.app import create_app
+from svc_helpers import Stack, wait_for, worker_stack
 
 pytest.importorskip("transformers")
 pytest.importorskip("compressed_tensors")
@@ -34,24 +28,10 @@ SPEC = {
 }
 
 
-@dataclass
-class Stack:
-    settings: Settings
-    client: TestClient
-    tmp: Path
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, session_tag: str) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("hf-search")
-    settings = make_settings(tmp / "data", f"sqlite:///{tmp / 'mcs.db'}", redis_url, f"hfs-{session_tag}")
-    with TestClient(create_app(settings)) as client:
-        worker = WorkerProcess(settings, tmp / "worker.log")
-        try:
-            worker.wait_ready()
-            yield Stack(settings, client, tmp)
-        finally:
-            worker.stop()
+    with worker_stack(tmp_path_factory.mktemp("hf-search"), redis_url, f"hfs-{session_tag}") as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

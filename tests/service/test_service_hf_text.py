@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_settings
 from fastapi.testclient import TestClient
-from svc_helpers import WorkerProcess, wait_for
+from svc_helpers import wait_for, worker_stack
 
 from compression_core.spec.parse import example_spec
-from service.app import create_app
 from tests.sources.hf.tiny_lm import SEQ_LEN, byte_tokenizer_json, stdlib_bytes
 
 transformers = pytest.importorskip("transformers")
@@ -27,18 +25,9 @@ pytest.importorskip("tokenizers")
 
 
 @pytest.fixture(scope="module")
-def client(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, session_tag: str
-) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("hf-text")
-    settings = make_settings(tmp / "data", f"sqlite:///{tmp / 'mcs.db'}", redis_url, f"hftext-{session_tag}")
-    with TestClient(create_app(settings)) as test_client:
-        worker = WorkerProcess(settings, tmp / "worker.log")
-        try:
-            worker.wait_ready()
-            yield test_client
-        finally:
-            worker.stop()
+def client(tmp_path_factory: pytest.TempPathFactory, redis_url: str, session_tag: str) -> Iterator[object]:
+    with worker_stack(tmp_path_factory.mktemp("hf-text"), redis_url, f"hftext-{session_tag}") as started:
+        yield started.client
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
