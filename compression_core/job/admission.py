@@ -324,6 +324,14 @@ def admission_problems(
 
     found = _source_kind(model_path, spec.model) if model_path is not None else None
     kind = found.name if found is not None else None
+    if kind == "onnx" and spec.model is not None and spec.model.arch != "onnx":
+        return [  # the graph would replace the named architecture without a word
+            Problem(
+                "spec.model.arch",
+                f"the model upload is an ONNX graph, which carries its own architecture: name it 'onnx' "
+                f"(the spec's {spec.model.arch!r} would be ignored)",
+            )
+        ]
     problems = _architecture_problems(spec, _graph_fields(spec, kind, inputs or {}))
     if problems:
         return problems

@@ -72,6 +72,21 @@ def test_an_onnx_model_or_teacher_is_checked_against_its_graph_not_by_name(tmp_p
     assert problem.message == "'onnx' names an uploaded ONNX graph: send the teacher as a .onnx file"
 
 
+def test_an_onnx_upload_named_as_another_architecture_is_refused(tmp_path: Path) -> None:
+    """The graph is the architecture: a spec that also names another one would have it silently ignored."""
+    import torch
+
+    from tests.sources.onnx.tiny import TinyNet, export
+
+    graph = export(TinyNet(), torch.zeros(1, 64), tmp_path / "tiny.onnx")
+    for arch in ("GarmentNet", "mlp"):
+        (problem,) = admission_problems(Spec.model_validate({"model": {"arch": arch}}), graph)
+        assert (
+            problem.field == "spec.model.arch" and f"the spec's {arch!r} would be ignored" in problem.message
+        )
+    assert admission_problems(Spec.model_validate({"model": {"arch": "onnx"}}), graph) == []
+
+
 def test_a_graph_input_with_symbolic_dimensions_takes_any_size_there() -> None:
     assert _graph_fit_problem((3, 32, 32), (3, None, None), "data") is None
     refused = _graph_fit_problem((32, 32, 3), (3, None, None), "data")
