@@ -67,6 +67,12 @@ def run_trial(
         arrays["y_train"] = trial_data.splits.train.tensors[1].numpy()
         if splits.test is not None:
             arrays["y_test"] = splits.test.tensors[1].numpy()
+    if splits.validation is not None and len(splits.validation) > 0:
+        # the data set's own validation split: the trial's job validates on it as the job itself would,
+        # instead of carving a smaller one out of x_train (and warning that it did)
+        arrays["x_val"] = splits.validation.tensors[0].numpy()
+        if splits.labelled:
+            arrays["y_val"] = splits.validation.tensors[1].numpy()
     metrics = compress_on_arrays(
         model_path,
         spec,

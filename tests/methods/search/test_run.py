@@ -60,6 +60,10 @@ def test_a_grid_with_a_failing_trial_reports_it_and_goes_on(
     # chosen on the data set's own validation split (held out of training), reported on the test split
     assert digits.validation is not None
     assert written["search_trial"]["validation"]["after"]["samples"] == len(digits.validation)
+    # the trial's job validated on that same split too: none carved out of its training data, no warning
+    data = written["evaluation"]["data"]
+    assert data["validation_from"] == "x_val" and data["warnings"] == []
+    assert data["sizes"]["validation"] == len(digits.validation)
 
 
 def test_sensitivity_tries_each_layer_alone_then_the_suggestion(model_file: Path, tmp_path: Path) -> None:
