@@ -67,7 +67,12 @@ class OnnxSource(ModelSource):
 
             graph = self._normalized()
             converted = convert_graph(graph)
-            verify(converted.module, graph, self.input_signature())
+            signature = self.input_signature()
+            verify(converted.module, graph, signature)
+            assert self._checked is not None
+            exported = self._checked.input_shape[0]  # normalize's batch rewrites, checked on the upload
+            if isinstance(exported, int) and 1 <= exported <= 8:
+                verify(converted.module, self.path, signature, batch=exported)
             if converted.unmapped:
                 log.warning(
                     "%s: %d tensors are not named by a PyTorch parameter name: %s (BatchNorms folded "
@@ -138,8 +143,13 @@ class OnnxSource(ModelSource):
         return Path(out_dir) / MODEL_ONNX if self._written == MODEL_ONNX else None
 
 
-def verify(module: nn.Module, graph: onnx.ModelProto, signature: tuple[int, ...] | None) -> None:
-    """The converted module computes what onnxruntime computes on the graph (InputError otherwise)."""
+def verify(
+    module: nn.Module, graph: onnx.ModelProto | Path, signature: tuple[int, ...] | None, batch: int = 2
+) -> None:
+    """The converted module computes what onnxruntime computes on the graph (the normalized one, on a batch
+    of 2; or the uploaded file, on the batch it was exported with), InputError otherwise."""
+    import tempfile
+
     import numpy as np
     import torch
 
@@ -147,24 +157,24 @@ def verify(module: nn.Module, graph: onnx.ModelProto, signature: tuple[int, ...]
 
     if signature is None:
         return
-    x = torch.randn(2, *signature, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch, *signature, generator=torch.Generator().manual_seed(0))
     module.eval()
     with torch.no_grad():
         expected = module(x)
     if not isinstance(expected, torch.Tensor):
         raise InputError("the converted ONNX graph does not return one tensor")
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="mcs-onnx-") as tmp:
-        path = Path(tmp) / "graph.onnx"
-        path.write_bytes(graph.SerializeToString())
+        path = graph if isinstance(graph, Path) else Path(tmp) / "graph.onnx"
+        if not isinstance(graph, Path):
+            path.write_bytes(graph.SerializeToString())
         session = ort_session(path, torch.get_num_threads())
         got = session.run(None, {session.get_inputs()[0].name: x.numpy().astype(np.float32)})[0]
     diff = float(np.abs(got - expected.numpy()).max()) if got.shape == tuple(expected.shape) else float("inf")
     scale = float(np.abs(got).max()) if got.size else 0.0
     if not diff <= CONVERSION_RTOL * scale + 1e-6:
+        which = "the uploaded graph on its exported batch" if isinstance(graph, Path) else "the graph"
         raise InputError(
-            "the converted graph does not compute what onnxruntime computes on it (max difference "
+            f"the converted graph does not compute what onnxruntime computes on {which} (max difference "
             f"{diff:.3g}, output scale {scale:.3g}); this graph is not supported"
         )
 

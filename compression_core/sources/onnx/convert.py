@@ -28,12 +28,12 @@ import torch
 from torch import fx, nn
 
 from compression_core.errors import InputError
+from compression_core.sources.onnx.normalize import named_by_model
 
 __all__ = ["Binding", "Converted", "convert_graph"]
 
 log = logging.getLogger(__name__)
 
-_EXPORTER_NAME = re.compile(r"^(val_\d+|onnx::.*|_val_\d+|initializers_.*)$")  # not a parameter's name
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")  # RegNet names blocks `block1-0`
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -132,6 +132,10 @@ class _Placer:
         owner, leaf = self._owner(path)
         owner.register_parameter(leaf, nn.Parameter(tensor.detach().clone()))
 
+    def buffer(self, path: str, tensor: torch.Tensor) -> None:
+        owner, leaf = self._owner(path)
+        owner.register_buffer(leaf, tensor.detach().clone())
+
     def constant(self, path: str, tensor: torch.Tensor) -> None:
         owner, leaf = self._owner(path)
         owner.register_buffer(leaf, tensor.detach().clone(), persistent=False)
@@ -209,15 +213,18 @@ def convert_graph(model: onnx.ModelProto) -> Converted:
         floating = (
             onnx_name is not None and dtypes.get(onnx_name) not in _INT_TYPES and tensor.is_floating_point()
         )
-        if (
-            floating
-            and onnx_name is not None
-            and ("." in onnx_name or not _EXPORTER_NAME.match(onnx_name))  # a ViT's `class_token`
-            and _PATH.match(onnx_name)
+        named = (
+            onnx_name is not None
+            and named_by_model(onnx_name)  # a ViT's `class_token`, not a lifted constant
+            and bool(_PATH.match(onnx_name))
             and placer.free(onnx_name)
-        ):
+        )
+        if named and floating and onnx_name is not None:
             placer.parameter(onnx_name, tensor)
             bindings[onnx_name] = Binding(onnx_name)
+            constants[key] = onnx_name
+        elif named and onnx_name is not None:  # an integer buffer (a Swin's relative_position_index)
+            placer.buffer(onnx_name, tensor)
             constants[key] = onnx_name
         else:
             path = f"onnx_constants.c{len(constants)}_{_safe(key)[:40]}"
@@ -227,9 +234,13 @@ def convert_graph(model: onnx.ModelProto) -> Converted:
     for call in calls:
         call.target = placed[str(call.target)]
     out = fx.GraphModule(placer.root, graph, class_name="OnnxModel")
-    for name, value in placer.root.named_buffers():  # GraphModule copies buffers as persistent ones
-        if name.startswith("onnx_constants."):
-            owner, leaf = name.rsplit(".", 1)
+    layers_bound = {path.rsplit(".", 1)[0] for path in bindings}
+    for name, value in list(placer.root.named_buffers()):  # GraphModule copies buffers as persistent
+        owner, leaf = name.rsplit(".", 1) if "." in name else ("", name)
+        # a constant, or an operator's own (a ConstantOfShape's `value`): not the model's weights
+        if name.startswith("onnx_constants.") or (
+            owner.startswith("onnx_ops.") and owner not in layers_bound
+        ):
             sub = out.get_submodule(owner)
             sub._buffers.pop(leaf, None)
             sub.register_buffer(leaf, value, persistent=False)

@@ -15,9 +15,11 @@ converter in one form:
   exported batch of 1 (a lowered `as_strided`) made a per-sample gather; an `Expand` of a parameter to
   the exported batch of 1 before a `Concat` (a ViT's class token) made to follow the input's batch;
 - a BatchNormalization exported in training mode made the layer (its statistics outputs unused);
-- a Conv's bias of zeros under an exporter's name (not a parameter's) removed;
+- a Conv's bias of zeros under an exporter's name (not a parameter's) removed; a `Clip` with an upper
+  bound alone given a lower bound of -inf;
 - the graph's input and output batch dimension made symbolic (`batch`), and a `Reshape` target with the
-  batch of 1 in an inner place (sequence-first attention) made to copy the input's batch.
+  batch of 1 in an inner place (sequence-first attention) made to copy the input's batch, and one whose
+  first entry is the batch of 1 merged with the places after it (a Swin window partition) made -1.
 
 The result computes what the input computes on the exported batch size (the conversion checks it).
 """
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-__all__ = ["BATCH", "normalize"]
+__all__ = ["BATCH", "named_by_model", "normalize"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     out = ir.to_proto(irm)
     _drop_zero_biases(out)
     _inference_batchnorms(out)
+    _clip_lower_bounds(out)
     batch = _batch_size(out)
     _fix_reshapes(out, batch)
     if batch == 1:
@@ -72,15 +75,52 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
         _symbolic_batch(out)
     if batch == 1:
         _inner_batch_reshapes(out)
+    _layer_norm_shapes(out)
     return out
 
 
+def _layer_norm_shapes(model: onnx.ModelProto) -> None:
+    """A `LayerNormalization` whose input shape inference loses (after a Swin V2's rolled windows): the
+    normalized places' sizes, which its scale has, written as the input's value info, where the converter
+    reads the layer's `normalized_shape`."""
+    from onnx import helper
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - an optional improvement; the conversion check still runs
+        return
+    shapes = {v.name: v.type.tensor_type for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    initializers = {t.name: t for t in model.graph.initializer}
+    written = {v.name for v in model.graph.value_info}
+    for node in model.graph.node:
+        if node.op_type != "LayerNormalization" or len(node.input) < 2 or node.input[1] not in initializers:
+            continue
+        known = shapes.get(node.input[0])
+        if known is None or not known.HasField("shape") or node.input[0] in written:
+            continue
+        dims = known.shape.dim
+        scale = list(initializers[node.input[1]].dims)
+        if not scale or len(dims) < len(scale):
+            continue
+        tail = dims[len(dims) - len(scale) :]
+        if all(d.HasField("dim_value") for d in tail):
+            continue
+        sizes: list[int | str] = [
+            d.dim_value if d.HasField("dim_value") else f"{node.input[0]}_{i}" for i, d in enumerate(dims)
+        ]
+        sizes[len(dims) - len(scale) :] = scale
+        model.graph.value_info.append(helper.make_tensor_value_info(node.input[0], known.elem_type, sizes))
+        written.add(node.input[0])
+
+
 def _inner_batch_reshapes(model: onnx.ModelProto, rounds: int = 8) -> None:
-    """A `Reshape` target with the exported batch of 1 in an inner place (a ViT's attention, sequence
-    first: `[5, 1, 3, 768]`; `[5, 12, 64]`, batch times heads; `[5, 768]`, sequence times batch): shape
-    inference on a probe batch says where the batch is; the place that holds it becomes 0 ("copy the
-    input's") when it is the batch alone, else -1 ("what is left"). Repeated while it changes something
-    (each fix lets the batch flow further)."""
+    """Constant `Reshape` targets and `Expand` shapes that still hold the exported batch of 1: in an inner
+    place (a ViT's sequence-first attention: `[5, 1, 3, 768]`; `[5, 12, 64]`, batch times heads; `[5, 768]`,
+    sequence times batch), merged into the first place (a Swin's windows: `[64, 49, 96]`), or an `Expand`
+    to a shape holding it (`_expand_follows_batch`). Shape inference on a probe batch says where the batch
+    is; the place that holds it becomes 0 ("copy the input's") when it is the batch alone, else -1 ("what
+    is left"), 1 in an `Expand`. Repeated while it changes something (each fix lets the batch flow
+    further)."""
     from onnx import numpy_helper
 
     for _ in range(rounds):
@@ -99,15 +139,21 @@ def _inner_batch_reshapes(model: onnx.ModelProto, rounds: int = 8) -> None:
         initializers = {t.name: t for t in model.graph.initializer}
         changed = False
         for node in model.graph.node:
-            if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in initializers:
+            if node.op_type not in ("Reshape", "Expand") or len(node.input) < 2:
+                continue
+            if node.input[1] not in initializers:
                 continue
             dims = shapes.get(node.input[0])
             target = numpy_helper.to_array(initializers[node.input[1]]).astype(np.int64).copy()
             if not dims or target.ndim != 1:
                 continue
             sizes = [int(d.dim_value) if d.HasField("dim_value") else None for d in dims]
-            if _PROBE in sizes[1:]:
+            if node.op_type == "Expand":
+                _expand_follows_batch(target, sizes)
+            elif _PROBE in sizes[1:]:
                 _place_batch(target, sizes)
+            elif sizes[0] in (_PROBE, None):
+                _merge_batch_first(target, sizes)
             else:
                 _split_batch(target, sizes)
             if np.array_equal(target, numpy_helper.to_array(initializers[node.input[1]])):
@@ -137,16 +183,23 @@ def _place_batch(target: np.ndarray, sizes: list[int | None]) -> None:
         break
 
 
-_EXPORTER_NAME = re.compile(r"^(val_\d+|onnx::.*|_val_\d+)$")
+# names an exporter makes up (`val_12`, `onnx::Conv_5`, a constant torch.export lifted out of `forward`:
+# `features.1.1.attn.lifted_tensor_0`), and those normalize derives from them (`val_12__node_view`), not the
+# exporting model's parameter or buffer names
+_EXPORTER_NAME = re.compile(
+    r"^(val_\d+|onnx::.*|_val_\d+|initializers_.*)(__.*)?$|(^|\.)(lifted_tensor_\d+|_tensor_constant\d+|scalar_tensor_default(_\d+)?)$"
+)
+
+
+def named_by_model(name: str) -> bool:
+    """Whether an initializer's name is the exporting model's own (a parameter or buffer path)."""
+    return not _EXPORTER_NAME.search(name)
 
 
 def _parameters(model: onnx.ModelProto) -> set[str]:
-    """The float initializers named as the exporting model's parameters (not the exporter's `val_12`)."""
-    tensor = onnx.TensorProto
-    floats = {tensor.FLOAT, tensor.FLOAT16, tensor.BFLOAT16, tensor.DOUBLE}
-    return {
-        t.name for t in model.graph.initializer if t.data_type in floats and not _EXPORTER_NAME.match(t.name)
-    }
+    """The initializers named as the exporting model's parameters and buffers (a Swin's integer
+    `relative_position_index` too: folded, it would leave `model.pth`), not the exporter's `val_12`."""
+    return {t.name for t in model.graph.initializer if named_by_model(t.name)}
 
 
 def _keeps_parameters(parameters: set[str]) -> Callable[[Any], bool | None]:
@@ -239,9 +292,49 @@ def _batch_expands(model: onnx.ModelProto) -> None:
         log.info("normalize: the expand %s follows the batch", node.name or node.output[0])
 
 
+def _expand_follows_batch(target: np.ndarray, sizes: list[int | None]) -> None:
+    """An `Expand` to a constant shape that carries the exported batch of 1 merged into a place
+    (`F.normalize`'s `expand_as` in a Swin V2's windows: `[49, 3, 64, 1]` to `[49, 3, 64, 32]`): where the
+    input's place holds the batch (a multiple of the probe, or unknown once inference lost it), the target
+    becomes 1, "keep the input's", which at the exported batch means the same (in place)."""
+    offset = len(target) - len(sizes)
+    if offset < 0:
+        return
+    for i, size in enumerate(sizes):
+        wanted = int(target[offset + i])
+        if wanted <= 1:
+            continue
+        if size is None or (size % _PROBE == 0 and size // _PROBE == wanted):
+            target[offset + i] = 1
+
+
+def _merge_batch_first(target: np.ndarray, sizes: list[int | None]) -> None:
+    """The batch merged with the places after it (a Swin window partition, `[B, 8, 8, 7, 7, 96]` to
+    `[64, 49, 96]` exported with B = 1): the target's first entry, the product of the input's first place
+    and the places it absorbs, becomes -1 (in place). The input's first place is the probe batch (then it
+    was 1 when exported) or unknown (shape inference lost the batch, as after a Swin's shifted windows; then
+    its exported size is what the element counts leave). At the exported size the -1 means the same."""
+    if -1 in target or 0 in target or len(target) < 2 or target[0] <= 1:
+        return
+    rest, total = _product(sizes[1:]), _product([int(t) for t in target])
+    if not rest or not total or total % rest:
+        return
+    first = 1 if sizes[0] == _PROBE else total // rest  # the input's first place when exported
+    if sizes[0] == _PROBE and total != rest:
+        return  # not the same elements without the batch: some other reshape
+    for k in range(1, len(sizes) + 1):
+        merged = _product([first, *sizes[1:k]])
+        if merged == target[0]:
+            target[0] = -1
+            return
+        if merged is None or merged > target[0]:
+            return
+
+
 def _split_batch(target: np.ndarray, sizes: list[int | None]) -> None:
     """The batch merged into an input place (`5 * batch`) and split out again (`[5, 1, 768]`): the 1
-    after the places that make up the rest of that merged size becomes -1 (in place)."""
+    after the places that make up the rest of that merged size becomes -1, or the place itself when the
+    target keeps it whole (in place)."""
     merged = [i for i, n in enumerate(sizes) if n and n > _PROBE and n % _PROBE == 0]
     if not merged or -1 in target:
         return
@@ -252,6 +345,9 @@ def _split_batch(target: np.ndarray, sizes: list[int | None]) -> None:
         if _product([int(t) for t in target[at:j]]) == factor and target[j] == 1:
             target[j] = -1
             return
+    rest = _product(sizes[at + 1 :])
+    if at < len(target) and target[at] == factor and rest == _product([int(t) for t in target[at + 1 :]]):
+        target[at] = -1  # the merged place kept whole (`[64 * batch, 49, 288]` to `[64, 49, 3, 3, 32]`)
 
 
 def _product(sizes: list[int | None]) -> int | None:
@@ -261,6 +357,29 @@ def _product(sizes: list[int | None]) -> int | None:
             return None
         out *= size
     return out
+
+
+def _clip_lower_bounds(model: onnx.ModelProto) -> None:
+    """`Clip(x, "", max)`, an upper bound alone (`torch.clamp(logit_scale, max=...)`, a Swin V2's): the
+    empty lower bound becomes -inf of the bound's type, which means the same and which the converter reads
+    as a constant (it reads the empty name as a computed value and refuses it)."""
+    from onnx import numpy_helper
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if (
+            node.op_type != "Clip"
+            or len(node.input) < 3
+            or node.input[1]
+            or node.input[2] not in initializers
+        ):
+            continue
+        upper = numpy_helper.to_array(initializers[node.input[2]])
+        name = f"{node.input[2]}__no_lower_bound"
+        if name not in initializers:
+            initializers[name] = numpy_helper.from_array(np.array(-np.inf, dtype=upper.dtype), name)
+            model.graph.initializer.append(initializers[name])
+        node.input[1] = name
 
 
 def _drop_zero_biases(model: onnx.ModelProto) -> None:

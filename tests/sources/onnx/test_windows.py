@@ -1,0 +1,79 @@
+"""A Swin-like block exported on a batch of 1 (torchvision's Swin V1/V2 write these patterns): shifted
+windows (`torch.roll`, which the exporter lowers to slices whose shapes inference loses), a window partition
+whose reshape merges the batch of 1 into the window count (`[4, 16, 8]`), `F.normalize` (an `Expand` to a
+shape holding that count), `clamp(max=...)` (a `Clip` with no lower bound), a LayerNorm after the rolled
+windows, and an integer buffer that indexes a parameter (`relative_position_index`). The converted module
+runs on any batch, and its state dict is the class's own, the integer buffer included."""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compression_core.sources.onnx import OnnxSource
+from compression_core.sources.onnx.convert import convert_graph
+from compression_core.sources.onnx.normalize import normalize
+from tests.sources.onnx.tiny import export
+
+
+class ShiftedWindows(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 2, 2)  # 16x16 -> 8x8 tokens of 8 channels
+        self.qkv = nn.Linear(8, 24)
+        self.logit_scale = nn.Parameter(torch.full((1,), 0.5))
+        self.bias_table = nn.Parameter(torch.randn(7))
+        self.register_buffer("relative_index", torch.randint(0, 7, (16, 16), generator=torch.Generator()))
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x).permute(0, 2, 3, 1)
+        b, h, w, c = x.shape
+        x = torch.roll(x, shifts=(-2, -2), dims=(1, 2))
+        windows = x.view(b, 2, 4, 2, 4, c).permute(0, 1, 3, 2, 4, 5).reshape(b * 4, 16, c)
+        q, k, v = self.qkv(windows).reshape(windows.size(0), 16, 3, c).permute(2, 0, 1, 3)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        attn = attn + self.bias_table[self.relative_index]
+        out = attn.softmax(-1) @ v
+        out = out.view(b, 2, 2, 4, 4, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        out = self.norm(torch.roll(out, shifts=(2, 2), dims=(1, 2)))
+        return self.head(out.mean((1, 2)))
+
+
+def test_shifted_windows_run_on_any_batch_with_the_class_names(tmp_path):
+    torch.manual_seed(0)
+    model = ShiftedWindows().eval()
+    path = export(model, torch.randn(1, 3, 16, 16), tmp_path / "windows.onnx")
+    converted = convert_graph(normalize(onnx.load(str(path))))
+    state = converted.module.state_dict()
+    assert set(state) == set(model.state_dict())  # no lifted constants, the integer buffer kept
+    assert torch.equal(state["relative_index"], model.relative_index)
+    model.load_state_dict(state, strict=True)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = model(x), converted.module.eval()(x)
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+def test_the_source_checks_the_conversion_against_the_upload_on_its_exported_batch(tmp_path):
+    """`OnnxSource.converted` runs the uploaded file itself in onnxruntime on the batch it was exported
+    with: a normalization that changed what the graph computes there is an InputError, not a wrong model."""
+    import pytest
+
+    from compression_core.errors import InputError
+    from compression_core.sources.onnx import verify
+
+    torch.manual_seed(0)
+    model = ShiftedWindows().eval()
+    path = export(model, torch.randn(1, 3, 16, 16), tmp_path / "windows.onnx")
+    converted = OnnxSource(path).converted()  # checked on batch 2 and on the upload's batch of 1
+    with torch.no_grad():
+        converted.module.get_submodule("head").bias.add_(1.0)  # now it computes something else
+    with pytest.raises(InputError, match="uploaded graph on its exported batch"):
+        verify(converted.module, path, (3, 16, 16), batch=1)
