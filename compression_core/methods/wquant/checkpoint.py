@@ -1,10 +1,12 @@
-"""The quantized checkpoint: compressed-tensors' `pack-quantized` format, one plain tar of a folder that
-`AutoModelForCausalLM.from_pretrained` (transformers with compressed-tensors installed) and vLLM load.
+"""The quantized checkpoint in a compressed-tensors format, one plain tar of a folder that
+`AutoModelForCausalLM.from_pretrained` (transformers with compressed-tensors installed) loads.
 
 For each quantized linear `L` the weights file holds, instead of `L.weight`:
-- `L.weight_packed` int32 (out, ceil(in b / 32)): the integers, packed (`grid.pack_int32`);
-- `L.weight_scale` (out, in / group_size), per channel (out, 1), in the weight's dtype;
-- `L.weight_shape` int64 [out, in].
+- `pack-quantized` (symmetric; what vLLM's W4A16/W8A16 kernels read): `L.weight_packed` int32
+  (out, ceil(in b / 32)), the integers packed (`grid.pack_int32`), and `L.weight_shape` int64 [out, in];
+- `int-quantized` (asymmetric too): `L.weight` int8 (out, in), one integer per weight, and, asymmetric,
+  `L.weight_zero_point` int8 (out, in / group_size);
+- both: `L.weight_scale` (out, in / group_size), per channel (out, 1), in the weight's dtype.
 Every other tensor is stored as uploaded (its dtype). `config.json` is the uploaded one plus
 `quantization_config` (`quant_method: compressed-tensors`, one config group targeting `Linear`, the layers
 kept in float listed in `ignore`); the tokenizer files are carried untouched.
@@ -38,17 +40,18 @@ def quantization_config(config: WQuantSpec, ignored: list[str]) -> dict[str, Any
         "symmetric": config.symmetric,
         "type": "int",
     }
+    layout = str(config.format or "pack-quantized")
     return {
         "config_groups": {
             "group_0": {
-                "format": "pack-quantized",
+                "format": layout,
                 "input_activations": None,
                 "output_activations": None,
                 "targets": ["Linear"],
                 "weights": weights,
             }
         },
-        "format": "pack-quantized",
+        "format": layout,
         "global_compression_ratio": None,
         "ignore": ignored,
         "kv_cache_scheme": None,
@@ -61,9 +64,14 @@ def quantization_config(config: WQuantSpec, ignored: list[str]) -> dict[str, Any
 
 
 def packed_tensors(
-    model: nn.Module, results: Mapping[str, QuantizedWeight], original: Mapping[str, torch.Tensor], bits: int
+    model: nn.Module,
+    results: Mapping[str, QuantizedWeight],
+    original: Mapping[str, torch.Tensor],
+    bits: int,
+    layout: str = "pack-quantized",
 ) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors: packed layers, everything else as uploaded (names and dtypes)."""
+    """The checkpoint's tensors: quantized layers in `layout`, everything else as uploaded (names and
+    dtypes)."""
     state = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
@@ -71,9 +79,14 @@ def packed_tensors(
         if name.endswith(".weight") and layer in results:
             result = results[layer]
             dtype = original[name].dtype if name in original else tensor.dtype
-            out[f"{layer}.weight_packed"] = pack_int32(result.q, bits)
+            if layout == "int-quantized":
+                out[name] = result.q.to(torch.int8).contiguous()
+                if result.zero is not None:
+                    out[f"{layer}.weight_zero_point"] = result.zero.to(torch.int8).contiguous()
+            else:
+                out[f"{layer}.weight_packed"] = pack_int32(result.q, bits)
+                out[f"{layer}.weight_shape"] = torch.tensor(list(result.q.shape), dtype=torch.int64)
             out[f"{layer}.weight_scale"] = result.scale.to(dtype)
-            out[f"{layer}.weight_shape"] = torch.tensor(list(result.q.shape), dtype=torch.int64)
         elif name in original:
             out[name] = tensor.detach().cpu().to(original[name].dtype)
     return out
@@ -90,7 +103,7 @@ def write_quantized(
     """`out_dir/model.quantized.tar` (see the module docstring)."""
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     ignored = [n for n in linears if n not in results]
-    tensors = packed_tensors(model, results, original, config.bits)
+    tensors = packed_tensors(model, results, original, config.bits, str(config.format or "pack-quantized"))
     extra = {"quantization_config": quantization_config(config, ignored)}
     written: Path = source.write_checkpoint(out_dir / OUTPUT_TAR, tensors, extra)
     return written

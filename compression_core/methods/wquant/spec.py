@@ -13,11 +13,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compression_core.methods.base import MethodSpec
 
-__all__ = ["Algorithm", "WQuantSpec"]
+__all__ = ["Algorithm", "Format", "WQuantSpec"]
+
+
+class Format(StrEnum):
+    pack_quantized = "pack-quantized"  # the integers packed into int32 words: what vLLM's W4A16 kernels read
+    int_quantized = "int-quantized"  # one int8 per weight with its scale and zero point: loads asymmetric
 
 
 class Algorithm(StrEnum):
@@ -26,14 +31,15 @@ class Algorithm(StrEnum):
 
 
 class WQuantSpec(MethodSpec):
-    """Weight-only int quantization (RTN or GPTQ) written as a compressed-tensors `pack-quantized`
-    checkpoint (`model.quantized.tar`) that transformers and vLLM load."""
+    """Weight-only int quantization (RTN or GPTQ) written as a compressed-tensors checkpoint
+    (`model.quantized.tar`): `pack-quantized` (symmetric), which transformers and vLLM load, or
+    `int-quantized` (one int8 per weight, asymmetric too), which transformers loads."""
 
     field: ClassVar[str] = "wquant"
     title: ClassVar[str] = "weight-only quantization"
     description: ClassVar[str] = (
-        "int2..int8 weights of a Hugging Face model's linear layers (RTN or GPTQ), as a compressed-tensors "
-        "pack-quantized checkpoint (needs model.hf; GPTQ and perplexity need the uploaded token ids)"
+        "int2..int8 weights of a Hugging Face model's linear layers (RTN or GPTQ, symmetric or asymmetric), "
+        "as a compressed-tensors checkpoint (needs model.hf; GPTQ and perplexity need the uploaded token ids)"
     )
     needs: ClassVar[tuple[str, ...]] = ("model",)
     hf: ClassVar[bool] = True
@@ -46,9 +52,13 @@ class WQuantSpec(MethodSpec):
         description="columns sharing one scale: 32, 64 or 128; null: one scale per output channel",
     )
     symmetric: bool = Field(
-        default=True,
-        description="symmetric grid (no zero point); asymmetric checkpoints are refused: transformers 5.24 "
-        "with compressed-tensors 0.20 does not load them back (docs/transformers.md)",
+        default=True, description="symmetric grid (no zero point); false: a zero point per group"
+    )
+    format: Format | None = Field(
+        default=None,
+        description="the compressed-tensors layout: pack-quantized (symmetric; the default) or int-quantized "
+        "(one int8 per weight; the default and the only one for asymmetric: transformers 5.24 with "
+        "compressed-tensors 0.20 does not load an asymmetric pack-quantized checkpoint back)",
     )
     algorithm: Algorithm = Field(default=Algorithm.rtn, description="rtn (data-free) or gptq (data-aware)")
     act_order: bool = Field(
@@ -78,15 +88,17 @@ class WQuantSpec(MethodSpec):
             raise ValueError("group_size: 32, 64, 128 or null (per output channel)")
         return value
 
-    @field_validator("symmetric")
-    @classmethod
-    def _symmetric(cls, value: bool) -> bool:
-        if not value:
+    @model_validator(mode="after")
+    def _layout(self) -> WQuantSpec:
+        if self.format is None:
+            self.format = Format.pack_quantized if self.symmetric else Format.int_quantized
+        elif self.format is Format.pack_quantized and not self.symmetric:
             raise ValueError(
-                "asymmetric (zero-point) weights are not offered: transformers 5.24 with compressed-tensors "
-                "0.20 does not load such a pack-quantized checkpoint back; use symmetric"
+                "wquant: an asymmetric (zero-point) pack-quantized checkpoint does not load back in "
+                "transformers 5.24 with compressed-tensors 0.20 (its packed zero points are not unpacked on "
+                'load); use "format": "int-quantized" (one int8 per weight), or symmetric'
             )
-        return value
+        return self
 
     def summary(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
