@@ -340,7 +340,9 @@ def _child(name: str, params: int | None, args: argparse.Namespace) -> dict[str,
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if lines:
         return dict(json.loads(lines[-1]))
-    return {"model": name, "params": params, "export": f"crashed: {done.stderr[-160:]}"}
+    code = done.returncode  # -9: killed, on this machine the kernel's out-of-memory killer
+    killed = " (SIGKILL: out of memory?)" if code == -9 else ""
+    return {"model": name, "params": params, "export": f"crashed, exit {code}{killed}: {done.stderr[-160:]}"}
 
 
 def print_table(rows: list[dict[str, Any]], total: int = 0) -> None:

@@ -285,7 +285,8 @@ class DeployStage:
 
         with tempfile.TemporaryDirectory(prefix="mcs-deploy-") as tmp:
             original_onnx = Path(tmp) / "original.onnx"
-            export_onnx(original(), self.example, original_onnx)
+            if not source.original_onnx(original_onnx):  # an ONNX upload measures its own graph
+                export_onnx(original(), self.example, original_onnx)
             candidates = [
                 torch_candidate("original", source.path, self.params_before, original),
                 onnx_candidate("original (ONNX)", original_onnx, self.params_before, threads),

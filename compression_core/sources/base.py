@@ -136,6 +136,11 @@ class ModelSource(abc.ABC):
         the deployment stage exports the module."""
         return None
 
+    def original_onnx(self, target: Path) -> bool:
+        """Write the upload's own graph to `target` for the deployment table's `original (ONNX)` row (an ONNX
+        source: the uploaded graph, normalized to run on any batch); False: the stage exports the module."""
+        return False
+
     def write_checkpoint(
         self, target: Path, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]
     ) -> Path:

@@ -139,6 +139,10 @@ class OnnxSource(ModelSource):
         self._written = ARCHITECTURE_ONNX  # pruned: the deployment stage exports the smaller module
         return [target, save(weightless(graph, converted.bindings), out_dir / ARCHITECTURE_ONNX)]
 
+    def original_onnx(self, target: Path) -> bool:
+        Path(target).write_bytes(self._normalized().SerializeToString())
+        return True
+
     def onnx_graph(self, out_dir: Path) -> Path | None:
         return Path(out_dir) / MODEL_ONNX if self._written == MODEL_ONNX else None
 

@@ -60,3 +60,24 @@ def test_a_job_says_which_names_could_not_be_mapped_back(tiny, tmp_path):
     unmapped = metrics["source"]["unmapped_names"]
     assert metrics["source"]["kind"] == "onnx" and unmapped
     assert set(unmapped) <= set(torch.load(tmp_path / "out" / "model.pth", weights_only=True))
+
+
+def test_the_original_onnx_row_measures_the_uploaded_graph_not_a_re_export(tiny, tmp_path):
+    """The deployment table's `original (ONNX)` for an ONNX upload: its own graph (normalized to run on any
+    batch), with the upload's initializers, which computes what the upload computes; other sources export."""
+    import onnx
+
+    from compression_core.sources.state_dict import StateDictSource
+
+    path, model = tiny
+    with open_source(path) as source:
+        assert source.original_onnx(tmp_path / "original.onnx")
+    graph = onnx.load(str(tmp_path / "original.onnx")).graph
+    uploaded = {t.name for t in onnx.load(str(path)).graph.initializer}
+    assert {t.name for t in graph.initializer if "." in t.name} == {n for n in uploaded if "." in n}
+    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(0))
+    session = ort_session(tmp_path / "original.onnx", 1)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model.eval()(x).numpy(), rtol=1e-4, atol=1e-5)
+    assert StateDictSource.original_onnx is not type(source).original_onnx
