@@ -1,4 +1,5 @@
-"""/jobs/{id}/artifacts: list and download, with SHA-256 ETags (If-None-Match gives 304)."""
+"""/jobs/{id}/artifacts: list and download, with SHA-256 ETags (If-None-Match gives 304); HEAD gives a
+download's headers (ETag, length, type) without its body, so a CI step can check a file before fetching it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 from enum import StrEnum
 from pathlib import Path
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from mcs_common.s3 import ObjectStream
@@ -53,8 +54,9 @@ def list_artifacts(
     )
 
 
-@router.get(
+@router.api_route(
     "/{name}",
+    methods=["GET", "HEAD"],
     summary="Download an artifact",
     response_class=FileResponse,
     responses={
@@ -67,6 +69,7 @@ def list_artifacts(
     },
 )
 def download_artifact(
+    request: Request,
     job_id: uuid.UUID,
     name: ArtifactName,
     session: SessionDep,
@@ -85,6 +88,11 @@ def download_artifact(
         headers.update(HTML_ARTIFACT_HEADERS)  # no requests, an origin of its own
         disposition = "inline"
     if not isinstance(location, Path):  # MCS_STORAGE=s3: streamed through the API (see stream_object)
+        if request.method == "HEAD":  # the headers only: the object is not read
+            location.body.close()
+            return Response(
+                headers=_stream_headers(location, name.value, headers, disposition), media_type=media_type
+            )
         return stream_object(location, media_type, name.value, headers, disposition)
     return FileResponse(
         location,
@@ -105,9 +113,15 @@ def stream_object(
     """An artifact from the bucket, streamed by the API rather than redirected to a presigned URL: the
     client keeps one URL, one token and one host (the bucket may be reachable only inside the cluster),
     and the ETag/SHA-256 contract holds as for local files."""
-    headers = {
+    headers = _stream_headers(stream, filename, headers, disposition)
+    return StreamingResponse(stream.chunks(), media_type=media_type, headers=headers)
+
+
+def _stream_headers(
+    stream: ObjectStream, filename: str, headers: dict[str, str], disposition: str
+) -> dict[str, str]:
+    return {
         **headers,
         "Content-Length": str(stream.size),
         "Content-Disposition": f'{disposition}; filename="{filename}"',
     }
-    return StreamingResponse(stream.chunks(), media_type=media_type, headers=headers)

@@ -119,6 +119,18 @@ def test_etag_if_none_match_gives_304(stack: Stack) -> None:
     assert stack.client.get(url, headers={"If-None-Match": '"0000"'}).status_code == 200
 
 
+def test_head_on_an_artifact_gives_its_headers_without_the_body(stack: Stack) -> None:
+    job = wait_for(stack.client, submit(stack, write_model(stack.tmp / "head"), SPEC))
+    url = f"/jobs/{job['id']}/artifacts/model.bin"
+    got = stack.client.get(url)
+    head = stack.client.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == got.headers["etag"]
+    assert int(head.headers["content-length"]) == len(got.content)
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert stack.client.head(f"/jobs/{job['id']}/artifacts/model.onnx").status_code == 404
+
+
 def test_cancel_a_running_job_stops_it_promptly(stack: Stack) -> None:
     job_id = submit(stack, write_slow_model(stack.tmp), SLOW_SPEC)
     running = wait_for(stack.client, job_id, ("running", "succeeded", "failed"))

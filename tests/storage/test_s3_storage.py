@@ -100,6 +100,10 @@ def test_submit_run_download_through_the_bucket(machines: Machines) -> None:
             assert response.headers["content-disposition"].startswith("inline")
         again = machines.client.get(artifact["url"], headers={"If-None-Match": response.headers["etag"]})
         assert again.status_code == 304
+        head = machines.client.head(artifact["url"])  # headers only, the object not read
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["etag"] == response.headers["etag"]
+        assert int(head.headers["content-length"]) == artifact["size"]
     assert set(downloads) == {"model.pth", "model.bin", "metrics.json", "report.html"}
     decoded = decode_state_dict(downloads["model.bin"])
     assert set(decoded) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
