@@ -188,16 +188,16 @@ def _claims(path: Path, model: Any) -> bool:
 
 
 def _check(path: Path) -> None:
-    from compression_core.sources.onnx.check import read_checked
+    from compression_core.sources.onnx.check import checked_graph
 
-    read_checked(path)
+    checked_graph(path)
 
 
 def _sample_shape(path: Path) -> tuple[int | None, ...]:
     """The graph input's declared shape without the batch dimension (the protobuf, checked)."""
-    from compression_core.sources.onnx.check import read_checked
+    from compression_core.sources.onnx.check import checked_graph
 
-    return read_checked(path)[1].input_shape[1:]
+    return checked_graph(path).input_shape[1:]
 
 
 def _rebuild(model: Mapping[str, Any], out_dir: Path) -> nn.Module:

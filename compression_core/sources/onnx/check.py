@@ -14,6 +14,7 @@ past the file's own size. Each refusal names the node or tensor, its op type, an
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -238,3 +239,16 @@ def read_checked(path: str | Path) -> tuple[onnx.ModelProto, CheckedGraph]:
             f"{path.name}: not a readable ONNX protobuf (truncated or another format): {error}"
         ) from None
     return model, check_model(model, size)
+
+
+def checked_graph(path: str | Path) -> CheckedGraph:
+    """`read_checked`'s metadata of the file at `path`, parsed once per file version (size and modification
+    time): `POST /jobs` checks an upload and then reads its input shape for the admission checks, and a
+    protobuf of up to 2 GiB should be parsed once, the parsed graph dropped (only the metadata is kept)."""
+    stat = Path(path).stat()
+    return _checked_metadata(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_metadata(path: str, size: int, mtime_ns: int) -> CheckedGraph:
+    return read_checked(path)[1]  # an InputError is raised, not cached

@@ -43,6 +43,28 @@ def test_a_good_graph_passes_and_is_an_onnx_source(tmp_path):
     assert open_source(path).kind == "onnx"
 
 
+def test_post_jobs_parses_an_upload_once_for_its_check_and_its_input_shape(tmp_path, monkeypatch):
+    """`check_upload` and the admission's input shape read the protobuf once (a file of up to 2 GiB); a
+    changed file is read again."""
+    import compression_core.sources.onnx.check as check
+    from compression_core.sources import kind_of
+
+    parsed: list[Path] = []
+
+    def counting(path):
+        parsed.append(Path(path))
+        return read_checked(path)
+
+    monkeypatch.setattr(check, "read_checked", counting)
+    path = _save(_linear(), tmp_path / "once.onnx")
+    check_upload(path)
+    sample_shape = kind_of(path, None).sample_shape
+    assert sample_shape is not None and sample_shape(path) == (4,)
+    assert parsed == [path]
+    _save(_graph([helper.make_node("Relu", ["x"], ["y"])], shape=(1, 6)), path)  # a new upload, same name
+    assert sample_shape(path) == (6,) and len(parsed) == 2
+
+
 def test_an_unsupported_operator_is_refused_naming_the_node(tmp_path):
     node = helper.make_node("DFT", ["x"], ["y"], name="my_fft")
     path = _save(_graph([node]), tmp_path / "m.onnx")
