@@ -32,17 +32,13 @@ slower here).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import gc
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,45 +46,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.helpers.peak_rss import measured  # noqa: E402
 from tests.sources.hf.tiny_lm import tiny_config, train_tiny_lm, write_token_data  # noqa: E402
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _trim() -> None:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(name).malloc_trim(0)
-
-
-def measured(call: Callable[[], Any]) -> tuple[Any, float, int]:
-    """(result, seconds, peak RSS above the start in bytes), RSS sampled every 5 ms."""
-    gc.collect()  # the previous row's model (reference cycles) is freed before this one's baseline,
-    _trim()  # and the C heap gives its free pages back: else a row reuses the last one's and shows no peak
-    start, peak, done = _rss(), [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    clock = time.perf_counter()
-    try:
-        result = call()
-    finally:
-        seconds = time.perf_counter() - clock
-        done.set()
-        thread.join()
-    return result, seconds, max(peak[0], _rss()) - start
 
 
 def ours(

@@ -4,7 +4,8 @@ bench_llm_quant.py. Run by that benchmark with the python of a separate environm
 
     /work/venvs/llmc/bin/python benchmarks/helpers/llmc_gptq.py MODEL_DIR CALIBRATION.npz OUT_DIR
 
-It imports nothing from this repository. MODEL_DIR is a Hugging Face checkpoint folder with a tokenizer.json;
+It imports nothing from this repository but its sibling `peak_rss.py` (standard library only).
+MODEL_DIR is a Hugging Face checkpoint folder with a tokenizer.json;
 CALIBRATION.npz holds `train`, 2-D int token ids (rows, tokens), the same rows our GPTQ calibrates on. The
 span measured is the one-shot call (calibration forward passes, the Hessians, the GPTQ solve, compression
 and the save of the pack-quantized folder to OUT_DIR); loading the float model is outside it, as it is for
@@ -17,14 +18,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
-
-def _rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from peak_rss import measured  # the sibling helper (this script's folder is first on sys.path)
 
 
 def main() -> None:
@@ -51,36 +47,25 @@ def main() -> None:
     recipe = GPTQModifier(
         targets="Linear", scheme="W4A16", ignore=["lm_head"], dampening_frac=0.01, actorder=None
     )
-    start, peak, done = _rss(), [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    clock = time.perf_counter()
-    oneshot(
-        model=model,
-        tokenizer=tokenizer,
-        dataset=dataset,
-        recipe=recipe,
-        num_calibration_samples=rows.shape[0],
-        max_seq_length=rows.shape[1],
-        shuffle_calibration_samples=False,
-        output_dir=str(out),
+    _, seconds, peak_bytes = measured(
+        lambda: oneshot(
+            model=model,
+            tokenizer=tokenizer,
+            dataset=dataset,
+            recipe=recipe,
+            num_calibration_samples=rows.shape[0],
+            max_seq_length=rows.shape[1],
+            shuffle_calibration_samples=False,
+            output_dir=str(out),
+        )
     )
-    seconds = time.perf_counter() - clock
-    done.set()
-    thread.join()
     versions = {
         "llmcompressor": llmcompressor.__version__,
         "compressed_tensors": compressed_tensors.__version__,
         "transformers": transformers.__version__,
         "torch": torch.__version__,
     }
-    print(json.dumps({"seconds": seconds, "peak_bytes": max(peak[0], _rss()) - start, "versions": versions}))
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak_bytes, "versions": versions}))
 
 
 if __name__ == "__main__":
