@@ -233,7 +233,9 @@ def main() -> None:
         return
     if args.one:
         with tempfile.TemporaryDirectory(prefix="mcs-cov-") as tmp:
-            print(json.dumps(run_model(args.one, args.size, Path(tmp), args.max_params)))
+            row = run_model(args.one, args.size, Path(tmp), args.max_params)
+            row["peak MB"] = _peak_mb()  # the child's high-water mark: export, conversion, jobs, pruning
+            print(json.dumps(row))
         return
     every = classifiers()
     wanted = [m for m in args.models.split(",") if m]
@@ -271,6 +273,17 @@ def main() -> None:
         if store is not None:  # after every model, so the table can be printed from it at any time
             store.write_text(json.dumps(rows, indent=1))
     print_table([r for r in rows if r.get("model") in {n for n, _ in chosen}] if wanted else rows)
+
+
+def _peak_mb() -> int | None:
+    """This process's peak resident memory (VmHWM), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
 
 
 def _claim(folder: Path, name: str) -> bool:
@@ -357,6 +370,7 @@ def print_table(rows: list[dict[str, Any]], total: int = 0) -> None:
         "pruned",
         "left out",
         "seconds",
+        "peak MB",
     ]
     print("\n| " + " | ".join(columns) + " |")
     print("|" + " --- |" * len(columns))
