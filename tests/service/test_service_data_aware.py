@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_settings
 from fastapi.testclient import TestClient
-from svc_helpers import WorkerProcess, wait_for
+from svc_helpers import wait_for, worker_stack
 
 from compression_core.data import load_builtin
 from compression_core.evaluate import evaluate
@@ -21,7 +20,6 @@ from compression_core.format import decode_state_dict
 from compression_core.models import build_model, load_into
 from compression_core.train import save_state_dict, train_reference
 from compression_core.training.finetune import RetrainConfig
-from service.app import create_app
 
 MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 32, 10]}}
 RULES = [
@@ -40,15 +38,8 @@ RETRAIN = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, session_tag: str) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("data-aware")
-    settings = make_settings(tmp / "data", f"sqlite:///{tmp / 'mcs.db'}", redis_url, f"da-{session_tag}")
-    with TestClient(create_app(settings)) as client:
-        worker = WorkerProcess(settings, tmp / "worker.log")
-        try:
-            worker.wait_ready()
-            yield client
-        finally:
-            worker.stop()
+    with worker_stack(tmp_path_factory.mktemp("data-aware"), redis_url, f"da-{session_tag}") as started:
+        yield started.client
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import make_settings
 from fastapi.testclient import TestClient
-from svc_helpers import WorkerProcess, wait_for
+from svc_helpers import wait_for, worker_stack
 
 from compression_core.data import load_builtin
 from compression_core.deploy.onnx_export import ort_session
-from service.app import create_app
 from tests.sources.onnx.tiny import TinyNet, accuracy, export, trained
 
 ONNX_MODEL = {"arch": "onnx"}
@@ -27,15 +25,8 @@ ONNX_MODEL = {"arch": "onnx"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, session_tag: str) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("onnx-stack")
-    settings = make_settings(tmp / "data", f"sqlite:///{tmp / 'mcs.db'}", redis_url, f"onnx-{session_tag}")
-    with TestClient(create_app(settings)) as client:
-        worker = WorkerProcess(settings, tmp / "worker.log")
-        try:
-            worker.wait_ready()
-            yield client
-        finally:
-            worker.stop()
+    with worker_stack(tmp_path_factory.mktemp("onnx-stack"), redis_url, f"onnx-{session_tag}") as started:
+        yield started.client
 
 
 @pytest.fixture(scope="module")

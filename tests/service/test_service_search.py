@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import make_settings
 from fastapi.testclient import TestClient
-from svc_helpers import WorkerProcess, wait_for
+from svc_helpers import wait_for, worker_stack
 
 from compression_core.data import load_builtin
 from compression_core.evaluate import evaluate
@@ -24,7 +23,6 @@ from compression_core.methods.search.validation import split_validation
 from compression_core.models import build_model, load_into
 from compression_core.train import save_state_dict, train_reference
 from compression_core.training.finetune import RetrainConfig
-from service.app import create_app
 
 MLP = {"arch": "mlp", "kwargs": {"sizes": [64, 32, 10]}}
 RULE = {
@@ -42,15 +40,8 @@ SPARSITY = "rules.0.steps.0.sparsity"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, session_tag: str) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("search")
-    settings = make_settings(tmp / "data", f"sqlite:///{tmp / 'mcs.db'}", redis_url, f"search-{session_tag}")
-    with TestClient(create_app(settings)) as client:
-        worker = WorkerProcess(settings, tmp / "worker.log")
-        try:
-            worker.wait_ready()
-            yield client
-        finally:
-            worker.stop()
+    with worker_stack(tmp_path_factory.mktemp("search"), redis_url, f"search-{session_tag}") as started:
+        yield started.client
 
 
 @pytest.fixture(scope="module")
