@@ -15,40 +15,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compression_core.sources.base import DenseWriter, ModelSource, SourceKind, TensorInfo
+from compression_core.sources.base import DenseWriter, SourceKind
+from compression_core.sources.reader_backed import ReaderBackedSource
 from compression_core.sources.state_dict import DENSE_FILE, architecture_module, architecture_signature
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from compression_core.streaming.source import Source
 
 __all__ = ["SOURCE", "ShardedSource"]
 
 
-class ShardedSource(ModelSource):
+class ShardedSource(ReaderBackedSource):
     """A sharded safetensors checkpoint (see the module docstring)."""
 
     kind = "sharded"
-
-    def __init__(self, path: Path, model: Any = None) -> None:
-        super().__init__(path, model)
-        self._reader: Source | None = None
-
-    def _opened(self) -> Source:
-        if self._reader is None:
-            from compression_core.streaming.source import open_source
-
-            self._reader = open_source(self.path)
-        return self._reader
-
-    @property
-    def infos(self) -> list[TensorInfo]:
-        return self._opened().infos
-
-    def load(self, name: str) -> torch.Tensor:
-        return self._opened().load(name)
 
     @property
     def label(self) -> str:
@@ -91,10 +73,6 @@ class ShardedSource(ModelSource):
             return TorchFileWriter(Path(out_dir) / DENSE_FILE, reader.infos)
         assert reader.headers
         return ShardedSafetensorsWriter(Path(out_dir), reader.headers, reader.index)
-
-    def close(self) -> None:
-        if self._reader is not None:  # drops the mappings; a later read maps the file again
-            self._reader.close()
 
 
 def _claims(path: Path, model: Any) -> bool:

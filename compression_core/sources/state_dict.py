@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compression_core.sources.base import DenseWriter, ModelSource, SourceKind, TensorInfo
+from compression_core.sources.base import DenseWriter, SourceKind
+from compression_core.sources.reader_backed import ReaderBackedSource
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from compression_core.streaming.source import Source
 
 __all__ = ["SOURCE", "StateDictSource", "architecture_module", "architecture_signature"]
 
@@ -46,30 +46,16 @@ def architecture_signature(model_spec: Any) -> tuple[int, ...] | None:
     return known_input_shape(model_spec.arch, dict(model_spec.kwargs))
 
 
-class StateDictSource(ModelSource):
+class StateDictSource(ReaderBackedSource):
     """One state-dict file; the module is the spec's named architecture (see the module docstring)."""
 
     kind = "state_dict"
 
-    def __init__(self, path: Path, model: Any = None) -> None:
-        super().__init__(path, model)
-        self._reader: Source | None = None
+    def weights_path(self) -> Path:
+        from compression_core.inspect_upload import inspect_state_dict
 
-    def _streamed(self) -> Source:
-        if self._reader is None:
-            from compression_core.inspect_upload import inspect_state_dict
-            from compression_core.streaming.source import open_source
-
-            inspect_state_dict(self.path)  # an upload's metadata is checked before any tensor is mapped
-            self._reader = open_source(self.path)
-        return self._reader
-
-    @property
-    def infos(self) -> list[TensorInfo]:
-        return self._streamed().infos
-
-    def load(self, name: str) -> torch.Tensor:
-        return self._streamed().load(name)
+        inspect_state_dict(self.path)  # an upload's metadata is checked before any tensor is mapped
+        return self.path
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         from compression_core.io import load_state_dict
@@ -103,10 +89,6 @@ class StateDictSource(ModelSource):
         from compression_core.streaming.dense_out import TorchFileWriter
 
         return TorchFileWriter(Path(out_dir) / DENSE_FILE, self.infos)
-
-    def close(self) -> None:
-        if self._reader is not None:  # drops the mappings; a later read maps the file again
-            self._reader.close()
 
 
 def _claims(path: Path, model: Any) -> bool:

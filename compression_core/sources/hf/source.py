@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from compression_core.budget import check_bytes
 from compression_core.errors import InputError
-from compression_core.sources.base import ModelSource, TensorInfo
 from compression_core.sources.hf.checkpoint import CONFIG, Checkpoint, model_class
+from compression_core.sources.reader_backed import ReaderBackedSource
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from compression_core.streaming.source import Source
 
 __all__ = ["OUTPUT_TAR", "HFSource", "write_checkpoint_tar"]
 
@@ -52,7 +51,7 @@ def write_checkpoint_tar(
     return target
 
 
-class HFSource(ModelSource):
+class HFSource(ReaderBackedSource):
     """A Hugging Face checkpoint folder or tar; transformers builds the module from config.json."""
 
     kind = "hf"
@@ -62,7 +61,6 @@ class HFSource(ModelSource):
     def __init__(self, path: Path, model: Any = None) -> None:
         super().__init__(path, model)
         self.checkpoint = Checkpoint(self.path)
-        self._reader: Source | None = None
         self._config: dict[str, Any] | None = None
 
     # --- the checkpoint ---------------------------------------------------------------------------------
@@ -76,20 +74,9 @@ class HFSource(ModelSource):
             self._config = config
         return self._config
 
-    def _opened(self) -> Source:
-        if self._reader is None:
-            from compression_core.streaming.source import open_source
-
-            self.config  # noqa: B018 - refuse an unknown architecture before any weight is read
-            self._reader = open_source(self.checkpoint.folder() / self.checkpoint.weight_files()[0])
-        return self._reader
-
-    @property
-    def infos(self) -> list[TensorInfo]:
-        return self._opened().infos
-
-    def load(self, name: str) -> torch.Tensor:
-        return self._opened().load(name)
+    def weights_path(self) -> Path:
+        self.config  # noqa: B018 - refuse an unknown architecture before any weight is read
+        return self.checkpoint.folder() / self.checkpoint.weight_files()[0]
 
     # --- the module ---------------------------------------------------------------------------------------
 
@@ -208,9 +195,8 @@ class HFSource(ModelSource):
         return {**super().describe(), "architecture": self.checkpoint.config().get("architectures")}
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        super().close()
+        self._reader = None  # a tar's extracted folder goes with the checkpoint: a later read opens anew
         self.checkpoint.close()
 
 
