@@ -65,7 +65,7 @@ def ours(
     from compression_core.methods.wquant.spec import WQuantSpec
 
     config = WQuantSpec(bits=4, group_size=128, algorithm=algorithm, calibration_rows=calibration.shape[0])
-    results = quantize_model(model, config, calibration=calibration)
+    results = quantize_model(model, config, calibration=calibration, pack=True)  # as a job does
     tar = write_quantized(work / algorithm, source, model, results, original, config)
     return model, tar
 

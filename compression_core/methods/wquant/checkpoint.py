@@ -84,8 +84,9 @@ def packed_tensors(
                 if result.zero is not None:
                     out[f"{layer}.weight_zero_point"] = result.zero.to(torch.int8).contiguous()
             else:
-                out[f"{layer}.weight_packed"] = pack_int32(result.q, bits)
-                out[f"{layer}.weight_shape"] = torch.tensor(list(result.q.shape), dtype=torch.int64)
+                packed = result.packed if result.packed is not None else pack_int32(result.q, bits)
+                out[f"{layer}.weight_packed"] = packed
+                out[f"{layer}.weight_shape"] = torch.tensor(list(result.shape), dtype=torch.int64)
             out[f"{layer}.weight_scale"] = result.scale.to(dtype)
         elif name in original:
             out[name] = tensor.detach().cpu().to(original[name].dtype)

@@ -30,11 +30,32 @@ BLOCK = 128
 
 @dataclass
 class QuantizedWeight:
-    q: torch.Tensor  # (out, in) int8 integers on the grid
+    q: torch.Tensor  # (out, in) int8 integers on the grid (empty once `packed`)
     scale: torch.Tensor  # (out, groups)
     zero: torch.Tensor | None  # (out, groups) integers, asymmetric only
     loss: float  # GPTQ: the Hessian-weighted error it minimizes; RTN: the squared error
     row_loss: torch.Tensor | None = None  # GPTQ: the same per output row
+    packed: torch.Tensor | None = None  # the integers packed into int32 words (`grid.pack_int32`)
+    packed_shape: tuple[int, int] | None = None  # (out, in) of the packed integers
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.packed_shape if self.packed_shape is not None else (self.q.shape[0], self.q.shape[1])
+
+    def packed_form(self, bits: int) -> QuantizedWeight:
+        """The same weight with its integers packed and the int8 copy dropped: a job holds every layer's
+        integers until the checkpoint is written, and packed int4 takes half of int8's memory."""
+        from compression_core.methods.wquant.grid import pack_int32
+
+        return QuantizedWeight(
+            self.q.new_empty(0),
+            self.scale,
+            self.zero,
+            self.loss,
+            self.row_loss,
+            pack_int32(self.q, bits),
+            self.shape,
+        )
 
     def rows(self, start: int, stop: int) -> QuantizedWeight:
         """The rows `start:stop` (one layer of several stacked on a shared Hessian)."""

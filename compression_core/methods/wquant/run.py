@@ -31,7 +31,7 @@ from compression_core.methods.base import CompressFn, Outcome
 from compression_core.methods.wquant.checkpoint import OUTPUT_TAR, write_quantized
 from compression_core.methods.wquant.grid import Grid
 from compression_core.methods.wquant.layer import QuantizedWeight, gptq, rtn
-from compression_core.methods.wquant.spec import Algorithm, WQuantSpec
+from compression_core.methods.wquant.spec import Algorithm, Format, WQuantSpec
 
 __all__ = ["quantize_model", "run", "target_linears"]
 
@@ -124,9 +124,11 @@ def quantize_model(
     batch: int = 8,
     progress: Callable[[float, str], None] | None = None,
     check_cancel: Callable[[str], None] | None = None,
+    pack: bool = False,
 ) -> dict[str, QuantizedWeight]:
     """Quantize `model`'s target linears in place (their weights become the dequantized ones); returns each
-    layer's integers and scales. GPTQ needs `calibration` token-id rows."""
+    layer's integers (packed as they come with `pack`, for a pack-quantized checkpoint) and scales. GPTQ
+    needs `calibration` token-id rows."""
     targets = target_linears(model, config.ignore, config.only)
     if not targets:
         raise InputError("wquant: no linear layer left to quantize (check `ignore` and `only`)")
@@ -138,7 +140,7 @@ def quantize_model(
     def apply(name: str, result: QuantizedWeight) -> None:
         layer = targets[name]
         layer.weight.data.copy_(result.dequantized().to(layer.weight.dtype))
-        results[name] = result
+        results[name] = result.packed_form(config.bits) if pack else result
         if progress is not None:
             progress(len(results) / len(targets), name)
 
@@ -239,6 +241,7 @@ def run(config: WQuantSpec, job: JobContext, compress: CompressFn) -> Outcome:
         device=job.device,
         progress=lambda f, name: job.progress(config.algorithm.value, lo + (hi - lo) * 0.7 * f, name),
         check_cancel=job.check_cancel,
+        pack=config.format == Format.pack_quantized,
     )
     seconds[config.algorithm.value] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -257,10 +260,10 @@ def run(config: WQuantSpec, job: JobContext, compress: CompressFn) -> Outcome:
         rules[f"{name}.weight"] = rules[f"{name}.weight"] or "wquant"
     section: dict[str, Any] = {
         **config.summary(),
-        "format": "compressed-tensors pack-quantized",
+        "format": f"compressed-tensors {config.format}",
         "checkpoint": OUTPUT_TAR,
         "layers": len(results),
-        "quantized_parameters": sum(r.q.numel() for r in results.values()),
+        "quantized_parameters": sum(r.shape[0] * r.shape[1] for r in results.values()),
         "loss": {name: r.loss for name, r in results.items()},
         "seconds": seconds[config.algorithm.value],
     }

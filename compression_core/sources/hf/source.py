@@ -38,13 +38,15 @@ def write_checkpoint_tar(
 ) -> Path:
     """A plain tar of a loadable checkpoint folder: config.json, model.safetensors and the carried files
     (written to `target` through a temporary name, then renamed)."""
-    from safetensors.torch import save
+    from compression_core.streaming.safetensors_out import SafetensorsStream
 
     partial = target.with_name(target.name + ".partial")
-    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"format": "pt"})
+    weights = SafetensorsStream(tensors, metadata={"format": "pt"})  # read out of the tensors, not copied
     with tarfile.open(partial, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, CONFIG, (json.dumps(dict(config), indent=2, sort_keys=True) + "\n").encode())
-        _add(tar, "model.safetensors", blob)
+        info = tarfile.TarInfo("model.safetensors")
+        info.size, info.mtime, info.mode = weights.size, 0, 0o644
+        tar.addfile(info, weights)
         for name in sorted(carried):
             _add(tar, name, carried[name])
     partial.replace(target)

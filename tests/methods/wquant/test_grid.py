@@ -78,3 +78,16 @@ def test_layers_stacked_on_one_hessian_get_the_integers_each_would_alone() -> No
     ):
         assert torch.equal(part.q, alone.q) and torch.equal(part.scale, alone.scale)
         assert part.loss == pytest.approx(alone.loss, rel=1e-5)
+
+
+def test_the_packed_form_keeps_the_packing_and_drops_the_int8_copy() -> None:
+    """What a job holds per layer until the checkpoint is written (`quantize_model(pack=True)`)."""
+    from compression_core.methods.wquant.layer import rtn
+
+    weight = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+    result = rtn(weight, Grid(4), 32, "w")
+    packed = result.packed_form(4)
+    assert packed.q.numel() == 0 and packed.shape == (16, 64) == result.shape
+    assert packed.packed is not None and torch.equal(packed.packed, pack_int32(result.q, 4))
+    assert packed.packed.numel() * 4 == result.q.numel() // 2  # int4: half the bytes of int8
+    assert torch.equal(packed.scale, result.scale) and packed.loss == result.loss
