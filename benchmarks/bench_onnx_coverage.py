@@ -123,6 +123,7 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
 
         read_checked(path)
         row["check"] = "ok"
+        _stage("checked")
         converted = source.converted()
         module = converted.module.eval()
         with torch.no_grad():
@@ -134,6 +135,7 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
         row["convert"] = _short(error) if row["check"] == "ok" else "-"
         row["seconds"] = time.perf_counter() - clock
         return row
+    _stage("converted")
     try:
         spec = {"rules": [{"select": {"name": "*.weight"}, "steps": [{"type": "quantize", "k": 256}]}]}
         out = folder / f"{name}-free"
@@ -156,6 +158,7 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
     except Exception as error:  # noqa: BLE001
         row["data-free"] = _short(error)
     try:
+        _stage("data-free done")
         pruned = source.module()
         assert pruned is not None
         convs = [
@@ -168,6 +171,7 @@ def run_model(name: str, size: int, folder: Path, max_params: float = float("inf
         # scores, or whose channels go through a channel shuffle
         plan = plan_structured(pruned, x, targets)
         left_out = [p.layer for p in plan.refused if p.reason and _LEAVE_OUT.search(p.reason)]
+        _stage("pruning planned")
         prune_structured(pruned, x, [t for t in targets if t.layer not in left_out])
         row["left out"] = len(left_out)
         smaller = folder / f"{name}-pruned.onnx"
@@ -273,6 +277,11 @@ def main() -> None:
         if store is not None:  # after every model, so the table can be printed from it at any time
             store.write_text(json.dumps(rows, indent=1))
     print_table([r for r in rows if r.get("model") in {n for n, _ in chosen}] if wanted else rows)
+
+
+def _stage(name: str) -> None:
+    """A line on stderr per stage with the memory so far: a crashed child's row ends with the last one."""
+    print(f"[{name}: peak {_peak_mb()} MB]", file=sys.stderr, flush=True)
 
 
 def _peak_mb() -> int | None:
