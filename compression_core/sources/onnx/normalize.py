@@ -187,7 +187,10 @@ def _place_batch(target: np.ndarray, sizes: list[int | None]) -> None:
 # `features.1.1.attn.lifted_tensor_0`), and those normalize derives from them (`val_12__node_view`), not the
 # exporting model's parameter or buffer names
 _EXPORTER_NAME = re.compile(
-    r"^(val_\d+|onnx::.*|_val_\d+|initializers_.*)(__.*)?$|(^|\.)(lifted_tensor_\d+|_tensor_constant\d+|scalar_tensor_default(_\d+)?)$"
+    r"^(val_\d+|onnx::.*|_val_\d+|initializers_.*)(__.*)?$"
+    r"|(^|\.)(lifted_tensor_\d+|_tensor_constant\d+|scalar_tensor_default(_\d+)?)$"
+    # a constant the exporter folded, named after the creating op's node (a Swin V2's `zeros_like_3`)
+    r"|^((zeros|ones|full|empty)(_like)?|arange|eye|linspace|scalar_tensor|new_zeros|new_ones)(_\d+)?$"
 )
 
 

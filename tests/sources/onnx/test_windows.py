@@ -2,7 +2,8 @@
 windows (`torch.roll`, which the exporter lowers to slices whose shapes inference loses), a window partition
 whose reshape merges the batch of 1 into the window count (`[4, 16, 8]`), `F.normalize` (an `Expand` to a
 shape holding that count), `clamp(max=...)` (a `Clip` with no lower bound), a LayerNorm after the rolled
-windows, and an integer buffer that indexes a parameter (`relative_position_index`). The converted module
+windows, an integer buffer that indexes a parameter (`relative_position_index`), and a bias zeroed in part
+in `forward` (a Swin V2's qkv bias). The converted module
 runs on any batch, and its state dict is the class's own, the integer buffer included."""
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import math
 
 import onnx
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from compression_core.sources.onnx import OnnxSource
 from compression_core.sources.onnx.convert import convert_graph
-from compression_core.sources.onnx.normalize import normalize
+from compression_core.sources.onnx.normalize import named_by_model, normalize
 from tests.sources.onnx.tiny import export
 
 
@@ -36,7 +38,11 @@ class ShiftedWindows(nn.Module):
         b, h, w, c = x.shape
         x = torch.roll(x, shifts=(-2, -2), dims=(1, 2))
         windows = x.view(b, 2, 4, 2, 4, c).permute(0, 1, 3, 2, 4, 5).reshape(b * 4, 16, c)
-        q, k, v = self.qkv(windows).reshape(windows.size(0), 16, 3, c).permute(2, 0, 1, 3)
+        bias = self.qkv.bias.clone()  # a Swin V2's qkv bias: the keys' third zeroed in forward
+        bias[c : 2 * c].zero_()
+        q, k, v = (
+            F.linear(windows, self.qkv.weight, bias).reshape(windows.size(0), 16, 3, c).permute(2, 0, 1, 3)
+        )
         attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
         attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
         attn = attn + self.bias_table[self.relative_index]
@@ -52,7 +58,7 @@ def test_shifted_windows_run_on_any_batch_with_the_class_names(tmp_path):
     path = export(model, torch.randn(1, 3, 16, 16), tmp_path / "windows.onnx")
     converted = convert_graph(normalize(onnx.load(str(path))))
     state = converted.module.state_dict()
-    assert set(state) == set(model.state_dict())  # no lifted constants, the integer buffer kept
+    assert set(state) == set(model.state_dict())  # no lifted or folded constants, the integer buffer kept
     assert torch.equal(state["relative_index"], model.relative_index)
     model.load_state_dict(state, strict=True)
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
@@ -77,3 +83,21 @@ def test_the_source_checks_the_conversion_against_the_upload_on_its_exported_bat
         converted.module.get_submodule("head").bias.add_(1.0)  # now it computes something else
     with pytest.raises(InputError, match="uploaded graph on its exported batch"):
         verify(converted.module, path, (3, 16, 16), batch=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "own"),
+    [
+        ("layer1.0.conv1.weight", True),
+        ("class_token", True),  # a ViT's, at the top level
+        ("features.1.0.attn.relative_position_index", True),
+        ("val_12", False),
+        ("val_114__node__unsafe_view_3", False),  # what normalize derives from an exporter's name
+        ("onnx::Conv_5", False),
+        ("features.1.1.attn.lifted_tensor_0", False),  # torch.export's lifted constants (Swin)
+        ("scalar_tensor_default_3", False),
+        ("zeros_like_3", False),  # a folded constant named after its op's node (torchvision's Swin V2)
+    ],
+)
+def test_exporter_names_are_told_from_the_models_own(name: str, own: bool) -> None:
+    assert named_by_model(name) is own
