@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,9 @@ def main() -> None:
     parser.add_argument("--also", default="", help="comma-separated rows files of parallel runs: skip theirs")
     parser.add_argument("--claims", default="", help="a folder where parallel runs claim their models")
     parser.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per model")
+    parser.add_argument(
+        "--memory-limit-gb", type=float, default=0, help="anonymous memory per model's child (0: none)"
+    )
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # a child run: one model, JSON out
     parser.add_argument(
         "--from-log",
@@ -277,6 +281,19 @@ def main() -> None:
         if store is not None:  # after every model, so the table can be printed from it at any time
             store.write_text(json.dumps(rows, indent=1))
     print_table([r for r in rows if r.get("model") in {n for n, _ in chosen}] if wanted else rows)
+
+
+def _memory_limit(gigabytes: float) -> Callable[[], None] | None:
+    if not gigabytes:
+        return None
+    limit = int(gigabytes * 1e9)
+
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+    return apply
 
 
 def _stage(name: str) -> None:
@@ -336,7 +353,9 @@ def _read_rows(store: Path | None) -> list[dict[str, Any]]:
 
 def _child(name: str, params: int | None, args: argparse.Namespace) -> dict[str, Any]:
     """One model in a child process (memory and converter state start clean, a crash is one row), bounded
-    by `--timeout` seconds of wall clock (a timeout is a row too)."""
+    by `--timeout` seconds of wall clock (a timeout is a row too) and, with `--memory-limit-gb`, by that
+    much anonymous memory (RLIMIT_DATA: an allocation past it is a MemoryError in the row's stage, where the
+    machine's out-of-memory killer would otherwise take the child, or a neighbour)."""
     command = [
         sys.executable,
         __file__,
@@ -351,7 +370,14 @@ def _child(name: str, params: int | None, args: argparse.Namespace) -> dict[str,
     ]
     clock = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=args.timeout)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=args.timeout,
+            preexec_fn=_memory_limit(args.memory_limit_gb),
+        )
     except subprocess.TimeoutExpired:
         return {
             "model": name,
