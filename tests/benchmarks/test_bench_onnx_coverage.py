@@ -46,6 +46,16 @@ def test_rows_files_merge_in_size_order_and_a_later_row_wins(tmp_path):
 
 def test_a_model_past_its_bound_is_a_timeout_row():
     bench = _bench()
-    args = argparse.Namespace(size=8, threads=1, max_params=1e8, timeout=0.01)
+    args = argparse.Namespace(size=8, threads=1, max_params=1e8, timeout=0.01, memory_limit_gb=0)
     row = bench._child("resnet18", 11, args)
     assert row["model"] == "resnet18" and row["export"].startswith("timeout after")
+
+
+def test_a_model_past_its_memory_bound_is_a_row_not_an_oom_kill():
+    """`--memory-limit-gb`: the child's anonymous memory is capped (RLIMIT_DATA), so running out is an
+    error in its row (here already while importing torch), and the parent goes on."""
+    bench = _bench()
+    args = argparse.Namespace(size=8, threads=1, max_params=1e8, timeout=300, memory_limit_gb=0.05)
+    row = bench._child("resnet18", 11, args)
+    assert row["model"] == "resnet18" and row["export"].startswith("crashed, exit 1"), row
+    assert "MemoryError" in row["export"] or "memory" in row["export"].lower(), row
