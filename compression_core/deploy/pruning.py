@@ -117,14 +117,9 @@ def _graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
         model.train(was)
 
 
-def _out_channel_members(graph: tp.DependencyGraph, module: nn.Module) -> tuple[list[str], bool]:
-    """(names of the modules whose output channels are coupled with `module`'s, touches the model output)."""
-    names, output, _ = _coupling(graph, module)
-    return names, output
-
-
 def _coupling(graph: tp.DependencyGraph, module: nn.Module) -> tuple[list[str], bool, list[str]]:
-    """`_out_channel_members` and the channel-regrouping layers (`ChannelRegroup`) those channels reach."""
+    """(names of the modules whose output channels are coupled with `module`'s, whether those channels are
+    the model's output, the channel-regrouping layers (`ChannelRegroup`) they reach)."""
     pruner = graph.get_pruner_of_module(module)
     group = graph.get_pruning_group(module, pruner.prune_out_channels, [0])
     names: list[str] = []
@@ -271,9 +266,7 @@ def prune_structured(
         total = sum(int(modules[n].weight.shape[0]) for n in counted)
         ratios[tuple(layers)] = torch_pruning_ratio(total, channels_removed(total, sparsity_of[rule]))
     protected = [m for name, m in modules.items() if isinstance(m, PRUNABLE) and matches_any(name, ignore)]
-    protected += [
-        m for name, m in modules.items() if isinstance(m, PRUNABLE) and _out_channel_members(graph, m)[1]
-    ]
+    protected += [m for name, m in modules.items() if isinstance(m, PRUNABLE) and _coupling(graph, m)[1]]
     before = _output_shape(model, example)
     was = model.training
     model.eval()
