@@ -226,10 +226,7 @@ def _per_sample_gathers(model: onnx.ModelProto) -> None:
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     producers = {name: node for node in graph.node for name in node.output}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = _use_counts(graph)
     for node in graph.node:
         if node.op_type != "Gather" or len(node.input) != 2 or node.input[1] not in initializers:
             continue
@@ -353,6 +350,15 @@ def _split_batch(target: np.ndarray, sizes: list[int | None]) -> None:
         target[at] = -1  # the merged place kept whole (`[64 * batch, 49, 288]` to `[64, 49, 3, 3, 32]`)
 
 
+def _use_counts(graph: onnx.GraphProto) -> dict[str, int]:
+    """How many node inputs read each value (an initializer shared by two nodes is rewritten per node)."""
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    return uses
+
+
 def _product(sizes: list[int | None]) -> int | None:
     out = 1
     for size in sizes:
@@ -435,10 +441,7 @@ def _fix_reshapes(model: onnx.ModelProto, batch: int | None) -> None:
 
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = _use_counts(graph)
     for node in graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in initializers:
             continue
