@@ -14,6 +14,7 @@ from compression_core.budget import check_bytes
 from compression_core.errors import InputError
 from compression_core.sources.hf.checkpoint import CONFIG, Checkpoint, model_class
 from compression_core.sources.reader_backed import ReaderBackedSource
+from compression_core.streaming.safetensors_out import SafetensorsStream
 
 if TYPE_CHECKING:
     import torch
@@ -25,12 +26,12 @@ __all__ = ["OUTPUT_TAR", "HFSource", "write_checkpoint_tar"]
 OUTPUT_TAR = "model.hf.tar"  # the dense checkpoint (config.json, model.safetensors, tokenizer files)
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: bytes | SafetensorsStream) -> None:
     info = tarfile.TarInfo(name)
-    info.size = len(data)
+    info.size = len(data) if isinstance(data, bytes) else data.size
     info.mtime = 0  # the same input and spec give the same bytes
     info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
+    tar.addfile(info, io.BytesIO(data) if isinstance(data, bytes) else data)
 
 
 def write_checkpoint_tar(
@@ -38,15 +39,11 @@ def write_checkpoint_tar(
 ) -> Path:
     """A plain tar of a loadable checkpoint folder: config.json, model.safetensors and the carried files
     (written to `target` through a temporary name, then renamed)."""
-    from compression_core.streaming.safetensors_out import SafetensorsStream
-
     partial = target.with_name(target.name + ".partial")
     weights = SafetensorsStream(tensors, metadata={"format": "pt"})  # read out of the tensors, not copied
     with tarfile.open(partial, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, CONFIG, (json.dumps(dict(config), indent=2, sort_keys=True) + "\n").encode())
-        info = tarfile.TarInfo("model.safetensors")
-        info.size, info.mtime, info.mode = weights.size, 0, 0o644
-        tar.addfile(info, weights)
+        _add(tar, "model.safetensors", weights)
         for name in sorted(carried):
             _add(tar, name, carried[name])
     partial.replace(target)
