@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, gt=0, description="Deliveries of one job before the reaper fails it."
     )
+    job_memory_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Memory one job may allocate in its worker child beyond what the child holds when the "
+        "job starts (RLIMIT_DATA, Linux); past it the job fails naming this setting instead of the kernel "
+        "killing the child. Unset: no cap.",
+    )
     reaper_interval_s: float = Field(
         default=30.0, ge=0, description="How often the API requeues lost jobs; 0: never."
     )

@@ -75,10 +75,24 @@ def _read_spec(stored: dict[str, Any]) -> Any:
         raise SpecError(f"the spec is not valid: {format_validation_error(exc)}") from None
 
 
+def _out_of_memory(error: BaseException, stage: str | None, settings: Settings) -> str:
+    """The failure reason of a job whose allocation was refused: where, how much was allowed, what asked."""
+    where = f" in its {stage!r} stage" if stage else ""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    if "CUDA" in first:
+        allowed = "more GPU memory than its device has"
+    elif settings.job_memory_bytes is not None:
+        allowed = f"more memory than MCS_JOB_MEMORY_BYTES={settings.job_memory_bytes:,} bytes allows"
+    else:
+        allowed = "more memory than its worker could allocate"
+    return f"the job needed {allowed}{where} ({type(error).__name__}: {first})"
+
+
 def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> str:
     """Run a job to a final state and return that state (or 'skipped' for a duplicate delivery)."""
     from compression_core.errors import Cancelled, CompressionError
     from compression_core.job.pipeline import compress_file
+    from compression_core.memory_cap import memory_cap, refused_allocation
     from compression_core.methods import upload_roles
     from compression_core.methods.outer import driver_for
 
@@ -92,6 +106,7 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
     root = job_dir(settings, job_id)
     work = root / f"work-{owner.rsplit(':', 1)[-1]}"
     time_limit: int | None = None
+    last_stage: list[str | None] = [None]
     parent_id: uuid.UUID | None = None
     try:
         with factory() as session:
@@ -102,7 +117,6 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             parent_id, trial = job.parent_id, job.trial  # an outer job's child (worker/search.py)
             parent_spec = session.scalar(select(Job.spec).where(Job.id == parent_id)) if parent_id else None
         storage.fetch_inputs(settings, job_id, inputs)  # MCS_STORAGE=s3: from the bucket
-        last_stage: list[str | None] = [None]
 
         def report(progress: Any) -> None:
             last_stage[0] = progress.stage
@@ -118,23 +132,25 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
         driver = driver_for(parent_spec) if parent_spec is not None else None
         if driver is not None:  # a child runs as its outer method says (a search's trial: with a holdout)
             compress = functools.partial(driver.run_child, record=trial or {})
-        compress(
-            root / inputs["model"],
-            spec,
-            work,
-            progress=on_progress,
-            should_cancel=lambda: bool(should_cancel()),
-            device=pick_device(),
-            data_path=data_path,
-            inputs={
-                r: root / inputs[r] for r in upload_roles() if r not in ("model", "data") and r in inputs
-            },
-            checkpoint_dir=root / "checkpoint",  # the job's folder: a later attempt resumes LC / SWS from it
-        )
+        with memory_cap(settings.job_memory_bytes):  # past it: an allocation error, not the OOM killer
+            compress(
+                root / inputs["model"],
+                spec,
+                work,
+                progress=on_progress,
+                should_cancel=lambda: bool(should_cancel()),
+                device=pick_device(),
+                data_path=data_path,
+                inputs={
+                    r: root / inputs[r] for r in upload_roles() if r not in ("model", "data") and r in inputs
+                },
+                checkpoint_dir=root
+                / "checkpoint",  # the job's folder: a later attempt resumes LC / SWS from it
+            )
+            if parent_id is None:  # a child's report is its outer job's (a search's table and plot)
+                lease.progress("report", 1.0, "writing report.html")
+                write_report(job_id, work, root / inputs["model"])
         metrics = json.loads((work / "metrics.json").read_text())  # finite numbers only, unlike the dict
-        if parent_id is None:  # a child's report is its outer job's (a search's table and plot)
-            lease.progress("report", 1.0, "writing report.html")
-            write_report(job_id, work, root / inputs["model"])
         if lease.should_stop():  # lost the lease (or cancelled) while finishing: publish nothing
             raise Cancelled("stopped before publishing")
         artifacts = [
@@ -161,10 +177,13 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
             limit = f"MCS_SOFT_TIME_LIMIT_S={settings.soft_time_limit_s} s"
         lease.finish(JobState.failed, error=f"the job ran past the time limit {limit}")
         return JobState.failed
-    except CompressionError as exc:
-        lease.finish(JobState.failed, error=str(exc) or type(exc).__name__)
-        return JobState.failed
     except Exception as exc:
+        if refused_allocation(exc):
+            lease.finish(JobState.failed, error=_out_of_memory(exc, last_stage[0], settings))
+            return JobState.failed
+        if isinstance(exc, CompressionError):
+            lease.finish(JobState.failed, error=str(exc) or type(exc).__name__)
+            return JobState.failed
         log.exception("job %s failed unexpectedly", job_id)
         lease.finish(
             JobState.failed, error=f"internal error in the worker ({type(exc).__name__}); see its logs"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 from compression_core.budget import ENV, byte_budget
 from compression_core.errors import InputError, SpecError
+from compression_core.memory_cap import memory_cap, refused_allocation
 
 __all__ = ["preflight_bounded"]
 
@@ -113,19 +113,6 @@ def _arch(spec: Mapping[str, Any]) -> str:
     return repr(model.get("arch")) + (f" at input_shape {shape}" if shape else "")
 
 
-def _limit_memory(budget: int) -> tuple[int, int]:
-    """Cap this process's data segment (the soft limit) at what it uses now (the imported library) plus
-    `budget`; returns the limits to restore."""
-    used = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmData:"):
-            used = int(line.split()[1]) * 1024
-    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    cap = used + budget if hard == resource.RLIM_INFINITY else min(used + budget, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
-    return soft, hard
-
-
 def _child() -> int:
     request = json.loads(sys.stdin.read())
     result_path = Path(request["result"])
@@ -137,29 +124,25 @@ def _child() -> int:
     torch.set_num_threads(1)
     spec = Spec.model_validate(request["spec"], context=CHECKED_CONTEXT)
     shapes = request["shapes"]
-    limits = _limit_memory(int(request["memory_bytes"]))
     try:
-        answer: dict[str, Any] = {
-            "report": preflight(
-                spec,
-                None if shapes is None else {k: tuple(v) for k, v in shapes.items()},
-                None if request.get("graph") is None else Path(request["graph"]),
-            )
-        }
-    except MemoryError as error:
-        answer = {"error": _MEMORY, "message": str(error) or "MemoryError"}
-    except InputError as error:
-        answer = {"error": "input", "message": str(error)}
-    except SpecError as error:  # Torch-Pruning's trace wraps what it hit, an allocation refused included
-        refused = "can't allocate memory" in str(error)
-        answer = {"error": _MEMORY if refused else "spec", "message": str(error)[:500]}
+        with memory_cap(int(request["memory_bytes"])):
+            answer: dict[str, Any] = {
+                "report": preflight(
+                    spec,
+                    None if shapes is None else {k: tuple(v) for k, v in shapes.items()},
+                    None if request.get("graph") is None else Path(request["graph"]),
+                )
+            }
     except Exception as error:  # noqa: BLE001 - named in the answer; an allocation refused is the budget
-        text = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        if "can't allocate" in text or "out of memory" in text.lower():
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
+        if refused_allocation(error):  # Torch-Pruning's trace wraps what it hit in a SpecError
             answer = {"error": _MEMORY, "message": text}
+        elif isinstance(error, InputError):
+            answer = {"error": "input", "message": str(error)}
+        elif isinstance(error, SpecError):
+            answer = {"error": "spec", "message": str(error)[:500]}
         else:
-            answer = {"error": "failed", "message": f"{type(error).__name__}: {text}"}
-    resource.setrlimit(resource.RLIMIT_DATA, limits)
+            answer = {"error": "failed", "message": f"{type(error).__name__}: {text[:300]}"}
     result_path.write_text(json.dumps(answer), encoding="utf-8")
     return 0
 
