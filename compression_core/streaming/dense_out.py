@@ -43,7 +43,7 @@ def _serialization_id(old: bytes, crcs: Sequence[int]) -> bytes:
     return old[:20] + b"%020d" % combined
 
 
-def _raw_bytes(tensor: torch.Tensor) -> memoryview:
+def raw_bytes(tensor: torch.Tensor) -> memoryview:
     """`tensor_bytes` without its copy: on a little-endian machine the tensor's own memory is those bytes."""
     if sys.byteorder != "little":
         return memoryview(tensor_bytes(tensor))
@@ -61,7 +61,7 @@ class _Slots:
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
         fd, offset, size = self.slots[name]
-        data = _raw_bytes(tensor)
+        data = raw_bytes(tensor)
         if len(data) != size:
             raise CompressionError(f"decoded {name!r} has {len(data)} bytes, its slot {size}")
         written = 0

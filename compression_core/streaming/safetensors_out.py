@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-from compression_core.streaming.dense_out import _raw_bytes
+from compression_core.streaming.dense_out import raw_bytes
 
 __all__ = ["SafetensorsStream"]
 
@@ -70,7 +70,7 @@ class SafetensorsStream:
             if self._at == len(self._piece):
                 if self._next == len(self._tensors):
                     break
-                self._piece, self._at = _raw_bytes(self._tensors[self._next][1]), 0
+                self._piece, self._at = raw_bytes(self._tensors[self._next][1]), 0
                 self._next += 1
                 continue
             stop = len(self._piece) if n < 0 else min(len(self._piece), self._at + n - len(out))
