@@ -86,7 +86,7 @@ def _layer_norm_shapes(model: onnx.ModelProto) -> None:
     from onnx import helper
 
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(_weightless(model))
     except Exception:  # noqa: BLE001 - an optional improvement; the conversion check still runs
         return
     shapes = {v.name: v.type.tensor_type for v in [*inferred.graph.value_info, *inferred.graph.input]}
@@ -113,6 +113,44 @@ def _layer_norm_shapes(model: onnx.ModelProto) -> None:
         written.add(node.input[0])
 
 
+_KEPT_FLOAT_ELEMENTS = 64  # a float initializer this small may be read for a shape (a Resize's scales)
+
+
+def _weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` for shape inference without the weights' data: each float initializer larger
+    than `_KEPT_FLOAT_ELEMENTS` becomes a graph input of its type and shape (what inference reads of it);
+    integer ones (shape targets, indices) and small floats stay. Normalization infers shapes up to nine
+    times; copying a model with its weights each time cost the memory and time of nine models."""
+    from onnx import helper
+
+    probe = onnx.ModelProto()
+    probe.ir_version = model.ir_version
+    probe.opset_import.extend(model.opset_import)
+    probe.functions.extend(model.functions)
+    graph = probe.graph
+    graph.name = model.graph.name
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    floats = (
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+        onnx.TensorProto.DOUBLE,
+    )
+    declared = {value.name for value in model.graph.input}
+    for tensor in model.graph.initializer:
+        if tensor.data_type in floats and int(np.prod(tensor.dims)) > _KEPT_FLOAT_ELEMENTS:
+            if tensor.name not in declared:
+                graph.input.append(
+                    helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+                )
+        else:
+            graph.initializer.append(tensor)
+    return probe
+
+
 def _inner_batch_reshapes(model: onnx.ModelProto, rounds: int = 8) -> None:
     """Constant `Reshape` targets and `Expand` shapes that still hold the exported batch of 1: in an inner
     place (a ViT's sequence-first attention: `[5, 1, 3, 768]`; `[5, 12, 64]`, batch times heads; `[5, 768]`,
@@ -124,8 +162,7 @@ def _inner_batch_reshapes(model: onnx.ModelProto, rounds: int = 8) -> None:
     from onnx import numpy_helper
 
     for _ in range(rounds):
-        probe = onnx.ModelProto()
-        probe.CopyFrom(model)
+        probe = _weightless(model)
         for value in probe.graph.input:  # a batch no other dimension has: where it goes is the batch
             dims = value.type.tensor_type.shape.dim
             if dims and dims[0].dim_param == BATCH:

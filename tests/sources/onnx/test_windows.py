@@ -101,3 +101,32 @@ def test_the_source_checks_the_conversion_against_the_upload_on_its_exported_bat
 )
 def test_exporter_names_are_told_from_the_models_own(name: str, own: bool) -> None:
     assert named_by_model(name) is own
+
+
+def test_shape_inference_runs_on_a_copy_without_the_weights_data(tmp_path):
+    """Normalization infers shapes up to nine times on a probe without the float weights' data: it
+    declares each large float initializer as an input of its type and shape, keeps the integer ones (the
+    shape targets, the window index) and the small floats, and infers every value's shape as on the model."""
+    from compression_core.sources.onnx.normalize import _KEPT_FLOAT_ELEMENTS, _weightless
+
+    torch.manual_seed(0)
+    model = normalize(onnx.load(export(ShiftedWindows(), torch.randn(1, 3, 16, 16), tmp_path / "w.onnx")))
+    probe = _weightless(model)
+    kept = {t.name for t in probe.graph.initializer}
+    for tensor in model.graph.initializer:
+        small_or_integer = (
+            tensor.data_type != onnx.TensorProto.FLOAT or math.prod(tensor.dims) <= _KEPT_FLOAT_ELEMENTS
+        )
+        assert (tensor.name in kept) == small_or_integer, tensor.name
+    assert "relative_index" in kept and "qkv.weight" not in kept
+    assert {"qkv.weight", "embed.weight"} <= {v.name for v in probe.graph.input}
+    assert probe.ByteSize() < model.ByteSize()
+
+    def shapes(m: onnx.ModelProto) -> dict[str, list[int | str]]:
+        inferred = onnx.shape_inference.infer_shapes(m)
+        return {
+            v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+            for v in inferred.graph.value_info
+        }
+
+    assert shapes(probe) == shapes(model) and len(shapes(model)) > 20
