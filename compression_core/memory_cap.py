@@ -37,8 +37,7 @@ def data_segment_bytes() -> int | None:
 def memory_cap(budget: int | None) -> Iterator[int | None]:
     """Let the data segment grow by at most `budget` bytes inside the block (None: no cap); yields the
     absolute cap set. The previous soft limit comes back on exit, so the process runs on afterwards."""
-    used = data_segment_bytes() if budget is not None else None
-    if budget is None or used is None:
+    if budget is None or (used := data_segment_bytes()) is None:
         yield None
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)

@@ -144,8 +144,8 @@ def run_job(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> 
                 inputs={
                     r: root / inputs[r] for r in upload_roles() if r not in ("model", "data") and r in inputs
                 },
-                checkpoint_dir=root
-                / "checkpoint",  # the job's folder: a later attempt resumes LC / SWS from it
+                # the job's folder: a later attempt resumes LC / SWS from it
+                checkpoint_dir=root / "checkpoint",
             )
             if parent_id is None:  # a child's report is its outer job's (a search's table and plot)
                 lease.progress("report", 1.0, "writing report.html")
