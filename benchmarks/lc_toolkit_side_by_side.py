@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -154,6 +155,8 @@ def print_pair(mix: str, lr: float, toolkit: Outcome | None, ours: Outcome | Non
     assert first is not None
     sched = first.schedule
     print(f"\n== mix ({mix}): {title}; L-step lr {lr:g} ==")
+    if toolkit and ours and toolkit.reference != ours.reference:
+        print(f"NOT the same reference: toolkit {toolkit.reference} | ours {ours.reference}")
     print(
         f"schedule: {sched.get('steps')} μ steps x {sched.get('epochs')} L-step epochs, batch "
         f"{sched.get('batch_size')}, μ {sched.get('mu0'):.2g} x {sched.get('growth'):.4g}/step, "
@@ -190,7 +193,8 @@ def summary_line(o: Outcome) -> str:
     return (
         f"{head} LC ratio {o.ratio:.1f}x ({o.lc_params:,} params), test error "
         f"{_pct(o.test_error, o.test_samples)}, final validation {_pct(val, o.val_samples)}, "
-        f"fc1/fc2 {_linears(o.steps[-1] if o.steps else None)}; {o.seconds:.0f} s"
+        f"fc1/fc2 {_linears(o.steps[-1] if o.steps else None)}; {o.seconds:.0f} s; "
+        f"reference {o.reference or 'not recorded'}"
     )
 
 
@@ -232,6 +236,9 @@ def run_algorithms(args: argparse.Namespace, toolkit: Path | None) -> int:
         f"reference (mcs train lenet5 --data {args.data} --epochs {args.reference_epochs}): validation "
         f"{_pct(rv.error, rv.samples)}, test {_pct(rt.error, rt.samples)}"
     )
+    digest = hashlib.sha256(ref_path.read_bytes()).hexdigest()[:16]
+    reference_id = f"sha256 {digest}..., test {_pct(rt.error, rt.samples)}"
+    print(f"reference file: {reference_id}")
     spectrum_line(reference)
     outcomes: list[Outcome] = []
     started = time.perf_counter()
@@ -276,6 +283,7 @@ def run_algorithms(args: argparse.Namespace, toolkit: Path | None) -> int:
                         args.data,
                         progress,
                     )
+                o.reference = reference_id
                 outcomes.append(o)
                 print(summary_line(o), flush=True)
                 if args.json:

@@ -97,6 +97,7 @@ class Outcome:
     seconds: float = 0.0
     failed: str | None = None
     log: str | None = None
+    reference: str | None = None  # sha256 prefix and test error of the reference it started from
 
     @property
     def ratio(self) -> float:
