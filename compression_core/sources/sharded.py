@@ -11,23 +11,20 @@ module may have changed shape), `model.pth` like a state dict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compression_core.sources.base import DenseWriter, SourceKind
-from compression_core.sources.reader_backed import ReaderBackedSource
-from compression_core.sources.state_dict import DENSE_FILE, architecture_module, architecture_signature
+from compression_core.sources.named_architecture import DENSE_FILE, NamedArchitectureSource
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
+    pass
 
 
 __all__ = ["SOURCE", "ShardedSource"]
 
 
-class ShardedSource(ReaderBackedSource):
+class ShardedSource(NamedArchitectureSource):
     """A sharded safetensors checkpoint (see the module docstring)."""
 
     kind = "sharded"
@@ -41,28 +38,6 @@ class ShardedSource(ReaderBackedSource):
         reader = self._opened()
         folder = reader.index.parent if reader.index is not None else self.path
         return [folder / shard for shard in reader.shards]
-
-    @property
-    def has_module(self) -> bool:
-        return self.model_spec is not None
-
-    def module(self, state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module | None:
-        if self.model_spec is None:
-            return None
-        return architecture_module(self.model_spec, self.state_dict() if state_dict is None else state_dict)
-
-    def input_signature(self) -> tuple[int, ...] | None:
-        return architecture_signature(self.model_spec)
-
-    def architecture(self) -> dict[str, Any] | None:
-        return None if self.model_spec is None else self.model_spec.model_dump(mode="json", exclude={"hf"})
-
-    def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
-        from compression_core.io import save_state_dict
-
-        target = Path(out_dir) / DENSE_FILE
-        save_state_dict(state_dict, target)
-        return [target]
 
     def dense_writer(self, out_dir: Path) -> DenseWriter:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

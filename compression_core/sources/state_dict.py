@@ -10,43 +10,20 @@ Writing: `model.pth` (torch's zip format), in memory with `io.save_state_dict`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compression_core.sources.base import DenseWriter, SourceKind
-from compression_core.sources.reader_backed import ReaderBackedSource
+from compression_core.sources.named_architecture import DENSE_FILE, NamedArchitectureSource
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
-__all__ = ["SOURCE", "StateDictSource", "architecture_module", "architecture_signature"]
-
-DENSE_FILE = "model.pth"
+__all__ = ["SOURCE", "StateDictSource"]
 
 
-def architecture_module(model_spec: Any, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    """The named architecture holding `state_dict` (refused from a meta-device probe before anything is
-    allocated when the weights do not fit it)."""
-    from compression_core.models import build_model, load_into
-
-    return load_into(build_model(model_spec, fits=state_dict), state_dict)
-
-
-def architecture_signature(model_spec: Any) -> tuple[int, ...] | None:
-    """The spec's `input_shape`, else what the architecture's name tells."""
-    from compression_core.models.inputs import known_input_shape
-
-    if model_spec is None:
-        return None
-    if model_spec.input_shape:
-        return tuple(model_spec.input_shape)
-    return known_input_shape(model_spec.arch, dict(model_spec.kwargs))
-
-
-class StateDictSource(ReaderBackedSource):
+class StateDictSource(NamedArchitectureSource):
     """One state-dict file; the module is the spec's named architecture (see the module docstring)."""
 
     kind = "state_dict"
@@ -61,28 +38,6 @@ class StateDictSource(ReaderBackedSource):
         from compression_core.io import load_state_dict
 
         return load_state_dict(self.path)
-
-    @property
-    def has_module(self) -> bool:
-        return self.model_spec is not None
-
-    def module(self, state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module | None:
-        if self.model_spec is None:
-            return None
-        return architecture_module(self.model_spec, self.state_dict() if state_dict is None else state_dict)
-
-    def input_signature(self) -> tuple[int, ...] | None:
-        return architecture_signature(self.model_spec)
-
-    def architecture(self) -> dict[str, Any] | None:
-        return None if self.model_spec is None else self.model_spec.model_dump(mode="json", exclude={"hf"})
-
-    def write(self, out_dir: Path, state_dict: Mapping[str, torch.Tensor]) -> list[Path]:
-        from compression_core.io import save_state_dict
-
-        target = Path(out_dir) / DENSE_FILE
-        save_state_dict(state_dict, target)
-        return [target]
 
     def dense_writer(self, out_dir: Path) -> DenseWriter:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
