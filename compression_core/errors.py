@@ -25,3 +25,8 @@ class UnsupportedModel(InputError):
     """A readable model input that this service will not build or convert: code shipped with it
     (`auto_map`), an architecture the installed library does not ship, an ONNX operator, control flow or an
     opset out of range. The API answers 422 naming it; other InputErrors on an upload are 415."""
+
+
+class TrainingDiverged(CompressionError):
+    """(Re)training's loss became NaN or infinite: the job fails naming the stage, epoch and learning rate
+    rather than writing weights that compute NaN."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from compression_core.errors import Cancelled
+from compression_core.errors import Cancelled, TrainingDiverged
 from compression_core.spec.fields import OptimizerName, RetrainConfig
 
 __all__ = [
@@ -232,6 +233,11 @@ def train_epochs(
         stats = EpochStats(
             epoch, config.epochs, lr, totals.loss_sum / seen, totals.correct / seen, stage=stage
         )
+        if not math.isfinite(stats.train_loss):
+            raise TrainingDiverged(
+                f"{stage} epoch {epoch}/{config.epochs} diverged: training loss {stats.train_loss} at lr "
+                f"{lr:g} ({config.optimizer.value}); a smaller lr for this phase of retrain usually trains"
+            )
         if eval_set is not None:
             ev = evaluate(model, eval_set, device=device, timing=False)
             stats.validation_error, stats.validation_samples = ev.error, ev.samples

@@ -79,7 +79,7 @@ def test_a_trained_and_deployed_job_twice_gives_the_same_artifacts(tmp_path: Pat
                 "steps": [{"type": "prune", "sparsity": 0.5}, {"type": "quantize", "k": 4}],
             },
         ],
-        "retrain": {"prune_schedule": [1.0], "prune": {"epochs": 1}, "finetune": {"epochs": 1}},
+        "retrain": {"prune_schedule": [1.0], "prune": {"epochs": 1}, "finetune": {"epochs": 1, "lr": 0.001}},
     }
     for run in ("one", "two"):
         compress_file(tmp_path / "in.safetensors", parse_spec(json.dumps(spec)), tmp_path / run)

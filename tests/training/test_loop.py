@@ -79,3 +79,30 @@ def test_history_entries_are_named_for_the_split_they_were_measured_on() -> None
     # a checkpoint written before the rename (test_* keys measured on validation) still resumes
     old = {k.replace("validation_", "test_"): v for k, v in entry.items()}
     assert EpochStats(**with_split_names(old)) == EpochStats(**entry)
+
+
+def test_a_diverging_phase_stops_with_its_stage_epoch_and_lr_instead_of_training_on_nan():
+    import pytest
+
+    from compression_core.errors import TrainingDiverged
+
+    torch.manual_seed(0)
+    data = _data()
+    x, y = data.tensors
+    overflowing = TensorDataset(x * 1e37, y)  # logits past float32's range: the loss is inf or NaN
+    model = torch.nn.Linear(5, 3)
+    seen: list[int] = []
+    with pytest.raises(
+        TrainingDiverged, match=r"finetune epoch 1/3 diverged: training loss (nan|inf) at lr 10 \(sgd\)"
+    ):
+        train_epochs(
+            model,
+            overflowing,
+            RetrainConfig(epochs=3, lr=10.0),
+            stage="finetune",
+            on_epoch=lambda stats: seen.append(stats.epoch),
+        )
+    assert seen == []  # no epoch of NaN weights was handed on
+    sane = torch.nn.Linear(5, 3)
+    history = train_epochs(sane, data, RetrainConfig(epochs=2, lr=0.01), stage="finetune")
+    assert [h.epoch for h in history] == [1, 2]  # a stable lr trains on as before

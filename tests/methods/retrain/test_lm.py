@@ -15,7 +15,7 @@ from compression_core.spec.parse import parse_spec
 pytest.importorskip("transformers")
 
 PRUNE = [{"select": {"name": "model.layers.*.mlp.*.weight"}, "steps": [{"type": "prune", "sparsity": 0.8}]}]
-FINETUNE = {"epochs": 4, "optimizer": "adam", "lr": 0.003, "batch_size": 8}
+FINETUNE = {"epochs": 4, "optimizer": "adam", "lr": 0.001, "batch_size": 8}
 
 
 def _spec(**extra: object) -> dict:
