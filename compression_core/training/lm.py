@@ -23,7 +23,7 @@ from torch.utils.data import TensorDataset
 
 from compression_core.errors import Cancelled
 from compression_core.spec.fields import RetrainConfig
-from compression_core.training.loop import EpochCallback, EpochStats, make_optimizer
+from compression_core.training.loop import EpochCallback, EpochStats, make_optimizer, raise_if_diverged
 
 __all__ = ["LMEpochStats", "LMLoss", "causal_lm_loss", "kd_lm_loss", "lm_trainer", "train_lm"]
 
@@ -121,6 +121,7 @@ def train_lm(
         stats = LMEpochStats(
             epoch, config.epochs, lr, loss_sum / max(seen, 1), correct / max(seen, 1), stage=stage
         )
+        raise_if_diverged(stats, config)
         if validation is not None:
             stats.validation_perplexity, stats.validation_tokens = _validation(
                 model, validation, device, config.batch_size

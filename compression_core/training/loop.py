@@ -40,6 +40,7 @@ __all__ = [
     "permuted_batches",
     "renamed_for_split",
     "run_epoch",
+    "raise_if_diverged",
     "train_epochs",
     "with_split_names",
 ]
@@ -192,6 +193,15 @@ def make_optimizer(params: list[nn.Parameter], config: RetrainConfig) -> torch.o
     )
 
 
+def raise_if_diverged(stats: EpochStats, config: RetrainConfig) -> None:
+    """A NaN or infinite epoch loss stops the phase before its weights are handed on (`TrainingDiverged`)."""
+    if not math.isfinite(stats.train_loss):
+        raise TrainingDiverged(
+            f"{stats.stage} epoch {stats.epoch}/{stats.epochs} diverged: training loss {stats.train_loss} at "
+            f"lr {stats.lr:g} ({config.optimizer.value}); a smaller lr for this phase usually trains"
+        )
+
+
 def train_epochs(
     model: nn.Module,
     train_set: TensorDataset,
@@ -233,11 +243,7 @@ def train_epochs(
         stats = EpochStats(
             epoch, config.epochs, lr, totals.loss_sum / seen, totals.correct / seen, stage=stage
         )
-        if not math.isfinite(stats.train_loss):
-            raise TrainingDiverged(
-                f"{stage} epoch {epoch}/{config.epochs} diverged: training loss {stats.train_loss} at lr "
-                f"{lr:g} ({config.optimizer.value}); a smaller lr for this phase of retrain usually trains"
-            )
+        raise_if_diverged(stats, config)
         if eval_set is not None:
             ev = evaluate(model, eval_set, device=device, timing=False)
             stats.validation_error, stats.validation_samples = ev.error, ev.samples

@@ -38,3 +38,29 @@ def test_kd_loss_is_zero_against_itself_and_positive_against_another(model: torc
     with torch.no_grad():
         other.lm_head.weight.mul_(-1.0)
     assert kd_lm_loss(other, temperature=2.0, alpha=1.0)(logits, ids).item() > 0.01
+
+
+def test_a_diverging_lm_phase_stops_with_its_stage_epoch_and_lr(model: torch.nn.Module) -> None:
+    import copy
+
+    from torch.utils.data import TensorDataset
+
+    from compression_core.errors import TrainingDiverged
+    from compression_core.spec.fields import RetrainConfig
+    from compression_core.training.lm import train_lm
+
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.lm_head.weight.fill_(1e38)  # logits past float32's range: the loss is NaN
+    rows = TensorDataset(torch.randint(0, 256, (4, 9), generator=torch.Generator().manual_seed(3)))
+    seen: list[int] = []
+    diverged = r"finetune epoch 1/2 diverged: training loss (nan|inf) at lr 0.001 \(adam\)"
+    with pytest.raises(TrainingDiverged, match=diverged):
+        train_lm(
+            broken,
+            rows,
+            RetrainConfig(epochs=2, lr=0.001, optimizer="adam", batch_size=2),
+            stage="finetune",
+            on_epoch=lambda stats: seen.append(stats.epoch),
+        )
+    assert seen == []
