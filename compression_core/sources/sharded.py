@@ -12,14 +12,10 @@ module may have changed shape), `model.pth` like a state dict.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from compression_core.sources.base import DenseWriter, SourceKind
 from compression_core.sources.named_architecture import DENSE_FILE, NamedArchitectureSource
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = ["SOURCE", "ShardedSource"]
 

@@ -38,9 +38,9 @@ __all__ = [
     "loader_batches",
     "make_optimizer",
     "permuted_batches",
+    "raise_if_diverged",
     "renamed_for_split",
     "run_epoch",
-    "raise_if_diverged",
     "train_epochs",
     "with_split_names",
 ]

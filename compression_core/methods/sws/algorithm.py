@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from compression_core.errors import CompressionError, SpecError
+from compression_core.errors import SpecError, TrainingDiverged
 from compression_core.evaluate import evaluate
 from compression_core.methods.sws.prior import Mixture, MixturePrior, assign, merge_components
 from compression_core.methods.sws.spec import SWSSpec
@@ -117,7 +117,7 @@ def quantize_to_mixture(name: str, tensor: torch.Tensor, mixture: Mixture) -> Te
 def _check_finite(prior: MixturePrior, weights: list[torch.Tensor], epoch: int) -> None:
     tensors = [*weights, *prior.parameters()]
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
-        raise CompressionError(f"SWS: training diverged in epoch {epoch}; lower sws.lr or sws.tau")
+        raise TrainingDiverged(f"SWS: training diverged in epoch {epoch}; lower sws.lr or sws.tau")
 
 
 def run_sws(
