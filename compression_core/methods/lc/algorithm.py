@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from compression_core.errors import Cancelled, CompressionError, InputError, SpecError
+from compression_core.errors import Cancelled, InputError, SpecError, TrainingDiverged
 from compression_core.evaluate import evaluate
 from compression_core.methods.lc.checkpoint import LCCheckpoint, fingerprint
 from compression_core.methods.lc.cstep import c_step, decompressed
-from compression_core.methods.lc.lstep import l_step
+from compression_core.methods.lc.lstep import LStepStats, l_step
 from compression_core.methods.lc.spec import LCSpec
 from compression_core.records import TensorRecord
 from compression_core.select import Selection, select_tensors
@@ -98,13 +98,21 @@ def _relative_gap(weights: Mapping[str, torch.Tensor], deltas: Mapping[str, torc
     return math.sqrt(num / den) if den > 0 else 0.0
 
 
-def _check_finite(weights: Mapping[str, torch.Tensor], where: str) -> None:
+def _check_reference(weights: Mapping[str, torch.Tensor]) -> None:
     bad = [n for n, w in weights.items() if not bool(torch.isfinite(w).all())]
-    if bad and where == "in the reference":
-        raise InputError(f"LC: tensors {bad} contain NaN or infinity in the uploaded model")
     if bad:
-        raise CompressionError(
-            f"LC: training diverged, tensors {bad} are not finite {where}; lower l_step.lr"
+        raise InputError(f"LC: tensors {bad} contain NaN or infinity in the uploaded model")
+
+
+def _check_l_step(weights: Mapping[str, torch.Tensor], stats: LStepStats, step: int, steps: int) -> None:
+    """A NaN loss or non-finite weight after an L step fails the job naming the step, μ-step lr and loss
+    (`TrainingDiverged`), before the C step would compress NaN."""
+    bad = [n for n, w in weights.items() if not bool(torch.isfinite(w).all())]
+    if bad or not math.isfinite(stats.train_loss):
+        tensors = f", tensors {bad} not finite" if bad else ""
+        raise TrainingDiverged(
+            f"LC L step {step}/{steps} diverged: training loss {stats.train_loss} at lr {stats.lr:g}"
+            f"{tensors}; a smaller l_step.lr usually trains"
         )
 
 
@@ -179,7 +187,7 @@ def run_lc(
     if saved is None:
         started = time.perf_counter()
         weights = current()
-        _check_finite(weights, "in the reference")
+        _check_reference(weights)
         records = c_step(weights, selections, schedule[0], device=device)  # direct compression Π(w)
         lambdas = {name: torch.zeros_like(w) for name, w in weights.items()} if lc.multipliers else None
         finish_stats(LCStepStats(step=0, mu=schedule[0]), records, True, started)
@@ -204,7 +212,7 @@ def run_lc(
             model, targets, mu, train_set, lc.l_step, k, device=device, should_cancel=should_cancel
         )
         weights = current()
-        _check_finite(weights, f"after L step {k + 1}")
+        _check_l_step(weights, lstats, k + 1, len(schedule))
         records = c_step(weights, selections, mu, lambdas=lambdas, device=device)
         deltas = decompressed(records, device)
         if lambdas is not None:

@@ -4,8 +4,9 @@ import json
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
-from compression_core.errors import Cancelled, SpecError
+from compression_core.errors import Cancelled, InputError, SpecError, TrainingDiverged
 from compression_core.evaluate import evaluate
 from compression_core.methods.lc.algorithm import compressed_weights, run_lc
 from compression_core.methods.lc.lstep import l_step, lc_penalty
@@ -133,3 +134,21 @@ def test_spec_without_lc_or_matching_tensors(reference_model, digits):
             _spec([{"select": {"name": "nope*"}, "steps": [{"type": "prune", "keep": 1}]}]),
             digits.train,
         )
+
+
+def test_a_diverging_l_step_fails_naming_step_and_lr(reference_model, digits):
+    """Inputs scaled past float32's range make the first L step's loss NaN or infinite: the run stops there
+    with `TrainingDiverged` (a CompressionError, so the job fails with this message) instead of compressing
+    NaN weights."""
+    x, y = digits.train.tensors
+    overflowing = TensorDataset(x * 1e37, y)
+    spec = _spec(FIXED, steps=3, l_step={"epochs": 1, "lr": 0.1, "batch_size": 64})
+    with pytest.raises(TrainingDiverged, match=r"LC L step 1/3 diverged: training loss (nan|inf) at lr 0.1"):
+        run_lc(reference_model, spec, overflowing)
+
+
+def test_a_non_finite_reference_is_an_input_error(reference_model, digits):
+    with torch.no_grad():
+        reference_model.fc1.weight[0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN or infinity in the uploaded model"):
+        run_lc(reference_model, _spec(FIXED, steps=1), digits.train)
