@@ -130,18 +130,13 @@ def shortened(spec: Spec, steps: int, epochs: int) -> Spec:
     return spec.model_copy(update={"lc": new})
 
 
-def l_step_overrides(spec: Spec, args: argparse.Namespace, default_lr: float | None = None) -> Spec:
-    """`--lr` and `--batch-size` replace the L step's first learning rate and batch size; without `--lr`,
-    `default_lr` (when given) replaces the spec's."""
+def l_step_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
+    """The L step's first learning rate is `--lr`, else the seed's (not the example's); `--batch-size`
+    replaces its batch size."""
     assert spec.lc is not None
-    update: dict[str, Any] = {}
-    lr = args.lr if args.lr is not None else default_lr
-    if lr is not None:
-        update["lr"] = lr
+    update: dict[str, Any] = {"lr": args.lr if args.lr is not None else SEED_L_STEP_LR}
     if args.batch_size is not None:
         update["batch_size"] = args.batch_size
-    if not update:
-        return spec
     l_step = spec.lc.l_step.model_copy(update=update)
     return spec.model_copy(update={"lc": spec.lc.model_copy(update={"l_step": l_step})})
 
@@ -174,9 +169,10 @@ def run_mix(mix: str, model_path: Path, args: argparse.Namespace, workdir: Path)
     spec = load_spec(ROOT / "compression_core" / "examples" / f"lc-lenet5-mnist5k-{example}.json")
     spec = shortened(adjusted(spec, args.alpha, args.mu_scale), args.steps, args.epochs)
     assert spec.lc is not None
-    spec = l_step_overrides(spec, args, default_lr=SEED_L_STEP_LR)
+    spec = l_step_overrides(spec, args)
     if args.lr is not None or args.batch_size is not None:
-        title += f" [L-step lr {spec.lc.l_step.lr:g} (seed: 0.2), batch {spec.lc.l_step.batch_size}]"
+        l_step = spec.lc.l_step
+        title += f" [L-step lr {l_step.lr:g} (seed: {SEED_L_STEP_LR}), batch {l_step.batch_size}]"
     if args.alpha is not None or args.mu_scale != 1.0:
         alphas = [r.lowrank.alpha for r in spec.rules if r.lowrank is not None]
         title += f" [NOT the seed's settings: mu x{args.mu_scale:g}, low-rank alpha {alphas or '-'}]"
@@ -245,7 +241,7 @@ def run_row(
         {**spec.model_dump(mode="json", exclude_none=True), "rules": rules_of(row), "data": {"upload": True}}
     )
     spec = shortened(adjusted(spec, None, args.mu_scale), args.steps, args.epochs)
-    spec = l_step_overrides(spec, args, default_lr=SEED_L_STEP_LR)  # the tables are the seed's schedule
+    spec = l_step_overrides(spec, args)  # the tables are the seed's schedule
     started = time.perf_counter()
     try:
         metrics = compress_file(model_path, spec, out, data_path=data_path)
